@@ -1,0 +1,3 @@
+"""voice-call: phone calls for AI agents."""
+
+__version__ = "0.1.0"

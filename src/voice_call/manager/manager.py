@@ -1,0 +1,652 @@
+"""CallManager: the only writer of call state.
+
+Every change follows one order: take the call's lock, read the record, change a copy, persist it
+with an event-log entry, release the lock, and only then cause side effects (dial, speak,
+timers, waking waiters, publishing). A crash therefore never leaves an action without a
+record, and a repeated event (same dedupe key) is refused by the store and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from voice_call.agent.responder import Responder
+from voice_call.clock import Clock
+from voice_call.config import Config
+from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
+from voice_call.manager.bus import EventBus
+from voice_call.manager.inbound import screen
+from voice_call.manager.timers import CallTimers
+from voice_call.manager.turns import Turn
+from voice_call.models import (
+    DTMF_DIGITS,
+    E164,
+    CallEvent,
+    CallRecord,
+    CallState,
+    Direction,
+    EventType,
+    Mode,
+    Speaker,
+    TranscriptEntry,
+    TurnLatency,
+    can_transition,
+)
+from voice_call.providers.base import DialRequest, Provider, ProviderError
+from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
+
+log = logging.getLogger("voice_call.manager")
+
+MOCK_FROM = "+15550000000"
+REAPER_INTERVAL_S = 30.0
+Mutation = Callable[[CallRecord], LoggedEvent | None]
+
+
+class CallManager:
+    def __init__(
+        self,
+        config: Config,
+        store: CallStore,
+        provider: Provider,
+        *,
+        clock: Clock,
+        bus: EventBus | None = None,
+        responder: Responder | None = None,
+        webhook_url: str = "",
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.provider = provider
+        self.clock = clock
+        self.bus = bus or EventBus()
+        self.responder = responder
+        self.webhook_url = webhook_url
+        self.timers = CallTimers(clock)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._initiate_lock = asyncio.Lock()
+        self._turns: dict[str, Turn] = {}
+        self._greeting: set[str] = set()
+        self._ending: dict[str, asyncio.Future[None]] = {}
+        self._recent_keys: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> dict[str, int]:
+        """Restore non-terminal calls, reconcile each with the carrier, start the reaper."""
+        if self._started:
+            return {}
+        self._started = True
+        from voice_call.manager.restore import restore_calls
+
+        summary = await restore_calls(self)
+        if self.config.stale_call_reaper_seconds > 0:
+            self._arm_reaper()
+        return summary
+
+    async def stop(self) -> None:
+        self._started = False
+        self.timers.cancel_all()
+        for turn in list(self._turns.values()):
+            turn.fail(Unavailable("the voice-call server is shutting down"))
+        self._turns.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---------------------------------------------------------------- commands
+
+    async def initiate(
+        self, *, to: str | None, message: str | None, mode: Mode | None = None
+    ) -> CallRecord:
+        to = to or self.config.to_number
+        if not to:
+            raise InvalidInput("to is required: pass a number or set toNumber in the config")
+        if not E164.match(to):
+            raise InvalidInput(f"to must be an E.164 number like +15555550123, got {to!r}")
+        if not message or not message.strip():
+            raise InvalidInput("message is required: what should the call say first?")
+        mode = mode or self.config.outbound.default_mode
+        from_number = self.config.from_number or MOCK_FROM
+        async with self._initiate_lock:  # capacity check and insert must not interleave
+            active = await self.store.list_active()
+            limit = self.config.max_concurrent_calls
+            if len(active) >= limit:
+                raise Unavailable(
+                    f"Maximum concurrent calls ({limit}) reached: end a call or raise "
+                    "maxConcurrentCalls"
+                )
+            record = CallRecord(
+                provider=self.provider.name,
+                direction=Direction.OUTBOUND,
+                mode=mode,
+                from_number=from_number,
+                to_number=to,
+                started_at=self.clock.now(),
+                metadata={"initialMessage": message.strip()},
+            )
+            await self._persist(record, self._entry(record, "call.created", {"to": to}))
+        try:
+            result = await self.provider.initiate_call(
+                DialRequest(
+                    call_id=record.call_id,
+                    from_number=from_number,
+                    to_number=to,
+                    webhook_url=self.webhook_url,
+                    mode=mode.value,
+                    message=message,
+                )
+            )
+        except ProviderError as exc:
+            await self._finish(record.call_id, CallState.FAILED, "call.dial-failed", str(exc))
+            raise Unavailable(f"the carrier refused the call: {exc}") from None
+
+        def dialed(rec: CallRecord) -> LoggedEvent:
+            rec.provider_call_id = result.provider_call_id
+            return self._entry(rec, "call.dialed", {"providerCallId": result.provider_call_id})
+
+        return await self._mutate(record.call_id, dialed)
+
+    async def speak(self, call_id: str, message: str) -> None:
+        await self._speak(call_id, message)
+
+    async def continue_call(self, call_id: str, message: str) -> str:
+        started = time.monotonic()
+        async with self._lock(call_id):
+            record = await self._require_live(call_id)
+            if call_id in self._turns:
+                raise Conflict("Already waiting for transcript: one continue at a time per call")
+            turn = self._turns[call_id] = Turn(call_id, started)
+        try:
+            speak_ms = await self._speak(call_id, message)
+            await self._listen(call_id, turn.token)
+            turn.listen_started = time.monotonic()
+            timeout_s = self.config.transcript_timeout_ms / 1000
+            self.timers.set(
+                call_id,
+                "turn",
+                timeout_s,
+                lambda: turn.fail(
+                    TimedOut(f"Timed out waiting for transcript after {timeout_s * 1000:.0f} ms")
+                ),
+            )
+            transcript = await turn.future
+        finally:
+            self.timers.cancel(call_id, "turn")
+            if self._turns.get(call_id) is turn:
+                del self._turns[call_id]
+        with contextlib.suppress(ProviderError):
+            await self.provider.stop_listening(record)
+        done = time.monotonic()
+        listen_ms = (done - (turn.listen_started or done)) * 1000
+
+        def note(rec: CallRecord) -> LoggedEvent:
+            figures = TurnLatency(
+                turn=len(rec.latency) + 1,
+                speak_ms=round(speak_ms, 3),
+                listen_wait_ms=round(listen_ms, 3),
+                total_ms=round((done - started) * 1000, 3),
+            )
+            rec.latency.append(figures)
+            rec.metadata["turnCount"] = figures.turn
+            return self._entry(rec, "turn.completed", figures.wire())
+
+        with contextlib.suppress(Conflict):  # the call may have ended meanwhile
+            await self._mutate(call_id, note, allow_terminal=True)
+        return transcript
+
+    async def send_dtmf(self, call_id: str, digits: str) -> None:
+        if not DTMF_DIGITS.match(digits):
+            raise InvalidInput("digits may hold only 0-9 * # w W p P , (at most 64)")
+        record = await self._mutate(
+            call_id, lambda rec: self._entry(rec, "bot.dtmf", {"digits": digits})
+        )
+        await self._provider_action(self.provider.send_dtmf(record, digits), "send digits")
+
+    async def end(self, call_id: str, reason: CallState = CallState.HANGUP_BOT) -> None:
+        """Hang up and finalize. Ending an ended call succeeds; concurrent ends share one hang-up."""
+        pending = self._ending.get(call_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        record = await self._get_or_404(call_id)
+        if record.terminal:
+            return None
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ending[call_id] = future
+        try:
+            await self._hangup(record, reason)
+            future.set_result(None)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: the caller gets it re-raised below
+            raise
+        finally:
+            self._ending.pop(call_id, None)
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        return await self.store.get(call_id)
+
+    async def active(self) -> list[CallRecord]:
+        return await self.store.list_active()
+
+    # ---------------------------------------------------------------- events
+
+    async def handle_event(self, event: CallEvent) -> str:
+        """Apply one normalised event. Returns what happened: applied, duplicate, ignored, ..."""
+        key = event.key
+        if key in self._recent_keys or await self.store.seen(key):
+            return "duplicate"
+        record = await self._find(event)
+        if record is None:
+            if event.direction == Direction.INBOUND and event.provider_call_id:
+                return await self._accept_inbound(event)
+            return "unknown-call"  # the key is not burnt: a retry after registration applies
+        if event.type == EventType.ERROR and event.retryable:
+            return "retryable-error"
+        call_id = record.call_id
+        effects: list[Callable[[], object]] = []
+        async with self._lock(call_id):
+            record = await self._get_or_404(call_id)
+            updated = record.model_copy(deep=True)
+            outcome = self._apply(updated, event, effects)
+            entry = self._entry(updated, event.type.value, _event_data(event, outcome), key)
+            try:
+                logged = await self.store.save(updated, entry)
+            except DuplicateEvent:
+                return "duplicate"
+        self._remember(key)
+        if logged is not None:
+            self.bus.publish(logged)
+        for effect in effects:
+            effect()
+        return outcome
+
+    def _apply(
+        self, rec: CallRecord, event: CallEvent, effects: list[Callable[[], object]]
+    ) -> str:
+        """Change `rec` for `event`; queue side effects to run after it is persisted."""
+        if rec.terminal:
+            return "ignored: call already ended"
+        if event.provider_call_id and not rec.provider_call_id:
+            rec.provider_call_id = event.provider_call_id
+        now = event.timestamp or self.clock.now()
+        kind = event.type
+        if kind == EventType.RINGING:
+            return self._move(rec, CallState.RINGING)
+        if kind in (EventType.ANSWERED, EventType.ACTIVE):
+            target = CallState.ANSWERED if kind == EventType.ANSWERED else CallState.ACTIVE
+            first = self._mark_answered(rec, now, effects)
+            outcome = self._move(rec, target)
+            if first:
+                effects.append(lambda: self._spawn(self._on_answered(rec.call_id)))
+            return outcome
+        if kind == EventType.SPEAKING:
+            self._mark_answered(rec, now, effects)
+            return self._move(rec, CallState.SPEAKING)
+        if kind == EventType.SPEECH:
+            return self._apply_speech(rec, event, now, effects)
+        if kind == EventType.ENDED:
+            reason = event.reason or CallState.COMPLETED
+            self._end_record(rec, reason, now)
+            effects.append(lambda: self._finalize(rec.call_id, reason))
+            return "applied"
+        if kind == EventType.ERROR:
+            rec.metadata["error"] = event.error or "carrier error"
+            self._end_record(rec, CallState.ERROR, now)
+            effects.append(lambda: self._finalize(rec.call_id, CallState.ERROR))
+            return "applied"
+        return "applied"  # initiated, dtmf, silence: logged only
+
+    def _apply_speech(
+        self, rec: CallRecord, event: CallEvent, now: float, effects: list[Callable[[], object]]
+    ) -> str:
+        text = (event.transcript or event.text or "").strip()
+        if not event.is_final or not text:
+            return "applied"  # partials are logged, not transcribed
+        self._mark_answered(rec, now, effects)
+        rec.transcript.append(TranscriptEntry(at=now, speaker=Speaker.USER, text=text))
+        self._move(rec, CallState.LISTENING)
+        turn = self._turns.get(rec.call_id)
+        if turn is not None:
+            if not turn.matches(event.turn_token):
+                return "applied: stale turn token"
+            effects.append(lambda: turn.resolve(text))
+        elif self._auto_responds(rec):
+            count = len(rec.transcript)
+            effects.append(lambda: self._spawn(self._auto_respond(rec.call_id, count)))
+        return "applied"
+
+    def _move(self, rec: CallRecord, target: CallState) -> str:
+        if rec.state == target:
+            return "applied"
+        if not can_transition(rec.state, target):
+            return f"ignored: {rec.state.value} → {target.value} goes backwards"
+        rec.state = target
+        return "applied"
+
+    def _mark_answered(
+        self, rec: CallRecord, at: float, effects: list[Callable[[], object]]
+    ) -> bool:
+        """Set answered_at once (inbound calls may never send 'answered') and arm max duration."""
+        if rec.answered_at is not None:
+            return False
+        rec.answered_at = at
+        effects.append(lambda: self._arm_max_duration(rec.call_id, float(self.config.max_duration_seconds)))
+        return True
+
+    def _end_record(self, rec: CallRecord, reason: CallState, at: float) -> None:
+        rec.state = reason
+        rec.end_reason = reason
+        rec.ended_at = at
+
+    # ---------------------------------------------------------------- inbound
+
+    async def _accept_inbound(self, event: CallEvent) -> str:
+        decision = screen(self.config, event.from_number, event.to_number)
+        record = CallRecord(
+            provider=self.provider.name,
+            provider_call_id=event.provider_call_id,
+            direction=Direction.INBOUND,
+            mode=Mode.CONVERSATION,
+            from_number=event.from_number or "unknown",
+            to_number=event.to_number or self.config.from_number or "unknown",
+            state=CallState.RINGING,
+            started_at=event.timestamp or self.clock.now(),
+        )
+        if decision.accepted:
+            record.metadata["initialMessage"] = decision.greeting
+            if decision.route_key:
+                record.metadata["numberRouteKey"] = decision.route_key
+        else:
+            record.metadata["rejectionReason"] = "inbound-policy"
+            self._end_record(record, CallState.HANGUP_BOT, record.started_at)
+        entry = self._entry(
+            record, event.type.value, _event_data(event, "accepted" if decision.accepted else decision.reason), event.key
+        )
+        try:
+            await self._persist(record, entry)
+        except DuplicateEvent:
+            return "duplicate"
+        self._remember(event.key)
+        if not decision.accepted:
+            await self._provider_action(self.provider.hangup(record, "inbound-policy"), "reject", quiet=True)
+            return f"rejected: {decision.reason}"
+        await self._provider_action(self.provider.answer(record), "answer", quiet=True)
+        return "accepted"
+
+    # ---------------------------------------------------------------- speaking and listening
+
+    async def _speak(self, call_id: str, text: str) -> float:
+        """Say `text` on a live call; returns how long the provider took to accept it (ms)."""
+
+        def begin(rec: CallRecord) -> LoggedEvent:
+            self._require_live_record(rec)
+            rec.state = CallState.SPEAKING
+            return self._entry(rec, "bot.speaking", {"text": text})
+
+        record = await self._mutate(call_id, begin)
+        started = time.monotonic()
+        try:
+            await self.provider.speak(record, text)
+        except ProviderError as exc:
+            with contextlib.suppress(Conflict):
+                await self._mutate(call_id, lambda rec: self._after_speak_failure(rec, str(exc)))
+            raise Unavailable(f"could not speak on the call: {exc}") from None
+        elapsed_ms = (time.monotonic() - started) * 1000
+
+        def spoken(rec: CallRecord) -> LoggedEvent:
+            rec.transcript.append(TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=text))
+            return self._entry(rec, "bot.spoke", {"text": text, "ms": round(elapsed_ms, 3)})
+
+        with contextlib.suppress(Conflict):
+            await self._mutate(call_id, spoken)
+        return elapsed_ms
+
+    def _after_speak_failure(self, rec: CallRecord, error: str) -> LoggedEvent:
+        self._move(rec, CallState.LISTENING)  # never left stuck in speaking
+        return self._entry(rec, "bot.speak-failed", {"error": error})
+
+    async def _listen(self, call_id: str, token: str | None) -> None:
+        def begin(rec: CallRecord) -> LoggedEvent:
+            self._require_live_record(rec)
+            self._move(rec, CallState.LISTENING)
+            return self._entry(rec, "bot.listening", {})
+
+        record = await self._mutate(call_id, begin)
+        await self._provider_action(self.provider.start_listening(record, token), "listen")
+
+    async def _on_answered(self, call_id: str) -> None:
+        """Say the initial message once; then hang up (notify) or listen (conversation)."""
+        if call_id in self._greeting:
+            return
+        self._greeting.add(call_id)
+        try:
+            record = await self.store.get(call_id)
+            message = record and record.metadata.get("initialMessage")
+            if record is None or not message or record.terminal:
+                return
+            try:
+                await self._speak(call_id, str(message))
+            except (Unavailable, Conflict) as exc:
+                log.warning("initial message for %s not spoken: %s", call_id, exc)
+                return
+
+            def spoken(rec: CallRecord) -> LoggedEvent:
+                rec.metadata.pop("initialMessage", None)
+                return self._entry(rec, "bot.greeted", {})
+
+            record = await self._mutate(call_id, spoken)
+            if record.mode == Mode.NOTIFY:
+                delay = float(self.config.outbound.notify_hangup_delay_sec)
+                self.timers.set(call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id)))
+            elif call_id not in self._turns:
+                await self._listen(call_id, None)
+        except (Conflict, NotFound, Unavailable) as exc:
+            log.info("after-answer flow for %s stopped: %s", call_id, exc)
+        finally:
+            self._greeting.discard(call_id)
+
+    def _auto_responds(self, rec: CallRecord) -> bool:
+        if self.responder is None:
+            return False
+        return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
+
+    async def _auto_respond(self, call_id: str, transcript_len: int) -> None:
+        assert self.responder is not None
+        record = await self.store.get(call_id)
+        if record is None or not record.state.live:
+            return
+        reply = await self.responder.respond(record)
+        latest = await self.store.get(call_id)
+        if not reply or latest is None or not latest.state.live:
+            return
+        if len(latest.transcript) != transcript_len or call_id in self._turns:
+            return  # the caller spoke again or an agent took the turn: this reply is stale
+        try:
+            await self._speak(call_id, reply)
+            await self._listen(call_id, None)
+        except (Conflict, Unavailable) as exc:
+            log.info("auto-response on %s stopped: %s", call_id, exc)
+
+    # ---------------------------------------------------------------- ending
+
+    async def _hangup(self, record: CallRecord, reason: CallState) -> None:
+        def requested(rec: CallRecord) -> LoggedEvent:
+            rec.metadata["hangupRequestedAt"] = self.clock.now()
+            return self._entry(rec, "bot.hangup", {"reason": reason.value})
+
+        record = await self._mutate(record.call_id, requested)
+        try:
+            await self.provider.hangup(record, reason.value)
+        except ProviderError as exc:
+            if reason == CallState.HANGUP_BOT:
+                raise Unavailable(f"the carrier refused to hang up: {exc}") from None
+            log.warning("hang-up of %s failed (%s); ending it here anyway", record.call_id, exc)
+        await self._finish(record.call_id, reason, "call.ended", None)
+
+    async def _finish(self, call_id: str, reason: CallState, kind: str, error: str | None) -> None:
+        """Persist a terminal state decided here (not by a carrier event), then finalize."""
+
+        def finish(rec: CallRecord) -> LoggedEvent | None:
+            if rec.terminal:
+                return None
+            if error:
+                rec.metadata["error"] = error
+            self._end_record(rec, reason, self.clock.now())
+            return self._entry(rec, kind, {"reason": reason.value, **({"error": error} if error else {})})
+
+        await self._mutate(call_id, finish, allow_terminal=True)
+        self._finalize(call_id, reason)
+
+    def _finalize(self, call_id: str, reason: CallState) -> None:
+        self.timers.cancel_all(call_id)
+        turn = self._turns.pop(call_id, None)
+        if turn is not None:
+            turn.fail(Conflict(f"Call ended: {reason.value}"))
+        self._locks.pop(call_id, None)
+
+    def _arm_max_duration(self, call_id: str, delay: float) -> None:
+        async def expire() -> None:
+            record = await self.store.get(call_id)
+            if record is not None and not record.terminal:
+                await self.end(call_id, CallState.TIMEOUT)
+
+        self.timers.set(call_id, "max-duration", delay, lambda: self._spawn(expire()))
+
+    def _arm_reaper(self) -> None:
+        interval = min(REAPER_INTERVAL_S, float(self.config.stale_call_reaper_seconds))
+
+        def tick() -> None:
+            self._spawn(self.reap_stale())
+            if self._started:
+                self._arm_reaper()
+
+        self.timers.set("*", "reaper", interval, tick)
+
+    async def reap_stale(self) -> int:
+        """End calls never answered within staleCallReaperSeconds; never a live conversation."""
+        cutoff = self.clock.now() - self.config.stale_call_reaper_seconds
+        reaped = 0
+        for record in await self.store.list_active():
+            if record.answered_at is not None or record.started_at > cutoff:
+                continue
+            if record.state in (CallState.SPEAKING, CallState.LISTENING):
+                continue
+            with contextlib.suppress(Conflict, NotFound):
+                await self._mutate(
+                    record.call_id, lambda rec: self._entry(rec, "call.stale", {"endedBy": "stale-reaper"})
+                )
+                await self.end(record.call_id, CallState.TIMEOUT)
+                reaped += 1
+        return reaped
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _lock(self, call_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(call_id, asyncio.Lock())
+
+    async def _mutate(self, call_id: str, change: Mutation, *, allow_terminal: bool = False) -> CallRecord:
+        """Apply `change` to a copy under the call's lock and persist it before returning."""
+        async with self._lock(call_id):
+            record = await self._get_or_404(call_id)
+            if record.terminal and not allow_terminal:
+                raise Conflict(_not_active(record))
+            updated = record.model_copy(deep=True)
+            entry = change(updated)
+            if entry is None:
+                return record
+            await self._persist(updated, entry)
+            return updated
+
+    async def _persist(self, record: CallRecord, entry: LoggedEvent) -> None:
+        logged = await self.store.save(record, entry)
+        if logged is not None:
+            self.bus.publish(logged)
+
+    def _entry(
+        self, rec: CallRecord, kind: str, data: dict[str, Any], key: str | None = None
+    ) -> LoggedEvent:
+        return LoggedEvent(
+            call_id=rec.call_id, type=kind, at=self.clock.now(), dedupe_key=key, state=rec.state.value, data=data
+        )
+
+    async def _find(self, event: CallEvent) -> CallRecord | None:
+        if event.call_id:
+            record = await self.store.get(event.call_id)
+            if record is not None:
+                return record
+        if event.provider_call_id:
+            return await self.store.find_by_provider_call_id(self.provider.name, event.provider_call_id)
+        return None
+
+    async def _get_or_404(self, call_id: str) -> CallRecord:
+        record = await self.store.get(call_id)
+        if record is None:
+            raise NotFound(f"no call with id {call_id!r}")
+        return record
+
+    async def _require_live(self, call_id: str) -> CallRecord:
+        record = await self._get_or_404(call_id)
+        self._require_live_record(record)
+        return record
+
+    def _require_live_record(self, record: CallRecord) -> None:
+        if record.terminal:
+            raise Conflict(_not_active(record))
+        if not record.state.live:
+            raise Conflict(f"call is not connected yet (state={record.state.value})")
+
+    async def _provider_action(self, action: Awaitable[None], what: str, quiet: bool = False) -> None:
+        try:
+            await action
+        except ProviderError as exc:
+            if quiet:
+                log.warning("carrier could not %s: %s", what, exc)
+                return
+            raise Unavailable(f"the carrier could not {what}: {exc}") from None
+
+    def _remember(self, key: str) -> None:
+        self._recent_keys[key] = None
+        if len(self._recent_keys) > 10_000:
+            self._recent_keys.popitem(last=False)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("background task failed: %r", exc, exc_info=exc)
+
+    async def settle(self) -> None:
+        """Wait for background work (greetings, auto-responses, timer actions) to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _not_active(record: CallRecord) -> str:
+    ended = record.ended_at
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)) if ended else "unknown"
+    reason = record.end_reason.value if record.end_reason else "none"
+    return f"call is not active (last state={record.state.value}, endReason={reason}, endedAt={when})"
+
+
+def _event_data(event: CallEvent, outcome: str) -> dict[str, Any]:
+    data = event.wire()
+    for noise in ("type", "id", "dedupeKey", "callId", "isFinal", "retryable"):
+        data.pop(noise, None)
+    if event.type == EventType.SPEECH:
+        data["isFinal"] = event.is_final
+    if outcome != "applied":
+        data["outcome"] = outcome
+    return data

@@ -1,0 +1,212 @@
+"""The core model: call states, end reasons, events, transcript entries and the call record.
+
+Imports nothing of ours. Field names are snake_case in Python and camelCase on the wire
+(JSON-RPC, webhooks, the store), matching the seed plugin (`callId`, `providerCallId`, ...).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+DTMF_DIGITS = re.compile(r"^[0-9*#wWpP,]{1,64}$")
+
+
+class CallState(StrEnum):
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ACTIVE = "active"
+    SPEAKING = "speaking"
+    LISTENING = "listening"
+    # terminal
+    COMPLETED = "completed"
+    HANGUP_USER = "hangup-user"
+    HANGUP_BOT = "hangup-bot"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def live(self) -> bool:
+        """Connected to a person: answered and not yet ended."""
+        return self in LIVE_STATES
+
+
+# The forward order of non-terminal states; speaking and listening share a rank.
+_RANK = {
+    CallState.INITIATED: 0,
+    CallState.RINGING: 1,
+    CallState.ANSWERED: 2,
+    CallState.ACTIVE: 3,
+    CallState.SPEAKING: 4,
+    CallState.LISTENING: 4,
+}
+TERMINAL_STATES = frozenset(s for s in CallState if s not in _RANK)
+LIVE_STATES = frozenset(
+    {CallState.ANSWERED, CallState.ACTIVE, CallState.SPEAKING, CallState.LISTENING}
+)
+EndReason = CallState  # an end reason is always one of the terminal states
+
+
+def can_transition(current: CallState, target: CallState) -> bool:
+    """Forward-only: any non-terminal may end; terminal is final; speaking ⇄ listening cycle."""
+    if current.terminal or current == target:
+        return False
+    if target.terminal:
+        return True
+    return _RANK[target] >= _RANK[current]
+
+
+class Mode(StrEnum):
+    NOTIFY = "notify"
+    CONVERSATION = "conversation"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Speaker(StrEnum):
+    BOT = "bot"
+    USER = "user"
+
+
+class EventType(StrEnum):
+    """Normalised events a provider reports; the manager never sees carrier shapes."""
+
+    INITIATED = "call.initiated"
+    RINGING = "call.ringing"
+    ANSWERED = "call.answered"
+    ACTIVE = "call.active"
+    SPEAKING = "call.speaking"
+    SPEECH = "call.speech"
+    SILENCE = "call.silence"
+    DTMF = "call.dtmf"
+    ENDED = "call.ended"
+    ERROR = "call.error"
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; both accepted on input."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class CallEvent(WireModel):
+    """One normalised event. `call_id` or `provider_call_id` identifies the call."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    type: EventType
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    dedupe_key: str | None = Field(default=None, max_length=512)
+    call_id: str | None = Field(default=None, max_length=128)
+    provider_call_id: str | None = Field(default=None, max_length=256)
+    timestamp: float | None = None
+    direction: Direction | None = None
+    from_number: str | None = Field(default=None, alias="from", max_length=64)
+    to_number: str | None = Field(default=None, alias="to", max_length=64)
+    turn_token: str | None = Field(default=None, max_length=128)
+    # call.speech / call.speaking
+    transcript: str | None = Field(default=None, max_length=8000)
+    text: str | None = Field(default=None, max_length=8000)
+    is_final: bool = True
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    # call.dtmf
+    digits: str | None = Field(default=None, max_length=64)
+    # call.silence
+    duration_ms: int | None = Field(default=None, ge=0)
+    # call.ended
+    reason: CallState | None = None
+    # call.error
+    error: str | None = Field(default=None, max_length=2000)
+    retryable: bool = False
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_is_terminal(cls, v: CallState | None) -> CallState | None:
+        if v is not None and not v.terminal:
+            raise ValueError(f"reason must be a terminal state, not {v.value!r}")
+        return v
+
+    @property
+    def key(self) -> str:
+        """The dedupe key: the carrier-derived key when given, else the event id."""
+        return self.dedupe_key or self.id
+
+
+class TranscriptEntry(WireModel):
+    at: float
+    speaker: Speaker
+    text: str
+    final: bool = True
+
+
+class TurnLatency(WireModel):
+    """Figures for one `continue` turn, in milliseconds."""
+
+    turn: int
+    speak_ms: float  # prompt handed to the provider → playback accepted
+    listen_wait_ms: float  # listening started → final transcript
+    total_ms: float  # continue called → transcript returned
+
+
+class CallRecord(WireModel):
+    call_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    provider: str
+    provider_call_id: str | None = None
+    direction: Direction
+    mode: Mode
+    from_number: str = Field(alias="from")
+    to_number: str = Field(alias="to")
+    state: CallState = CallState.INITIATED
+    started_at: float
+    answered_at: float | None = None
+    ended_at: float | None = None
+    end_reason: CallState | None = None
+    transcript: list[TranscriptEntry] = Field(default_factory=list)
+    latency: list[TurnLatency] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    def summary(self) -> dict[str, Any]:
+        """The status shape of the seed tool: no transcript, no metadata."""
+        keep = (
+            "callId",
+            "providerCallId",
+            "provider",
+            "direction",
+            "mode",
+            "from",
+            "to",
+            "state",
+            "startedAt",
+            "answeredAt",
+            "endedAt",
+            "endReason",
+        )
+        data = self.wire()
+        return {k: data[k] for k in keep if k in data}

@@ -1,0 +1,110 @@
+"""The Provider protocol: intentions out (dial, speak, listen, hang up), normalised events in.
+
+A provider keeps no call state of its own that is not also in the store, so any instance can
+serve any webhook. Carrier-specific shapes never leave this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from voice_call.models import CallEvent, CallRecord
+
+EventSink = Callable[[CallEvent], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    call_id: str
+    from_number: str
+    to_number: str
+    webhook_url: str
+    mode: str
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class DialResult:
+    provider_call_id: str
+    status: str = "initiated"  # or "queued"
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """What the carrier says about a call, used to reconcile on restore."""
+
+    status: str
+    terminal: bool
+    unknown: bool = False  # a transient error: keep the call and re-arm its timers
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    method: str
+    url: str  # the URL as received (scheme://host/path?query)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    remote: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    reason: str = ""
+    request_key: str | None = None  # stable id of the verified request, for the replay cache
+
+
+@dataclass
+class WebhookResult:
+    events: list[CallEvent] = field(default_factory=list)
+    status_code: int = 200
+    body: str = "OK"
+    content_type: str = "text/plain"
+
+
+class WebhookError(ValueError):
+    """A webhook body that cannot be parsed: answered 400 with this reason, nothing applied."""
+
+
+class ProviderError(RuntimeError):
+    """A carrier refused or failed an action."""
+
+
+class Provider(Protocol):
+    name: str
+    # Headers that must be present before the body is read (pre-auth gate); empty for mock.
+    required_headers: tuple[tuple[str, ...], ...]
+
+    def attach(self, sink: EventSink) -> None:
+        """Where the provider reports events that do not arrive over HTTP (mock callee)."""
+        ...
+
+    async def initiate_call(self, request: DialRequest) -> DialResult: ...
+
+    async def answer(self, call: CallRecord) -> None: ...
+
+    async def hangup(self, call: CallRecord, reason: str) -> None: ...
+
+    async def speak(self, call: CallRecord, text: str) -> None:
+        """Say `text`; returns once the carrier accepted it (playback may continue)."""
+        ...
+
+    async def start_listening(self, call: CallRecord, turn_token: str | None) -> None: ...
+
+    async def stop_listening(self, call: CallRecord) -> None: ...
+
+    async def send_dtmf(self, call: CallRecord, digits: str) -> None: ...
+
+    async def get_call_status(self, provider_call_id: str) -> ProviderStatus: ...
+
+    def verify_webhook(self, request: WebhookRequest) -> Verification: ...
+
+    def parse_webhook(
+        self, request: WebhookRequest, request_key: str | None = None
+    ) -> WebhookResult:
+        """Raise WebhookError for a malformed body. `request_key` seeds event dedupe keys."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,226 @@
+"""The mock provider: no network, a simulated callee, and a ledger that plays the carrier.
+
+Dialing writes to an append-only ledger file (the carrier's memory, which outlives our process),
+so after a crash `get_call_status` can still say which calls are live and tests can check that
+no call was dialed twice. The seed's mock webhook also works: POST `{"event": {...}}` or
+`{"events": [...]}` of normalised events to `serve.path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from voice_call.clock import Clock
+from voice_call.models import CallEvent, CallRecord, CallState, EventType
+from voice_call.providers.base import (
+    DialRequest,
+    DialResult,
+    EventSink,
+    ProviderStatus,
+    Verification,
+    WebhookError,
+    WebhookRequest,
+    WebhookResult,
+)
+from voice_call.sim.callee import CalleeScript, SimulatedCallee
+
+log = logging.getLogger("voice_call.mock")
+MAX_EVENTS_PER_WEBHOOK = 100
+_OUTCOME_ENDS = {
+    "busy": CallState.BUSY,
+    "no-answer": CallState.NO_ANSWER,
+    "voicemail": CallState.VOICEMAIL,
+    "failed": CallState.FAILED,
+}
+
+
+class MockLedger:
+    """Append-only JSON lines: {"op": "dial"|"hangup"|"ended", "providerCallId", ...}."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def append(self, op: str, provider_call_id: str, **data: Any) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({"op": op, "providerCallId": provider_call_id, **data})
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def entries(self) -> list[dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return []
+        rows = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash mid-write
+        return rows
+
+
+class MockProvider:
+    name = "mock"
+    required_headers: tuple[tuple[str, ...], ...] = ()
+
+    def __init__(
+        self, clock: Clock, script: CalleeScript | None = None, ledger_path: Path | None = None
+    ) -> None:
+        self.clock = clock
+        self.script = script or CalleeScript()
+        self.ledger = MockLedger(ledger_path)
+        self.callees: dict[str, SimulatedCallee] = {}
+        self._sink: EventSink | None = None
+
+    def attach(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    # -- the simulated carrier -------------------------------------------------------------
+
+    def _callee(self, provider_call_id: str) -> SimulatedCallee:
+        # A call restored after a restart is still on the line: the callee picks up where it is.
+        return self.callees.setdefault(provider_call_id, SimulatedCallee(self.script))
+
+    def _later(self, delay_ms: float, event: CallEvent) -> None:
+        self.clock.call_later(delay_ms / 1000, lambda: self._emit_soon(event))
+
+    def _emit_soon(self, event: CallEvent) -> None:
+        import asyncio
+
+        if self._sink is None:
+            return
+        task = asyncio.ensure_future(self._sink(event))
+        task.add_done_callback(_log_failure)
+
+    async def initiate_call(self, request: DialRequest) -> DialResult:
+        pid = f"mock-{request.call_id}"
+        self.ledger.append("dial", pid, callId=request.call_id, to=request.to_number)
+        self._callee(pid)
+        script = self.script
+        base = {"call_id": request.call_id, "provider_call_id": pid}
+        self._later(0, CallEvent(type=EventType.RINGING, **base))
+        if script.outcome == "answer":
+            self._later(script.answer_delay_ms, CallEvent(type=EventType.ANSWERED, **base))
+        else:
+            reason = _OUTCOME_ENDS.get(script.outcome, CallState.FAILED)
+            self.ledger.append("ended", pid, reason=reason.value)
+            self._later(script.answer_delay_ms, CallEvent(type=EventType.ENDED, reason=reason, **base))
+        return DialResult(provider_call_id=pid)
+
+    async def answer(self, call: CallRecord) -> None:
+        return None
+
+    async def hangup(self, call: CallRecord, reason: str) -> None:
+        if call.provider_call_id:
+            self.ledger.append("hangup", call.provider_call_id, reason=reason)
+            self._callee(call.provider_call_id).hung_up = True
+
+    async def speak(self, call: CallRecord, text: str) -> None:
+        pid = call.provider_call_id or f"mock-{call.call_id}"
+        callee = self._callee(pid)
+        if callee.hear(text) and not callee.hung_up:
+            callee.hung_up = True
+            self.ledger.append("ended", pid, reason=CallState.HANGUP_USER.value)
+            event = CallEvent(
+                type=EventType.ENDED, call_id=call.call_id, provider_call_id=pid,
+                reason=CallState.HANGUP_USER,
+            )
+            self._later(self.script.reply_delay_ms, event)
+
+    async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        pid = call.provider_call_id or f"mock-{call.call_id}"
+        line = self._callee(pid).next_line()
+        if line is None:
+            return
+        base = {"call_id": call.call_id, "provider_call_id": pid, "turn_token": turn_token}
+        half = self.script.reply_delay_ms / 2
+        partial = line.split(" ")[0]
+        self._later(half, CallEvent(type=EventType.SPEECH, transcript=partial, is_final=False, **base))
+        self._later(
+            self.script.reply_delay_ms,
+            CallEvent(type=EventType.SPEECH, transcript=line, is_final=True, confidence=0.93, **base),
+        )
+
+    async def stop_listening(self, call: CallRecord) -> None:
+        return None
+
+    async def send_dtmf(self, call: CallRecord, digits: str) -> None:
+        self._callee(call.provider_call_id or f"mock-{call.call_id}").digits.append(digits)
+
+    async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
+        """From the ledger; ids naming stale/ended/completed are terminal (the seed's convention)."""
+        if any(word in provider_call_id for word in ("stale", "ended", "completed")):
+            return ProviderStatus(status="completed", terminal=True)
+        ops = [e for e in self.ledger.entries() if e.get("providerCallId") == provider_call_id]
+        if not ops:
+            return ProviderStatus(status="unknown", terminal=False, unknown=True)
+        last = ops[-1]
+        if last["op"] in ("hangup", "ended"):
+            return ProviderStatus(status=_carrier_word(last.get("reason")), terminal=True)
+        return ProviderStatus(status="in-progress", terminal=False)
+
+    # -- webhooks ----------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> Verification:
+        # No signature on mock: the request key is a digest of what was sent, so a replay of
+        # the same request is still recognised.
+        digest = hashlib.sha256()
+        for part in (request.method.encode(), request.url.encode(), request.body):
+            digest.update(part + b"\n")
+        return Verification(ok=True, request_key="mock:" + digest.hexdigest())
+
+    def parse_webhook(self, request: WebhookRequest, request_key: str | None = None) -> WebhookResult:
+        try:
+            payload = json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WebhookError(f"body is not valid JSON: {exc}") from None
+        raw = _raw_events(payload)
+        events = []
+        for index, item in enumerate(raw):
+            try:
+                event = CallEvent.model_validate(item)
+            except ValidationError as exc:
+                raise WebhookError(f"events[{index}]: {_first_error(exc)}") from None
+            if not (event.call_id or event.provider_call_id):
+                raise WebhookError(f"events[{index}]: callId or providerCallId is required")
+            if event.dedupe_key is None and request_key:
+                event = event.model_copy(update={"dedupe_key": f"{request_key}:{index}"})
+            events.append(event)
+        return WebhookResult(events=events, content_type="application/json", body="")
+
+    async def close(self) -> None:
+        self.callees.clear()
+
+
+def _raw_events(payload: Any) -> list[Any]:
+    if not isinstance(payload, dict):
+        raise WebhookError('body must be an object: {"event": {...}} or {"events": [...]}')
+    if ("event" in payload) == ("events" in payload) or len(payload) != 1:
+        raise WebhookError('body must have exactly one key: "event" or "events"')
+    raw = [payload["event"]] if "event" in payload else payload["events"]
+    if not isinstance(raw, list) or not raw:
+        raise WebhookError('"events" must be a non-empty list')
+    if len(raw) > MAX_EVENTS_PER_WEBHOOK:
+        raise WebhookError(f"at most {MAX_EVENTS_PER_WEBHOOK} events per request")
+    return raw
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+def _carrier_word(reason: Any) -> str:
+    return {"busy": "busy", "no-answer": "no-answer", "failed": "failed"}.get(str(reason), "completed")
+
+
+def _log_failure(task: Any) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("mock event delivery failed: %r", task.exception())

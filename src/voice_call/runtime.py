@@ -1,0 +1,77 @@
+"""The Runtime: built once from config, it owns the store, provider, manager and event bus.
+
+No module-level state: everything a running service holds hangs off one Runtime, started and
+stopped once. `start()` and `stop()` are idempotent, so a second start in the same process is
+harmless (the seed's EADDRINUSE class of bugs came from building a second server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from voice_call.agent.responder import build_responder
+from voice_call.clock import Clock, RealClock
+from voice_call.config import Config
+from voice_call.manager.bus import EventBus
+from voice_call.manager.manager import CallManager
+from voice_call.providers.registry import build_provider
+from voice_call.security.replay import ReplayCache
+from voice_call.security.rpc_token import ensure_rpc_token
+from voice_call.store.factory import build_store
+
+log = logging.getLogger("voice_call.runtime")
+
+
+class Runtime:
+    def __init__(self, config: Config, home: Path, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.home = home
+        self.clock = clock or RealClock()
+        self.bus = EventBus()
+        self.store = build_store(config, home)
+        self.provider = build_provider(config, self.clock, home)
+        self.replay = ReplayCache()
+        self.manager = CallManager(
+            config,
+            self.store,
+            self.provider,
+            clock=self.clock,
+            bus=self.bus,
+            responder=build_responder(config.responder.provider),
+            webhook_url=self.local_webhook_url(),
+        )
+        self.provider.attach(self.manager.handle_event)
+        self.rpc_token = ""
+        self.restored: dict[str, int] = {}
+        self._state = "new"
+        self._lock = asyncio.Lock()
+
+    def local_webhook_url(self, port: int | None = None) -> str:
+        serve = self.config.serve
+        return f"http://{serve.bind}:{port or serve.port}{serve.path}"
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._state == "running":
+                return
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.rpc_token = ensure_rpc_token(self.home)
+            await self.store.open()
+            self.restored = await self.manager.start()
+            self._state = "running"
+
+    async def stop(self) -> None:
+        async with self._lock:
+            if self._state != "running":
+                return
+            self._state = "stopped"
+            await self.manager.stop()
+            self.bus.close()
+            await self.provider.close()
+            await self.store.close()

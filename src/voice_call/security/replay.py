@@ -1,0 +1,62 @@
+"""Replay cache keyed by the verified request: a replayed webhook changes nothing.
+
+A key is reserved when a request is first accepted; if processing fails before state is durable
+the reservation is released, so the carrier's retry is processed (the seed's PR #118754).
+A replay gets the response the first delivery got.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class CachedResponse:
+    status_code: int
+    body: str
+    content_type: str
+
+
+class ReplayCache:
+    def __init__(
+        self,
+        ttl_s: float = 600.0,
+        max_entries: int = 10_000,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._now = now
+        self._entries: OrderedDict[str, tuple[float, CachedResponse | None]] = OrderedDict()
+
+    def reserve(self, key: str) -> tuple[bool, CachedResponse | None]:
+        """(True, cached-or-None) when `key` was seen within the TTL; else reserve it."""
+        self._expire()
+        hit = self._entries.get(key)
+        if hit is not None:
+            return True, hit[1]
+        self._entries[key] = (self._now(), None)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return False, None
+
+    def complete(self, key: str, response: CachedResponse) -> None:
+        if key in self._entries:
+            self._entries[key] = (self._entries[key][0], response)
+
+    def release(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def _expire(self) -> None:
+        cutoff = self._now() - self.ttl_s
+        while self._entries:
+            first_key, (seen_at, _) = next(iter(self._entries.items()))
+            if seen_at >= cutoff:
+                break
+            del self._entries[first_key]
+
+    def __len__(self) -> int:
+        return len(self._entries)

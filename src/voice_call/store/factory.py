@@ -1,0 +1,26 @@
+"""Choose and open the CallStore named by the config (`store`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from voice_call.config import Config
+from voice_call.errors import Unavailable
+from voice_call.store.base import CallStore
+from voice_call.store.sqlite import SqliteStore
+
+DB_FILE = "calls.db"
+
+
+def sqlite_path(config: Config, home: Path) -> Path:
+    """`store.path` may name a folder (the seed's shape) or a `.db` file; default: the state home."""
+    if config.store.path is None:
+        return home / DB_FILE
+    path = Path(config.store.path).expanduser()
+    return path if path.suffix in (".db", ".sqlite", ".sqlite3") else path / DB_FILE
+
+
+def build_store(config: Config, home: Path) -> CallStore:
+    if config.store.backend == "sqlite":
+        return SqliteStore(sqlite_path(config, home))
+    raise Unavailable(f"store backend {config.store.backend!r} is not available in this build yet")

@@ -1,0 +1,443 @@
+"""The embedded default CallStore: one SQLite file (stdlib `sqlite3`), WAL mode.
+
+Layout (schema version 1, kept in `PRAGMA user_version`):
+
+- `calls`: one row per call. `record` holds the CallRecord JSON (camelCase, as on the wire)
+  *without* its transcript; a few fields are copied into columns for indexing only.
+- `transcript`: one row per transcript entry, keyed by (call_id, idx). Append-only: a save
+  inserts only the entries whose index is at or past the number already stored for that call,
+  so long conversations cost O(new entries) per save and stored rows are never rewritten.
+- `events`: the append-only event log. `seq` is AUTOINCREMENT, so a seq is never reused even
+  after `prune` deletes the newest rows; `dedupe_key` is UNIQUE (NULLs allowed).
+
+Every save is one `BEGIN IMMEDIATE … COMMIT` transaction on one connection. The sqlite calls
+are synchronous inside the `async def` methods on purpose: a save takes tens of microseconds,
+far less than a hop to a worker thread would cost. A lock guards the connection in case a
+caller does use threads (`check_same_thread=False`).
+
+Durability: WAL with `synchronous=NORMAL`. A transaction is in the WAL file (the OS page cache)
+when COMMIT returns, so it survives the process crashing or being killed (kill -9) — which is
+the promise the manager relies on ("persist before side effects"). It does NOT promise to
+survive an OS crash or power loss: the last transactions before such an event may be lost
+(the database stays consistent). `synchronous=FULL` would buy that at an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from voice_call.models import CallRecord, Speaker, TranscriptEntry
+from voice_call.store.base import DuplicateEvent, LoggedEvent
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+# Keep the number of bound parameters per statement well under SQLite's limit.
+_IN_CHUNK = 500
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id          TEXT PRIMARY KEY,
+    provider         TEXT NOT NULL,
+    provider_call_id TEXT,
+    state            TEXT NOT NULL,
+    terminal         INTEGER NOT NULL,
+    direction        TEXT NOT NULL,
+    started_at       REAL NOT NULL,
+    ended_at         REAL,
+    record           TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_provider ON calls (provider, provider_call_id);
+CREATE INDEX IF NOT EXISTS calls_terminal ON calls (terminal, started_at);
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+
+CREATE TABLE IF NOT EXISTS transcript (
+    call_id TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+    idx     INTEGER NOT NULL,
+    at      REAL NOT NULL,
+    speaker TEXT NOT NULL,
+    text    TEXT NOT NULL,
+    final   INTEGER NOT NULL,
+    PRIMARY KEY (call_id, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id    TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    at         REAL NOT NULL,
+    dedupe_key TEXT UNIQUE,
+    state      TEXT,
+    data       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_call ON events (call_id);
+"""
+
+_CALL_COLUMNS = "call_id, record"
+_EVENT_COLUMNS = "seq, call_id, type, at, dedupe_key, state, data"
+
+
+class StoreClosed(RuntimeError):
+    """The store was used before `open()` or after `close()`."""
+
+
+class ReadOnlyStore(PermissionError):
+    """A write was attempted on a store opened with `SqliteStore.open_readonly`."""
+
+
+class SqliteStore:
+    """CallStore on one SQLite file. `await store.open()` before use; `close()` when done."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open_readonly(cls, path: Path | str) -> SqliteStore:
+        """Open an existing store for reading only (e.g. the CLI's status while no server runs).
+
+        Works while a server holds the database open in WAL mode. Raises FileNotFoundError
+        when there is no database at `path`.
+        """
+        store = cls(path, readonly=True)
+        await store.open()
+        return store
+
+    async def open(self) -> None:
+        """Open (creating file, folder and schema when needed). Idempotent."""
+        if self._conn is not None:
+            return
+        conn = self._connect_readonly() if self.readonly else self._connect_writer()
+        self._conn = conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Create the file 0600 ourselves: sqlite would honour the umask (usually 0644).
+        # The -wal and -shm files sqlite creates later copy the main file's mode.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            info = os.fstat(fd)
+            if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"could not enable WAL mode (got {mode!r})")
+            # Durable against a process crash / kill -9 (see the module docstring), not power loss.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no call store at {self.path}")
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only = ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"call store {self.path} has schema version {version}; "
+                    f"this program knows up to {SCHEMA_VERSION}"
+                )
+            if version < 1:
+                raise RuntimeError(f"{self.path} is not an initialised call store")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"call store {self.path} has schema version {version}; "
+                    f"this program knows up to {SCHEMA_VERSION}"
+                )
+            if version < 1:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            # Future migrations: `if version < 2: ...` here, each bumping the version.
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        """Close the connection. Idempotent; the store may be opened again."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreClosed("call store is not open")
+            yield self._conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed on success, rolled back on any error."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreClosed("call store is not open")
+            if self.readonly:
+                raise ReadOnlyStore(f"call store {self.path} was opened read-only")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # Guarded: sqlite may already have rolled back (e.g. after an I/O error), and
+                # a failed ROLLBACK must not hide the original error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _records(
+        self, conn: sqlite3.Connection, rows: Sequence[tuple[str, str]]
+    ) -> list[CallRecord]:
+        """Rebuild records (in `rows` order) from (call_id, record JSON) with their transcripts."""
+        records: list[CallRecord] = []
+        by_id: dict[str, CallRecord] = {}
+        for call_id, record_json in rows:
+            record = CallRecord.model_validate_json(record_json)
+            records.append(record)
+            by_id[call_id] = record
+        ids = list(by_id)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cursor = conn.execute(
+                "SELECT call_id, at, speaker, text, final FROM transcript"
+                f" WHERE call_id IN ({marks}) ORDER BY call_id, idx",
+                chunk,
+            )
+            for call_id, at, speaker, text, final in cursor:
+                by_id[call_id].transcript.append(
+                    TranscriptEntry(at=at, speaker=Speaker(speaker), text=text, final=bool(final))
+                )
+        return records
+
+    @staticmethod
+    def _event(row: tuple[Any, ...]) -> LoggedEvent:
+        seq, call_id, type_, at, dedupe_key, state, data = row
+        return LoggedEvent(
+            seq=seq,
+            call_id=call_id,
+            type=type_,
+            at=at,
+            dedupe_key=dedupe_key,
+            state=state,
+            data=json.loads(data),
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    async def save(
+        self, record: CallRecord, event: LoggedEvent | None = None
+    ) -> LoggedEvent | None:
+        """Atomically upsert the snapshot, append new transcript entries and the event.
+
+        Raises DuplicateEvent (writing nothing) when `event.dedupe_key` was stored before.
+        Returns a copy of the event with `seq` set (and `state` set to the record's state when
+        the event had none), or None when no event was given.
+
+        Transcript entries are append-only: entries at indexes already stored are not
+        rewritten, and a record whose transcript is shorter than what is stored keeps the
+        stored entries.
+        """
+        snapshot = record.model_dump_json(by_alias=True, exclude={"transcript"})
+        with self._writing() as conn:
+            if event is not None and event.dedupe_key is not None:
+                hit = conn.execute(
+                    "SELECT 1 FROM events WHERE dedupe_key = ?", (event.dedupe_key,)
+                ).fetchone()
+                if hit is not None:
+                    raise DuplicateEvent(event.dedupe_key)
+            conn.execute(
+                "INSERT INTO calls (call_id, provider, provider_call_id, state, terminal,"
+                " direction, started_at, ended_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (call_id) DO UPDATE SET provider = excluded.provider,"
+                " provider_call_id = excluded.provider_call_id, state = excluded.state,"
+                " terminal = excluded.terminal, direction = excluded.direction,"
+                " started_at = excluded.started_at, ended_at = excluded.ended_at,"
+                " record = excluded.record",
+                (
+                    record.call_id,
+                    record.provider,
+                    record.provider_call_id,
+                    record.state.value,
+                    int(record.terminal),
+                    record.direction.value,
+                    record.started_at,
+                    record.ended_at,
+                    snapshot,
+                ),
+            )
+            if record.transcript:
+                stored = conn.execute(
+                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM transcript WHERE call_id = ?",
+                    (record.call_id,),
+                ).fetchone()[0]
+                if stored < len(record.transcript):
+                    conn.executemany(
+                        "INSERT INTO transcript (call_id, idx, at, speaker, text, final)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        _transcript_rows(record.call_id, stored, record.transcript[stored:]),
+                    )
+            if event is None:
+                return None
+            state = event.state if event.state is not None else record.state.value
+            cursor = conn.execute(
+                "INSERT INTO events (call_id, type, at, dedupe_key, state, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.call_id,
+                    event.type,
+                    event.at,
+                    event.dedupe_key,
+                    state,
+                    json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
+                ),
+            )
+            seq = cursor.lastrowid
+            assert seq is not None
+        return event.model_copy(update={"seq": seq, "state": state})
+
+    async def prune(self, ended_before: float) -> int:
+        """Delete terminal calls that ended before this time, with their transcript and events.
+
+        A terminal call without `ended_at` counts as ending when it started. Returns how many
+        calls were deleted. Their dedupe keys go with them (`seen` is False afterwards).
+        """
+        doomed = (
+            "SELECT call_id FROM calls WHERE terminal = 1 AND COALESCE(ended_at, started_at) < ?"
+        )
+        with self._writing() as conn:
+            conn.execute(f"DELETE FROM events WHERE call_id IN ({doomed})", (ended_before,))
+            conn.execute(f"DELETE FROM transcript WHERE call_id IN ({doomed})", (ended_before,))
+            cursor = conn.execute(
+                "DELETE FROM calls WHERE terminal = 1 AND COALESCE(ended_at, started_at) < ?",
+                (ended_before,),
+            )
+            return cursor.rowcount
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            return self._records(conn, [row])[0]
+
+    async def find_by_provider_call_id(
+        self, provider: str, provider_call_id: str
+    ) -> CallRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE provider = ? AND provider_call_id = ?"
+                " ORDER BY started_at DESC LIMIT 1",
+                (provider, provider_call_id),
+            ).fetchone()
+            if row is None:
+                return None
+            return self._records(conn, [row])[0]
+
+    async def list_active(self) -> list[CallRecord]:
+        """Every non-terminal call, oldest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE terminal = 0 ORDER BY started_at, call_id"
+            ).fetchall()
+            return self._records(conn, rows)
+
+    async def list_recent(self, limit: int = 50) -> list[CallRecord]:
+        """Most recently started calls first, any state."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC, call_id DESC LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+            return self._records(conn, rows)
+
+    async def seen(self, dedupe_key: str) -> bool:
+        """True when an event with this dedupe key was applied (and not pruned since)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE dedupe_key = ?", (dedupe_key,)
+            ).fetchone()
+            return row is not None
+
+    async def events(
+        self, *, since_seq: int = 0, call_id: str | None = None, limit: int = 1000
+    ) -> list[LoggedEvent]:
+        """Event-log rows with seq > since_seq, in order."""
+        with self._reading() as conn:
+            if call_id is None:
+                cursor = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (since_seq, max(0, limit)),
+                )
+            else:
+                cursor = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE call_id = ? AND seq > ?"
+                    " ORDER BY seq LIMIT ?",
+                    (call_id, since_seq, max(0, limit)),
+                )
+            return [self._event(row) for row in cursor]
+
+    async def last_seq(self) -> int:
+        """The highest seq ever assigned (0 when none); it does not go down after `prune`."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            return int(row[0]) if row is not None else 0
+
+
+def _transcript_rows(
+    call_id: str, first: int, entries: Iterable[TranscriptEntry]
+) -> Iterator[tuple[str, int, float, str, str, int]]:
+    for idx, entry in enumerate(entries, start=first):
+        yield (call_id, idx, entry.at, entry.speaker.value, entry.text, int(entry.final))
