@@ -1,4 +1,4 @@
-"""A CallManager on a fake clock, a real SQLite file and the mock provider: no sleeps, no network."""
+"""A CallManager on a fake clock, a real SQLite file and the mock provider (no sleeps)."""
 
 from __future__ import annotations
 

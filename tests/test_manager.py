@@ -1,4 +1,4 @@
-"""CallManager behaviour on the mock provider: lifecycle, turns, timers, inbound, dedupe, restore."""
+"""CallManager on the mock provider: lifecycle, turns, timers, inbound, dedupe, restore."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ async def test_notify_call_says_message_then_hangs_up_after_delay(tmp_path: Path
 
 async def test_conversation_greets_then_listens_and_records_reply(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
-        call = await h.manager.initiate(to="+15555550199", message="Hi there", mode=Mode.CONVERSATION)
+        call = await h.manager.initiate(
+            to="+15555550199", message="Hi there", mode=Mode.CONVERSATION
+        )
         await h.advance(1.0)
         rec = await h.manager.get(call.call_id)
         assert rec is not None and rec.state == CallState.LISTENING
@@ -101,7 +103,7 @@ async def test_stale_turn_token_does_not_answer_current_turn(tmp_path: Path) -> 
 
 async def test_input_errors(tmp_path: Path) -> None:
     async with harness(tmp_path, {"toNumber": None}) as h:
-        with pytest.raises(InvalidInput, match="E.164"):
+        with pytest.raises(InvalidInput, match=r"E\.164"):
             await h.manager.initiate(to="555-1234", message="hi")
         with pytest.raises(InvalidInput, match="to is required"):
             await h.manager.initiate(to=None, message="hi")
@@ -168,7 +170,9 @@ async def test_reaper_ends_unanswered_but_never_live_calls(tmp_path: Path) -> No
         # a live inbound call that never sent 'answered' but is talking (seed issue #79121)
         await h.manager.handle_event(
             CallEvent(
-                type=EventType.INITIATED, provider_call_id="in-1", direction=Direction.INBOUND,
+                type=EventType.INITIATED,
+                provider_call_id="in-1",
+                direction=Direction.INBOUND,
                 **{"from": "+15555550100", "to": "+15555550111"},
             )
         )
@@ -182,7 +186,9 @@ async def test_reaper_spares_a_listening_call(tmp_path: Path) -> None:
     async with harness(tmp_path, overrides) as h:
         await h.manager.handle_event(
             CallEvent(
-                type=EventType.INITIATED, provider_call_id="in-2", direction=Direction.INBOUND,
+                type=EventType.INITIATED,
+                provider_call_id="in-2",
+                direction=Direction.INBOUND,
                 **{"from": "+15555550100", "to": "+15555550111"},
             )
         )
@@ -202,15 +208,20 @@ async def test_inbound_policies(tmp_path: Path) -> None:
         "numbers": {"+15555550111": {"inboundGreeting": "Sales line, hello!"}},
     }
     async with harness(tmp_path, overrides) as h:
+
         def inbound(pid: str, caller: str, to: str = "+15555550999") -> CallEvent:
             return CallEvent(
-                type=EventType.INITIATED, provider_call_id=pid, direction=Direction.INBOUND,
+                type=EventType.INITIATED,
+                provider_call_id=pid,
+                direction=Direction.INBOUND,
                 **{"from": caller, "to": to},
             )
 
         assert (await h.manager.handle_event(inbound("a", "+15555550777"))).startswith("rejected")
         assert await h.manager.handle_event(inbound("b", "+1 (555) 555-0100")) == "accepted"
-        assert await h.manager.handle_event(inbound("c", "+15555550100", "+15555550111")) == "accepted"
+        assert (
+            await h.manager.handle_event(inbound("c", "+15555550100", "+15555550111")) == "accepted"
+        )
         rejected = await h.store.find_by_provider_call_id("mock", "a")
         assert rejected is not None and rejected.state == CallState.HANGUP_BOT
         assert rejected.metadata["rejectionReason"] == "inbound-policy"
@@ -227,7 +238,9 @@ async def test_inbound_policies(tmp_path: Path) -> None:
 async def test_inbound_disabled_by_default(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         event = CallEvent(
-            type=EventType.INITIATED, provider_call_id="x", direction=Direction.INBOUND,
+            type=EventType.INITIATED,
+            provider_call_id="x",
+            direction=Direction.INBOUND,
             **{"from": "+15555550100"},
         )
         assert "disabled" in await h.manager.handle_event(event)
@@ -256,12 +269,16 @@ async def test_backwards_and_post_terminal_events_are_logged_and_ignored(tmp_pat
     async with harness(tmp_path, {"mock": {"silent": True}}) as h:
         call = await h.manager.initiate(to=None, message="hi", mode=Mode.CONVERSATION)
         await h.advance(1.0)
-        outcome = await h.manager.handle_event(CallEvent(type=EventType.RINGING, call_id=call.call_id))
+        outcome = await h.manager.handle_event(
+            CallEvent(type=EventType.RINGING, call_id=call.call_id)
+        )
         assert outcome.startswith("ignored") and "backwards" in outcome
         await h.manager.handle_event(
             CallEvent(type=EventType.ENDED, call_id=call.call_id, reason=CallState.HANGUP_USER)
         )
-        outcome = await h.manager.handle_event(CallEvent(type=EventType.ANSWERED, call_id=call.call_id))
+        outcome = await h.manager.handle_event(
+            CallEvent(type=EventType.ANSWERED, call_id=call.call_id)
+        )
         assert outcome == "ignored: call already ended"
         rec = await h.store.get(call.call_id)
         assert rec is not None and rec.state == CallState.HANGUP_USER
@@ -308,10 +325,15 @@ async def test_notify_calls_do_not_auto_respond(tmp_path: Path) -> None:
     async with harness(tmp_path, {}, responder=EchoResponder()) as h:
         call = await h.manager.initiate(to=None, message="Reminder", mode=Mode.NOTIFY)
         await h.advance(1.0)
-        await h.manager.handle_event(CallEvent(type=EventType.SPEECH, call_id=call.call_id, transcript="ok"))
+        await h.manager.handle_event(
+            CallEvent(type=EventType.SPEECH, call_id=call.call_id, transcript="ok")
+        )
         await h.advance(0.1)
         rec = await h.manager.get(call.call_id)
-        assert rec is not None and [e.speaker for e in rec.transcript] == [Speaker.BOT, Speaker.USER]
+        assert rec is not None and [e.speaker for e in rec.transcript] == [
+            Speaker.BOT,
+            Speaker.USER,
+        ]
 
 
 async def test_restore_reconciles_without_redialing(tmp_path: Path) -> None:
@@ -327,13 +349,13 @@ async def test_restore_reconciles_without_redialing(tmp_path: Path) -> None:
         assert rec is not None and rec.answered_at is not None
         await h.store.save(rec.model_copy(update={"answered_at": rec.answered_at - 500}))
         # a dial that was never confirmed (crash between persist and dial)
-        ghost = rec.model_copy(update={"call_id": "ghost", "provider_call_id": None, "answered_at": None})
+        ghost = rec.model_copy(
+            update={"call_id": "ghost", "provider_call_id": None, "answered_at": None}
+        )
         await h.store.save(ghost)
     dials_before = [e for e in h.ledger() if e["op"] == "dial"]
     async with harness(tmp_path, overrides, start=h.clock.now()) as h2:
-        summary = {
-            c.call_id: c for c in await h2.store.list_recent(10)
-        }
+        summary = {c.call_id: c for c in await h2.store.list_recent(10)}
         assert summary[live.call_id].state == CallState.LISTENING
         assert summary[old.call_id].state == CallState.TIMEOUT
         assert summary[hung.call_id].state == CallState.COMPLETED

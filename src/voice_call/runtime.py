@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from voice_call.agent.responder import build_responder
-from voice_call.clock import Clock, RealClock
+from voice_call.clock import Clock, RealClock, Timer
 from voice_call.config import Config
 from voice_call.manager.bus import EventBus
 from voice_call.manager.manager import CallManager
@@ -22,6 +22,7 @@ from voice_call.security.rpc_token import ensure_rpc_token
 from voice_call.store.factory import build_store
 
 log = logging.getLogger("voice_call.runtime")
+RETENTION_INTERVAL_S = 3600.0
 
 
 class Runtime:
@@ -47,6 +48,8 @@ class Runtime:
         self.restored: dict[str, int] = {}
         self._state = "new"
         self._lock = asyncio.Lock()
+        self._retention_timer: Timer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def local_webhook_url(self, port: int | None = None) -> str:
         serve = self.config.serve
@@ -65,12 +68,38 @@ class Runtime:
             await self.store.open()
             self.restored = await self.manager.start()
             self._state = "running"
+            self._arm_retention()
+
+    def _arm_retention(self, delay: float = 0.0) -> None:
+        """Prune ended calls older than store.retentionDays now, then hourly (0 keeps all)."""
+        days = self.config.store.retention_days
+        if days <= 0 or self._state != "running":
+            return
+
+        async def prune() -> None:
+            removed = await self.store.prune(self.clock.now() - days * 86_400)
+            if removed:
+                log.info("pruned %d call(s) ended more than %d day(s) ago", removed, days)
+            self._arm_retention(RETENTION_INTERVAL_S)
+
+        def fire() -> None:
+            if self._state == "running":
+                task = asyncio.ensure_future(prune())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        self._retention_timer = self.clock.call_later(delay, fire)
 
     async def stop(self) -> None:
         async with self._lock:
             if self._state != "running":
                 return
             self._state = "stopped"
+            if self._retention_timer is not None:
+                self._retention_timer.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.manager.stop()
             self.bus.close()
             await self.provider.close()

@@ -10,7 +10,7 @@ from voice_call.store.base import LoggedEvent
 
 
 class EventBus:
-    """Each subscriber gets its own bounded queue; one that falls behind is dropped, not waited on."""
+    """Each subscriber has a bounded queue; one that falls behind is dropped, not waited on."""
 
     def __init__(self, queue_size: int = 1000) -> None:
         self._queue_size = queue_size

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from voice_call.config import Config, NumberRoute
 
 DEFAULT_GREETING = "Hello! How can I help you today?"
-
-
-class _Route(Protocol):
-    inbound_greeting: str | None
-
-
-class _Policy(Protocol):
-    inbound_policy: str
-    allow_from: list[str]
-    inbound_greeting: str | None
-
-    @property
-    def numbers(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +22,7 @@ def digits(number: str | None) -> str:
     return "".join(ch for ch in number or "" if ch.isdigit())
 
 
-def find_route(numbers: Mapping[str, Any], to_number: str | None) -> str | None:
+def find_route(numbers: Mapping[str, NumberRoute], to_number: str | None) -> str | None:
     """Exact key first, then a digits-only comparison (carriers vary in formatting)."""
     if not to_number:
         return None
@@ -44,7 +32,7 @@ def find_route(numbers: Mapping[str, Any], to_number: str | None) -> str | None:
     return next((key for key in numbers if wanted and digits(key) == wanted), None)
 
 
-def screen(config: _Policy, from_number: str | None, to_number: str | None) -> InboundDecision:
+def screen(config: Config, from_number: str | None, to_number: str | None) -> InboundDecision:
     policy = config.inbound_policy
     if policy == "disabled":
         return InboundDecision(False, "inbound calls are disabled (inboundPolicy)")
@@ -55,6 +43,6 @@ def screen(config: _Policy, from_number: str | None, to_number: str | None) -> I
         if caller not in {digits(n) for n in config.allow_from}:
             return InboundDecision(False, "caller not in allowFrom")
     route_key = find_route(config.numbers, to_number)
-    route: _Route | None = config.numbers.get(route_key) if route_key else None
+    route = config.numbers.get(route_key) if route_key else None
     greeting = (route and route.inbound_greeting) or config.inbound_greeting or DEFAULT_GREETING
     return InboundDecision(True, greeting=greeting, route_key=route_key)

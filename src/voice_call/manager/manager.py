@@ -211,7 +211,7 @@ class CallManager:
         await self._provider_action(self.provider.send_dtmf(record, digits), "send digits")
 
     async def end(self, call_id: str, reason: CallState = CallState.HANGUP_BOT) -> None:
-        """Hang up and finalize. Ending an ended call succeeds; concurrent ends share one hang-up."""
+        """Hang up and finalize. Ending an ended call succeeds; concurrent ends share a hang-up."""
         pending = self._ending.get(call_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -268,9 +268,7 @@ class CallManager:
             effect()
         return outcome
 
-    def _apply(
-        self, rec: CallRecord, event: CallEvent, effects: list[Callable[[], object]]
-    ) -> str:
+    def _apply(self, rec: CallRecord, event: CallEvent, effects: list[Callable[[], object]]) -> str:
         """Change `rec` for `event`; queue side effects to run after it is persisted."""
         if rec.terminal:
             return "ignored: call already ended"
@@ -338,7 +336,9 @@ class CallManager:
         if rec.answered_at is not None:
             return False
         rec.answered_at = at
-        effects.append(lambda: self._arm_max_duration(rec.call_id, float(self.config.max_duration_seconds)))
+        effects.append(
+            lambda: self._arm_max_duration(rec.call_id, float(self.config.max_duration_seconds))
+        )
         return True
 
     def _end_record(self, rec: CallRecord, reason: CallState, at: float) -> None:
@@ -368,7 +368,10 @@ class CallManager:
             record.metadata["rejectionReason"] = "inbound-policy"
             self._end_record(record, CallState.HANGUP_BOT, record.started_at)
         entry = self._entry(
-            record, event.type.value, _event_data(event, "accepted" if decision.accepted else decision.reason), event.key
+            record,
+            event.type.value,
+            _event_data(event, "accepted" if decision.accepted else decision.reason),
+            event.key,
         )
         try:
             await self._persist(record, entry)
@@ -376,7 +379,9 @@ class CallManager:
             return "duplicate"
         self._remember(event.key)
         if not decision.accepted:
-            await self._provider_action(self.provider.hangup(record, "inbound-policy"), "reject", quiet=True)
+            await self._provider_action(
+                self.provider.hangup(record, "inbound-policy"), "reject", quiet=True
+            )
             return f"rejected: {decision.reason}"
         await self._provider_action(self.provider.answer(record), "answer", quiet=True)
         return "accepted"
@@ -396,13 +401,16 @@ class CallManager:
         try:
             await self.provider.speak(record, text)
         except ProviderError as exc:
+            error = str(exc)
             with contextlib.suppress(Conflict):
-                await self._mutate(call_id, lambda rec: self._after_speak_failure(rec, str(exc)))
-            raise Unavailable(f"could not speak on the call: {exc}") from None
+                await self._mutate(call_id, lambda rec: self._after_speak_failure(rec, error))
+            raise Unavailable(f"could not speak on the call: {error}") from None
         elapsed_ms = (time.monotonic() - started) * 1000
 
         def spoken(rec: CallRecord) -> LoggedEvent:
-            rec.transcript.append(TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=text))
+            rec.transcript.append(
+                TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=text)
+            )
             return self._entry(rec, "bot.spoke", {"text": text, "ms": round(elapsed_ms, 3)})
 
         with contextlib.suppress(Conflict):
@@ -445,7 +453,9 @@ class CallManager:
             record = await self._mutate(call_id, spoken)
             if record.mode == Mode.NOTIFY:
                 delay = float(self.config.outbound.notify_hangup_delay_sec)
-                self.timers.set(call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id)))
+                self.timers.set(
+                    call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id))
+                )
             elif call_id not in self._turns:
                 await self._listen(call_id, None)
         except (Conflict, NotFound, Unavailable) as exc:
@@ -500,7 +510,9 @@ class CallManager:
             if error:
                 rec.metadata["error"] = error
             self._end_record(rec, reason, self.clock.now())
-            return self._entry(rec, kind, {"reason": reason.value, **({"error": error} if error else {})})
+            return self._entry(
+                rec, kind, {"reason": reason.value, **({"error": error} if error else {})}
+            )
 
         await self._mutate(call_id, finish, allow_terminal=True)
         self._finalize(call_id, reason)
@@ -541,7 +553,8 @@ class CallManager:
                 continue
             with contextlib.suppress(Conflict, NotFound):
                 await self._mutate(
-                    record.call_id, lambda rec: self._entry(rec, "call.stale", {"endedBy": "stale-reaper"})
+                    record.call_id,
+                    lambda rec: self._entry(rec, "call.stale", {"endedBy": "stale-reaper"}),
                 )
                 await self.end(record.call_id, CallState.TIMEOUT)
                 reaped += 1
@@ -552,7 +565,9 @@ class CallManager:
     def _lock(self, call_id: str) -> asyncio.Lock:
         return self._locks.setdefault(call_id, asyncio.Lock())
 
-    async def _mutate(self, call_id: str, change: Mutation, *, allow_terminal: bool = False) -> CallRecord:
+    async def _mutate(
+        self, call_id: str, change: Mutation, *, allow_terminal: bool = False
+    ) -> CallRecord:
         """Apply `change` to a copy under the call's lock and persist it before returning."""
         async with self._lock(call_id):
             record = await self._get_or_404(call_id)
@@ -574,7 +589,12 @@ class CallManager:
         self, rec: CallRecord, kind: str, data: dict[str, Any], key: str | None = None
     ) -> LoggedEvent:
         return LoggedEvent(
-            call_id=rec.call_id, type=kind, at=self.clock.now(), dedupe_key=key, state=rec.state.value, data=data
+            call_id=rec.call_id,
+            type=kind,
+            at=self.clock.now(),
+            dedupe_key=key,
+            state=rec.state.value,
+            data=data,
         )
 
     async def _find(self, event: CallEvent) -> CallRecord | None:
@@ -583,7 +603,9 @@ class CallManager:
             if record is not None:
                 return record
         if event.provider_call_id:
-            return await self.store.find_by_provider_call_id(self.provider.name, event.provider_call_id)
+            return await self.store.find_by_provider_call_id(
+                self.provider.name, event.provider_call_id
+            )
         return None
 
     async def _get_or_404(self, call_id: str) -> CallRecord:
@@ -603,7 +625,9 @@ class CallManager:
         if not record.state.live:
             raise Conflict(f"call is not connected yet (state={record.state.value})")
 
-    async def _provider_action(self, action: Awaitable[None], what: str, quiet: bool = False) -> None:
+    async def _provider_action(
+        self, action: Awaitable[None], what: str, quiet: bool = False
+    ) -> None:
         try:
             await action
         except ProviderError as exc:
@@ -638,7 +662,9 @@ def _not_active(record: CallRecord) -> str:
     ended = record.ended_at
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)) if ended else "unknown"
     reason = record.end_reason.value if record.end_reason else "none"
-    return f"call is not active (last state={record.state.value}, endReason={reason}, endedAt={when})"
+    return (
+        f"call is not active (last state={record.state.value}, endReason={reason}, endedAt={when})"
+    )
 
 
 def _event_data(event: CallEvent, outcome: str) -> dict[str, Any]:

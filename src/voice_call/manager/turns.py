@@ -18,7 +18,10 @@ class Turn:
     listen_started: float | None = None
 
     def matches(self, token: str | None) -> bool:
-        """A transcript without a token (mock, streams) answers the current turn; a token must match."""
+        """A transcript without a token (mock, streams) answers the current turn.
+
+        A token, when given, must be this turn's (stale Gather callbacks are ignored).
+        """
         return token is None or token == self.token
 
     def resolve(self, transcript: str) -> None:

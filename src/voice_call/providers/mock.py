@@ -110,7 +110,9 @@ class MockProvider:
         else:
             reason = _OUTCOME_ENDS.get(script.outcome, CallState.FAILED)
             self.ledger.append("ended", pid, reason=reason.value)
-            self._later(script.answer_delay_ms, CallEvent(type=EventType.ENDED, reason=reason, **base))
+            self._later(
+                script.answer_delay_ms, CallEvent(type=EventType.ENDED, reason=reason, **base)
+            )
         return DialResult(provider_call_id=pid)
 
     async def answer(self, call: CallRecord) -> None:
@@ -128,7 +130,9 @@ class MockProvider:
             callee.hung_up = True
             self.ledger.append("ended", pid, reason=CallState.HANGUP_USER.value)
             event = CallEvent(
-                type=EventType.ENDED, call_id=call.call_id, provider_call_id=pid,
+                type=EventType.ENDED,
+                call_id=call.call_id,
+                provider_call_id=pid,
                 reason=CallState.HANGUP_USER,
             )
             self._later(self.script.reply_delay_ms, event)
@@ -141,10 +145,14 @@ class MockProvider:
         base = {"call_id": call.call_id, "provider_call_id": pid, "turn_token": turn_token}
         half = self.script.reply_delay_ms / 2
         partial = line.split(" ")[0]
-        self._later(half, CallEvent(type=EventType.SPEECH, transcript=partial, is_final=False, **base))
+        self._later(
+            half, CallEvent(type=EventType.SPEECH, transcript=partial, is_final=False, **base)
+        )
         self._later(
             self.script.reply_delay_ms,
-            CallEvent(type=EventType.SPEECH, transcript=line, is_final=True, confidence=0.93, **base),
+            CallEvent(
+                type=EventType.SPEECH, transcript=line, is_final=True, confidence=0.93, **base
+            ),
         )
 
     async def stop_listening(self, call: CallRecord) -> None:
@@ -154,7 +162,7 @@ class MockProvider:
         self._callee(call.provider_call_id or f"mock-{call.call_id}").digits.append(digits)
 
     async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
-        """From the ledger; ids naming stale/ended/completed are terminal (the seed's convention)."""
+        """From the ledger; ids naming stale/ended/completed are terminal (seed convention)."""
         if any(word in provider_call_id for word in ("stale", "ended", "completed")):
             return ProviderStatus(status="completed", terminal=True)
         ops = [e for e in self.ledger.entries() if e.get("providerCallId") == provider_call_id]
@@ -175,7 +183,9 @@ class MockProvider:
             digest.update(part + b"\n")
         return Verification(ok=True, request_key="mock:" + digest.hexdigest())
 
-    def parse_webhook(self, request: WebhookRequest, request_key: str | None = None) -> WebhookResult:
+    def parse_webhook(
+        self, request: WebhookRequest, request_key: str | None = None
+    ) -> WebhookResult:
         try:
             payload = json.loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -218,7 +228,9 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _carrier_word(reason: Any) -> str:
-    return {"busy": "busy", "no-answer": "no-answer", "failed": "failed"}.get(str(reason), "completed")
+    return {"busy": "busy", "no-answer": "no-answer", "failed": "failed"}.get(
+        str(reason), "completed"
+    )
 
 
 def _log_failure(task: Any) -> None:

@@ -35,7 +35,9 @@ class CallStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def save(self, record: CallRecord, event: LoggedEvent | None = None) -> LoggedEvent | None:
+    async def save(
+        self, record: CallRecord, event: LoggedEvent | None = None
+    ) -> LoggedEvent | None:
         """Atomically upsert the snapshot, append new transcript entries and the event.
 
         Raises DuplicateEvent (writing nothing) when `event.dedupe_key` was stored before.

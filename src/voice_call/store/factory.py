@@ -13,7 +13,7 @@ DB_FILE = "calls.db"
 
 
 def sqlite_path(config: Config, home: Path) -> Path:
-    """`store.path` may name a folder (the seed's shape) or a `.db` file; default: the state home."""
+    """`store.path` names a folder (the seed's shape) or a `.db` file; default: the state home."""
     if config.store.path is None:
         return home / DB_FILE
     path = Path(config.store.path).expanduser()

@@ -1,0 +1,227 @@
+"""Rich rendering for the `voicecall` command line (tables, call details, event lines).
+
+Imported only inside command functions, so `voicecall --help` never pays for rich.
+Everything that comes from outside (transcripts, numbers, reasons) goes through `Text`,
+never through console markup, so a caller saying "[bold]" prints as said.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+STATE_STYLES = {
+    "initiated": "cyan",
+    "ringing": "cyan",
+    "answered": "green",
+    "active": "green",
+    "speaking": "magenta",
+    "listening": "blue",
+}
+TYPE_STYLES = {
+    "call.speech": "bold blue",
+    "bot.spoke": "bold magenta",
+    "bot.speaking": "magenta",
+    "call.dtmf": "yellow",
+    "bot.dtmf": "yellow",
+    "call.ended": "bold red",
+    "call.error": "bold red",
+    "call.answered": "green",
+}
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console that does not cut call ids when output goes to a pipe (rich assumes 80)."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 160
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def state_text(state: str | None) -> Text:
+    if not state:
+        return Text("-", style="dim")
+    return Text(state, style=STATE_STYLES.get(state, "red"))
+
+
+def clock_time(at: float | None, *, millis: bool = False) -> str:
+    if at is None:
+        return "-"
+    stamp = time.strftime("%H:%M:%S", time.localtime(at))
+    return f"{stamp}.{int((at % 1) * 1000):03d}" if millis else stamp
+
+
+def date_time(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, rest = divmod(int(value), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def short_id(call_id: str | None) -> str:
+    return (call_id or "-")[:8]
+
+
+def calls_table(calls: Iterable[Mapping[str, Any]], *, now: float | None = None) -> Table:
+    now = time.time() if now is None else now
+    table = Table(title="Active calls", title_justify="left", show_edge=False)
+    table.add_column("Call ID", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    table.add_column("Direction")
+    table.add_column("Mode")
+    table.add_column("From", no_wrap=True)
+    table.add_column("To", no_wrap=True)
+    table.add_column("Started", no_wrap=True)
+    table.add_column("Age", justify="right", no_wrap=True)
+    for call in calls:
+        started = call.get("startedAt")
+        table.add_row(
+            Text(str(call.get("callId", "-"))),
+            state_text(call.get("state")),
+            Text(str(call.get("direction", "-"))),
+            Text(str(call.get("mode", "-"))),
+            Text(str(call.get("from", "-"))),
+            Text(str(call.get("to", "-"))),
+            date_time(started),
+            seconds(now - started) if isinstance(started, (int, float)) else "-",
+        )
+    return table
+
+
+def duration(call: Mapping[str, Any]) -> float | None:
+    started, ended = call.get("startedAt"), call.get("endedAt")
+    if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
+        return float(ended - started)
+    return None
+
+
+def print_call(console: Console, call: Mapping[str, Any]) -> None:
+    """One call's record: the summary, plus transcript, latency and metadata when present."""
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column()
+    answered = call.get("answeredAt")
+    ended = call.get("endedAt")
+    rows: list[tuple[str, Text | str]] = [
+        ("Call ID", Text(str(call.get("callId", "-")))),
+        ("State", state_text(call.get("state"))),
+        ("End reason", Text(str(call.get("endReason", "-")))),
+        ("Direction", Text(str(call.get("direction", "-")))),
+        ("Mode", Text(str(call.get("mode", "-")))),
+        ("From", Text(str(call.get("from", "-")))),
+        ("To", Text(str(call.get("to", "-")))),
+        ("Provider", Text(f"{call.get('provider', '-')} ({call.get('providerCallId', '-')})")),
+        ("Started", date_time(call.get("startedAt"))),
+        ("Answered", date_time(answered)),
+        ("Ended", date_time(ended)),
+        ("Duration", seconds(duration(call))),
+    ]
+    for label, value in rows:
+        info.add_row(label, value)
+    console.print(info)
+    transcript = call.get("transcript")
+    if isinstance(transcript, list) and transcript:
+        console.print()
+        console.print(transcript_table(transcript, call.get("startedAt")))
+    latency = call.get("latency")
+    if isinstance(latency, list) and latency:
+        console.print()
+        console.print(latency_table(latency))
+    metadata = call.get("metadata")
+    if isinstance(metadata, dict) and metadata:
+        console.print()
+        meta = Table(title="Metadata", title_justify="left", show_edge=False)
+        meta.add_column("Key", no_wrap=True)
+        meta.add_column("Value")
+        for key, value in metadata.items():
+            meta.add_row(Text(str(key)), Text(str(value)))
+        console.print(meta)
+
+
+def transcript_table(entries: Iterable[Mapping[str, Any]], started: Any) -> Table:
+    table = Table(title="Transcript", title_justify="left", show_edge=False)
+    table.add_column("At", justify="right", no_wrap=True)
+    table.add_column("Who", no_wrap=True)
+    table.add_column("Text")
+    for entry in entries:
+        at = entry.get("at")
+        offset = (
+            f"+{at - started:.2f}s"
+            if isinstance(at, (int, float)) and isinstance(started, (int, float))
+            else "-"
+        )
+        speaker = str(entry.get("speaker", "?"))
+        who = Text("bot", style="magenta") if speaker == "bot" else Text("caller", style="blue")
+        table.add_row(offset, who, Text(str(entry.get("text", ""))))
+    return table
+
+
+def latency_table(turns: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(title="Turn latency (ms)", title_justify="left", show_edge=False)
+    for name in ("Turn", "Speak", "Listen wait", "Total"):
+        table.add_column(name, justify="right")
+    for turn in turns:
+        table.add_row(
+            str(turn.get("turn", "-")),
+            _ms(turn.get("speakMs")),
+            _ms(turn.get("listenWaitMs")),
+            _ms(turn.get("totalMs")),
+        )
+    return table
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.0f}" if isinstance(value, (int, float)) else "-"
+
+
+def event_detail(event: Mapping[str, Any]) -> str:
+    """The part of an event a person wants to read: what was said, pressed, or why it ended."""
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return ""
+    for key in ("transcript", "text"):
+        if data.get(key):
+            text = f'"{data[key]}"'
+            if event.get("type") == "call.speech" and data.get("isFinal") is False:
+                text += " (partial)"
+            return text
+    for key in ("digits", "reason", "error", "to", "providerCallId", "outcome"):
+        if data.get(key):
+            return f"{key}={data[key]}"
+    return ""
+
+
+def event_line(event: Mapping[str, Any]) -> Text:
+    """`12:00:01.234  1a2b3c4d  call.speech      listening   "Hi, this is Sam."`"""
+    kind = str(event.get("type", "?"))
+    at = event.get("at")
+    line = Text()
+    line.append(clock_time(at if isinstance(at, (int, float)) else None, millis=True), "dim")
+    line.append("  ")
+    line.append(short_id(event.get("callId")), "cyan")
+    line.append("  ")
+    line.append(f"{kind:<16}", TYPE_STYLES.get(kind, ""))
+    line.append(" ")
+    state = event.get("state")
+    line.append(f"{state or '-':<12}", STATE_STYLES.get(str(state), "red" if state else "dim"))
+    detail = event_detail(event)
+    if detail:
+        line.append(" ")
+        line.append(detail)
+    return line
