@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -67,7 +68,7 @@ async def test_random_event_sequences_never_go_backwards(sequence: list[CallEven
                 rec = await h.store.get(call.call_id)
                 assert rec is not None
                 seen.append(rec.state)
-            for before, after in zip(seen, seen[1:], strict=False):
+            for before, after in itertools.pairwise(seen):
                 if before in TERMINAL_STATES:
                     assert after == before
                 elif after not in TERMINAL_STATES and {before, after} != {
