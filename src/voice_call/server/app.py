@@ -1,0 +1,81 @@
+"""The ASGI app: webhook, JSON-RPC, the event stream and health, on one Starlette router.
+
+Unknown paths answer 404 and known paths with the wrong method 405, both as JSON. The
+lifespan starts and stops the Runtime (both idempotent, so `serve` may start it earlier to
+fail fast on a bad store before the port is announced).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from voice_call.runtime import Runtime
+from voice_call.server.events import KEEPALIVE_S, EventsRoute
+from voice_call.server.health import HealthRoute
+from voice_call.server.limits import InFlightLimiter, Limits
+from voice_call.server.responses import json_error
+from voice_call.server.rpc import RpcRoute
+from voice_call.server.webhook import WebhookRoute
+
+_REASONS = {404: "not found", 405: "method not allowed"}
+
+
+def webhook_path(path: str) -> str:
+    """The seed's normalisation: a leading slash added, a trailing slash removed."""
+    path = "/" + path.strip().strip("/")
+    return path
+
+
+def build_app(
+    runtime: Runtime, *, limits: Limits | None = None, keepalive_s: float = KEEPALIVE_S
+) -> Starlette:
+    limits = limits or Limits()
+    events = EventsRoute(runtime, keepalive_s)
+    routes = [
+        Route(
+            webhook_path(runtime.config.serve.path),
+            WebhookRoute(runtime, limits, InFlightLimiter(limits.max_in_flight)).handle,
+            methods=["POST"],
+        ),
+        Route("/rpc", RpcRoute(runtime, limits).handle, methods=["POST"]),
+        Route("/events", events.handle, methods=["GET"]),
+        Route("/healthz", HealthRoute(runtime).handle, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            events.close()
+            await runtime.stop()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False  # a redirect is no answer for a carrier's POST
+    app.state.events = events
+    return app
+
+
+def close_streams(app: Starlette) -> None:
+    """End open event streams (called as the server starts shutting down)."""
+    events: EventsRoute | None = getattr(app.state, "events", None)
+    if events is not None:
+        events.close()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reason = _REASONS.get(exc.status_code, exc.detail)
+    return json_error(exc.status_code, reason, exc.headers)

@@ -1,0 +1,91 @@
+"""Limits applied before a request is trusted: body size cap, body read timeout, in-flight cap.
+
+A body is refused by its declared Content-Length before a byte is read (413), then counted while
+it streams in, since the declared length may lie or be absent (chunked). The whole read runs
+under one deadline, so a client trickling bytes cannot hold a slot for long (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from starlette.requests import ClientDisconnect, Request
+
+WEBHOOK_MAX_BYTES = 64 * 1024
+RPC_MAX_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 5.0
+MAX_IN_FLIGHT = 8
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    webhook_max_bytes: int = WEBHOOK_MAX_BYTES
+    rpc_max_bytes: int = RPC_MAX_BYTES
+    body_timeout_s: float = BODY_TIMEOUT_S
+    max_in_flight: int = MAX_IN_FLIGHT  # concurrent webhook requests per client host
+
+
+class BodyRejected(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not _CONTENT_LENGTH.fullmatch(declared.strip()):
+            raise BodyRejected(400, "Content-Length must be a non-negative integer")
+        if int(declared) > max_bytes:
+            raise BodyRejected(413, f"body larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyRejected(413, f"body larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyRejected(408, f"body not received within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise BodyRejected(400, "client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def client_key(request: Request) -> str:
+    # A shared key when the peer address is unknown (e.g. a unix socket): still bounded.
+    return request.client.host if request.client else "unknown"
+
+
+class InFlightLimiter:
+    """At most `limit` requests in progress per key; the rest are refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def slot(self, key: str) -> Iterator[bool]:
+        if self._counts.get(key, 0) >= self.limit:
+            yield False
+            return
+        self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield True
+        finally:
+            left = self._counts[key] - 1
+            if left:
+                self._counts[key] = left
+            else:
+                del self._counts[key]
+
+    def in_flight(self, key: str) -> int:
+        return self._counts.get(key, 0)

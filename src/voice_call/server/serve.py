@@ -1,0 +1,212 @@
+"""Run the app under uvicorn: `serve` for `voicecall serve`, `start_background` for tests/demo.
+
+The port is bound here, before uvicorn starts, and the bound socket is handed to uvicorn: a busy
+port becomes a clear PortInUse (not a log line and an exit), there is no window between
+checking and binding, and port 0 yields the actual port. `server.json` in the state folder
+names the URL and pid while the server listens, so clients find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.server import HANDLED_SIGNALS
+
+from voice_call.client import SERVER_FILE, local_url
+from voice_call.runtime import Runtime
+from voice_call.server.app import build_app, close_streams
+
+log = logging.getLogger("voice_call.server")
+# How long requests still running at shutdown may finish (a waiting `continue` can be long).
+GRACEFUL_SHUTDOWN_S = 5.0
+
+
+class PortInUse(Exception):
+    pass
+
+
+class ServerFailed(RuntimeError):
+    """uvicorn could not start the app (its lifespan startup failed)."""
+
+
+def bind_socket(bind: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {bind!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn would: a port left in TIME_WAIT by a stopped server is free to reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {bind} is already in use — is another `voicecall serve` "
+                "running? Stop it or set serve.port"
+            ) from None
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        *,
+        signals: bool,
+        on_started: Callable[[], None],
+    ) -> None:
+        super().__init__(config)
+        self._app = app
+        self._signals = signals
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn exits the process on a failed startup; we raise instead
+            raise ServerFailed("the server could not start; see the log above") from None
+        if self.started:
+            self._on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first, then end the event streams, which would otherwise hold the
+        # graceful wait until its timeout (their clients reconnect and find nobody).
+        for server in self.servers:
+            server.close()
+        close_streams(self._app)
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn's handler (handle_exit) but without re-raising the signal afterwards: a clean
+        # Ctrl-C ends `serve` normally. Never in the background (tests, demo): the host owns them.
+        if not self._signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+class RunningServer:
+    def __init__(
+        self, url: str, port: int, server: _Server, task: asyncio.Task[None], runtime: Runtime
+    ) -> None:
+        self.url = url
+        self.port = port
+        self._server = server
+        self._task = task
+        self._runtime = runtime
+
+    async def wait(self) -> None:
+        """Until the server stops (a signal, or `stop`)."""
+        await asyncio.shield(self._task)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        try:
+            await self._task
+        finally:
+            _forget(self._runtime.home)
+            await self._runtime.stop()
+
+
+async def start_background(
+    runtime: Runtime, *, app: Starlette | None = None, announce: bool = True
+) -> RunningServer:
+    """Start serving in this event loop; returns once listening. Stop it with `stop()`."""
+    return await _start(runtime, app, signals=False, announce=announce)
+
+
+async def serve(
+    runtime: Runtime, *, ready: Callable[[str], None] | None = None, app: Starlette | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM. Raises PortInUse before touching anything if the port is busy."""
+    running = await _start(runtime, app, signals=True, announce=True)
+    if ready is not None:
+        ready(running.url)
+    try:
+        await running.wait()
+    finally:
+        await running.stop()
+
+
+async def _start(
+    runtime: Runtime, app: Starlette | None, *, signals: bool, announce: bool
+) -> RunningServer:
+    serve_config = runtime.config.serve
+    sock = bind_socket(serve_config.bind, serve_config.port)
+    try:
+        port = int(sock.getsockname()[1])
+        url = local_url(serve_config.bind, port)
+        # Start here too (idempotent), so a store that cannot open fails as an exception.
+        await runtime.start()
+        runtime.manager.webhook_url = runtime.local_webhook_url(port)
+        app = app or build_app(runtime)
+        config = uvicorn.Config(
+            app,
+            host=serve_config.bind,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,  # `/events?token=` must not end up in a log
+            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
+        )
+        listening = asyncio.Event()
+        server = _Server(config, app, signals=signals, on_started=listening.set)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        waiter = asyncio.create_task(listening.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            task.result()  # raises why it stopped
+            raise ServerFailed("the server stopped while starting")
+    except BaseException:
+        sock.close()
+        await runtime.stop()
+        raise
+    if announce:
+        _announce(runtime.home, url)
+    log.info("voice-call server listening on %s", url)
+    return RunningServer(url, port, server, task, runtime)
+
+
+def _announce(home: Path, url: str) -> None:
+    path = home / SERVER_FILE
+    tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _forget(home: Path) -> None:
+    """Remove server.json if it is still ours (another server may have replaced it)."""
+    path = home / SERVER_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(data, dict) and data.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)

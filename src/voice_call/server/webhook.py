@@ -1,0 +1,140 @@
+"""The carrier webhook route, in DESIGN.md's order of security layers.
+
+gate (required signature headers, 401 before the body) → in-flight limit (429) → body cap and
+timeout (413/408) → signature verification (401) → replay cache (a replay changes nothing and
+gets the first answer) → parse (400) → apply each event through the manager, in order.
+If applying fails (e.g. the store is down) the replay reservation is released and the answer
+is 503, so the carrier's retry is processed once state can be made durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
+from voice_call.runtime import Runtime
+from voice_call.security.replay import CachedResponse
+from voice_call.server.limits import BodyRejected, InFlightLimiter, Limits, client_key, read_body
+from voice_call.server.responses import json_error
+
+log = logging.getLogger("voice_call.server.webhook")
+
+
+def has_required_headers(groups: tuple[tuple[str, ...], ...], headers: Mapping[str, str]) -> bool:
+    """True when any one group of header names is fully present (non-empty); no groups: True."""
+    if not groups:
+        return True
+    return any(all(headers.get(name.lower()) for name in group) for group in groups)
+
+
+def received_url(request: Request) -> str:
+    """scheme://host/path?query exactly as received: signatures are computed over this."""
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    path = raw_path.split(b"?", 1)[0].decode("latin-1")  # some servers leave the query on
+    query = scope.get("query_string", b"").decode("latin-1")
+    return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+
+
+def lowered_headers(request: Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), value)  # the first of repeated headers, like .get()
+    return headers
+
+
+def unverified_key(request: WebhookRequest) -> str:
+    digest = hashlib.sha256()
+    for part in (request.method.encode(), request.url.encode(), request.body):
+        digest.update(part + b"\n")
+    return "unverified:" + digest.hexdigest()
+
+
+class WebhookRoute:
+    def __init__(self, runtime: Runtime, limits: Limits, limiter: InFlightLimiter) -> None:
+        self.runtime = runtime
+        self.limits = limits
+        self.limiter = limiter
+
+    async def handle(self, request: Request) -> Response:
+        provider = self.runtime.provider
+        skip = self.runtime.config.skip_signature_verification
+        if not skip and not has_required_headers(provider.required_headers, request.headers):
+            return json_error(401, "missing signature headers")
+        with self.limiter.slot(client_key(request)) as admitted:
+            if not admitted:
+                return json_error(429, "too many requests in flight from this client")
+            try:
+                body = await read_body(
+                    request, self.limits.webhook_max_bytes, self.limits.body_timeout_s
+                )
+            except BodyRejected as exc:
+                return json_error(exc.status_code, exc.message)
+            return await self._process(request, body)
+
+    async def _process(self, request: Request, body: bytes) -> Response:
+        provider = self.runtime.provider
+        incoming = WebhookRequest(
+            method=request.method,
+            url=received_url(request),
+            headers=lowered_headers(request),
+            body=body,
+            remote=request.client.host if request.client else None,
+        )
+        verification = self._verify(incoming)
+        if not verification.ok or not verification.request_key:
+            return json_error(401, verification.reason or "Unauthorized")
+        key = verification.request_key
+        replay = self.runtime.replay
+        seen, cached = replay.reserve(key)
+        if seen:
+            log.info("replayed webhook %s: nothing applied", key[:32])
+            if cached is None:  # the first delivery is still being processed
+                return Response(b"", 200)
+            return Response(cached.body, cached.status_code, media_type=cached.content_type)
+        try:
+            result = provider.parse_webhook(incoming, key)
+        except WebhookError as exc:
+            replay.release(key)
+            return json_error(400, str(exc))
+        except RecursionError:
+            # json.loads on deeply nested input; a provider bug not to turn into a 500
+            replay.release(key)
+            return json_error(400, "body is nested too deeply")
+        outcomes: list[str] = []
+        try:
+            for event in result.events:
+                outcomes.append(await self.runtime.manager.handle_event(event))
+        except Exception:
+            log.exception("webhook events could not be applied; asking the carrier to retry")
+            replay.release(key)
+            return json_error(503, "could not record the event now; retry later")
+        response = render(result, outcomes)
+        replay.complete(key, response)
+        return Response(response.body, response.status_code, media_type=response.content_type)
+
+    def _verify(self, incoming: WebhookRequest) -> Verification:
+        verification = self.runtime.provider.verify_webhook(incoming)
+        if verification.ok or not self.runtime.config.skip_signature_verification:
+            return verification
+        # Development mode: unsigned requests pass, but replays are still recognised.
+        log.warning("webhook signature not verified (skipSignatureVerification is on)")
+        return Verification(ok=True, request_key=unverified_key(incoming))
+
+
+def render(result: WebhookResult, outcomes: list[str]) -> CachedResponse:
+    """The provider's answer; a JSON answer left empty reports each event's outcome."""
+    body = result.body
+    if not body and result.content_type == "application/json":
+        body = json.dumps({"results": outcomes}, ensure_ascii=True)
+    return CachedResponse(result.status_code, body, result.content_type)
