@@ -15,7 +15,12 @@ class BackgroundServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "auto"):
         self._config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan=lifespan, ws="websockets-sansio"
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan=lifespan,
+            ws="websockets-sansio",
         )
         self._server = uvicorn.Server(self._config)
         self._task: asyncio.Task[None] | None = None
