@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -13,7 +13,13 @@ import uvicorn
 class BackgroundServer:
     """`async with BackgroundServer(app) as server:` → `server.url` answers until the block ends."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, lifespan: str = "auto"):
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: Literal["auto", "on", "off"] = "auto",
+    ) -> None:
         self._config = uvicorn.Config(
             app,
             host=host,

@@ -150,8 +150,14 @@ def print_call(console: Console, call: Mapping[str, Any]) -> None:
         meta.add_column("Key", no_wrap=True)
         meta.add_column("Value")
         for key, value in metadata.items():
-            meta.add_row(Text(str(key)), Text(str(value)))
+            shown = date_time(value) if _is_time(key, value) else str(value)
+            meta.add_row(Text(str(key)), Text(shown))
         console.print(meta)
+
+
+def _is_time(key: str, value: Any) -> bool:
+    """`hangupRequestedAt: 1795667388.25` reads better as a date."""
+    return key.endswith("At") and isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def transcript_table(entries: Iterable[Mapping[str, Any]], started: Any) -> Table:

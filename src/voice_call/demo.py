@@ -9,10 +9,9 @@ the built-in echo responder replies to each, and the callee hangs up after the t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +70,7 @@ async def _demo(console: Console) -> None:
     config = parse_config(DEMO_CONFIG, env={})
     with tempfile.TemporaryDirectory(prefix="voicecall-demo-") as folder:
         runtime = Runtime(config, Path(folder))
-        await runtime.start()
-        server = await start_background(runtime)
+        server = await start_background(runtime)  # starts the runtime; stop() stops both
         try:
             console.print(
                 f"[bold]voicecall demo[/] — mock carrier, simulated callee, server on {server.url}"
@@ -81,53 +79,44 @@ async def _demo(console: Console) -> None:
             await _place_and_follow(console, client)
         finally:
             await server.stop()
-            await runtime.stop()
 
 
 async def _place_and_follow(console: Console, client: RpcClient) -> None:
     from rich.text import Text
 
-    seen: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def watch() -> None:
-        async for event in client.events(since=0):
-            await seen.put(event)
-
-    watcher = asyncio.create_task(watch())
+    console.print(f"Calling {TO_NUMBER} in conversation mode…")
+    result = await client.call(
+        "voicecall.initiate",
+        {"to": TO_NUMBER, "message": GREETING, "mode": "conversation"},
+    )
+    call_id = str(result["callId"])
+    console.print(Text(f"Call id {call_id}", style="dim"))
+    console.print()
+    # since=0 replays the call's log from its first entry, so nothing said before the stream
+    # opened is missed, then follows it live.
+    events = client.events(since=0, call_id=call_id)
     try:
-        console.print(f"Calling {TO_NUMBER} in conversation mode…")
-        result = await client.call(
-            "voicecall.initiate",
-            {"to": TO_NUMBER, "message": GREETING, "mode": "conversation"},
-        )
-        call_id = str(result["callId"])
-        console.print(Text(f"Call id {call_id}", style="dim"))
-        console.print()
-        await _print_live(console, seen, call_id)
-    finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await watcher
+        await _print_live(console, events)
+    finally:  # close the stream now rather than when the generator is collected
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
     status = await client.call("voicecall.status", {"callId": call_id, "full": True})
     console.print()
     _print_record(console, status.get("call") or {})
 
 
-async def _print_live(
-    console: Console, events: asyncio.Queue[dict[str, Any]], call_id: str
-) -> None:
+async def _print_live(console: Console, events: AsyncIterator[dict[str, Any]]) -> None:
     """Print the call as it happens until it ends."""
     from rich.text import Text
 
+    from voice_call.errors import Unavailable
     from voice_call.models import TERMINAL_STATES
 
     terminal = {state.value for state in TERMINAL_STATES}
     start: float | None = None
     caller_spoke_at: float | None = None
-    while True:
-        event = await events.get()
-        if event.get("callId") != call_id:
-            continue
+    async for event in events:
         at = float(event.get("at") or 0.0)
         start = at if start is None else start
         kind = event.get("type")
@@ -154,6 +143,7 @@ async def _print_live(
             reason = data.get("reason") or event.get("state")
             console.print(stamp + Text(f"call ended: {reason}", style="bold red"))
             return
+    raise Unavailable("the event stream ended before the call did")
 
 
 def _print_record(console: Console, call: Mapping[str, Any]) -> None:

@@ -159,6 +159,10 @@ def run_tool_sync(args: dict[str, Any], config_path: str | Path | None = None) -
     Do not call it from inside a running event loop (use `run_tool` there).
     """
     try:
+        _request(args)
+    except _BadArgs as exc:  # no need to find a server to say so
+        return {"error": str(exc)}
+    try:
         from voice_call.client import RpcClient
         from voice_call.config import ConfigError, load_config, state_home
 

@@ -42,7 +42,8 @@ _ENCODE = _build_encode()
 
 def ulaw_to_pcm16(data: bytes) -> npt.NDArray[np.int16]:
     """µ-law bytes → signed 16-bit samples."""
-    return _DECODE[np.frombuffer(data, dtype=np.uint8)]
+    decoded: npt.NDArray[np.int16] = _DECODE[np.frombuffer(data, dtype=np.uint8)]
+    return decoded
 
 
 def pcm16_to_ulaw(samples: npt.NDArray[np.int16]) -> bytes:
