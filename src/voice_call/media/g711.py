@@ -33,7 +33,8 @@ def _build_encode() -> npt.NDArray[np.uint8]:
     exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
     exponent = np.clip(exponent, 0, 7)
     mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+    codes = ~(sign | (exponent << 4) | mantissa) & 0xFF
+    return np.asarray(codes, dtype=np.uint8)
 
 
 _DECODE = _build_decode()

@@ -107,10 +107,12 @@ class WebhookRoute:
         except WebhookError as exc:
             replay.release(key)
             return json_error(400, str(exc))
-        except RecursionError:
-            # json.loads on deeply nested input; a provider bug not to turn into a 500
+        except (ValueError, RecursionError) as exc:
+            # A parser that let a decoding error through (json.loads raises a bare ValueError
+            # for a >4300-digit number, RecursionError for deep nesting): still the body's fault.
             replay.release(key)
-            return json_error(400, "body is nested too deeply")
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            return json_error(400, f"body could not be parsed: {reason}")
         outcomes: list[str] = []
         try:
             for event in result.events:
