@@ -1,0 +1,41 @@
+"""Run a benchmark, print its table, and with --record append it to bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import machine, startup
+
+BENCHMARKS = {"startup": startup.run}
+README = Path(__file__).with_name("README.md")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    headers = list(rows[0])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(row[h]) for h in headers) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--smoke", action="store_true", help="a few iterations, for CI")
+    parser.add_argument("--record", action="store_true", help="append the result to README.md")
+    args = parser.parse_args()
+    rows = BENCHMARKS[args.name](args.smoke)
+    text = table(rows)
+    print(text)
+    if args.record:
+        command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        with README.open("a", encoding="utf-8") as fh:
+            fh.write(f"\n### {args.name} — {machine.describe()}\n\n`{command}`\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
