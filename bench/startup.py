@@ -1,4 +1,4 @@
-"""`startup`: how fast `voicecall --help` answers, and how long `voicecall demo` takes end to end."""
+"""`startup`: how fast `voicecall --help` answers, and how long `voicecall demo` takes."""
 
 from __future__ import annotations
 
