@@ -156,10 +156,8 @@ class RpcClient:
                 response = await http.post(f"{self.url}/rpc", json=request, headers=self._headers)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ServerUnavailable(self.url, type(exc).__name__) from None
-        except httpx.TimeoutException:
-            raise TimedOut(
-                f"the server did not answer {method} within {self.timeout:g} s"
-            ) from None
+        except httpx.TimeoutException as exc:
+            raise TimedOut(f"no answer from the server to {method}: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise ServerUnavailable(self.url, f"the connection failed: {exc}") from None
         return self._result(response)

@@ -95,6 +95,8 @@ class EventsRoute:
         if self._closing:
             return json_error(503, "the server is shutting down")
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        if request.method == "HEAD":  # headers only: a stream nobody reads would never end
+            return Response(headers=headers, media_type="text/event-stream")
         return StreamingResponse(
             self._stream(query), media_type="text/event-stream", headers=headers
         )

@@ -83,7 +83,6 @@ class WebhookRoute:
             return await self._process(request, body)
 
     async def _process(self, request: Request, body: bytes) -> Response:
-        provider = self.runtime.provider
         incoming = WebhookRequest(
             method=request.method,
             url=received_url(request),
@@ -102,36 +101,57 @@ class WebhookRoute:
             if cached is None:  # the first delivery is still being processed
                 return Response(b"", 200)
             return Response(cached.body, cached.status_code, media_type=cached.content_type)
+        # Anything but the provider's answer (a parse error, a store failure, a cancelled
+        # task) frees the key, so the carrier's retry is processed rather than ignored.
         try:
-            result = provider.parse_webhook(incoming, key)
-        except WebhookError as exc:
+            answer = await self._apply(incoming, key)
+        except Refused as exc:
             replay.release(key)
-            return json_error(400, str(exc))
+            return json_error(exc.status_code, exc.message)
+        except BaseException:
+            replay.release(key)
+            raise
+        replay.complete(key, answer)
+        return Response(answer.body, answer.status_code, media_type=answer.content_type)
+
+    async def _apply(self, incoming: WebhookRequest, key: str) -> CachedResponse:
+        """Parse and apply; the provider's answer, to be cached for replays."""
+        try:
+            result = self.runtime.provider.parse_webhook(incoming, key)
+        except WebhookError as exc:
+            raise Refused(400, str(exc)) from None
         except (ValueError, RecursionError) as exc:
             # A parser that let a decoding error through (json.loads raises a bare ValueError
             # for a >4300-digit number, RecursionError for deep nesting): still the body's fault.
-            replay.release(key)
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            return json_error(400, f"body could not be parsed: {reason}")
+            raise Refused(400, f"body could not be parsed: {reason}") from None
         outcomes: list[str] = []
         try:
             for event in result.events:
                 outcomes.append(await self.runtime.manager.handle_event(event))
         except Exception:
             log.exception("webhook events could not be applied; asking the carrier to retry")
-            replay.release(key)
-            return json_error(503, "could not record the event now; retry later")
-        response = render(result, outcomes)
-        replay.complete(key, response)
-        return Response(response.body, response.status_code, media_type=response.content_type)
+            raise Refused(503, "could not record the event now; retry later") from None
+        return render(result, outcomes)
 
     def _verify(self, incoming: WebhookRequest) -> Verification:
-        verification = self.runtime.provider.verify_webhook(incoming)
+        try:
+            verification = self.runtime.provider.verify_webhook(incoming)
+        except Exception:  # fail closed: a verifier that breaks on odd input does not pass it
+            log.exception("webhook verification failed with an error")
+            verification = Verification(ok=False, reason="signature could not be verified")
         if verification.ok or not self.runtime.config.skip_signature_verification:
             return verification
         # Development mode: unsigned requests pass, but replays are still recognised.
         log.warning("webhook signature not verified (skipSignatureVerification is on)")
         return Verification(ok=True, request_key=unverified_key(incoming))
+
+
+class Refused(Exception):
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
 
 
 def render(result: WebhookResult, outcomes: list[str]) -> CachedResponse:

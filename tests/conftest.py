@@ -1,0 +1,104 @@
+"""Shared fixtures for the server and client tests: a mock-provider Runtime and a live server.
+
+The server runs on a real loopback socket (port 0) in the test's event loop, with a tmp state
+folder; `rpc` posts JSON-RPC with the runtime's bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from voice_call.config import Config, parse_config
+from voice_call.runtime import Runtime
+from voice_call.server.app import build_app
+from voice_call.server.limits import Limits
+from voice_call.server.serve import RunningServer, start_background
+
+SERVER_CONFIG: dict[str, Any] = {
+    "provider": "mock",
+    "serve": {"port": 0},
+    "responder": {"provider": "echo"},
+    "mock": {"answerDelayMs": 50, "replyDelayMs": 50},
+    "maxConcurrentCalls": 20,
+    "staleCallReaperSeconds": 0,
+}
+# Short enough to keep the 408/429 tests quick, long enough for a loaded CI machine.
+TEST_LIMITS = Limits(body_timeout_s=0.5, max_in_flight=2)
+
+Rpc = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def server_config(**overrides: Any) -> Config:
+    raw = copy.deepcopy(SERVER_CONFIG)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return parse_config(raw)
+
+
+@pytest.fixture
+def vc_home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def vc_config() -> Config:
+    return server_config()
+
+
+@pytest.fixture
+async def vc_runtime(vc_config: Config, vc_home: Path) -> AsyncIterator[Runtime]:
+    runtime = Runtime(vc_config, vc_home)
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture
+async def vc_server(vc_runtime: Runtime) -> AsyncIterator[RunningServer]:
+    app = build_app(vc_runtime, limits=TEST_LIMITS, keepalive_s=0.2)
+    server = await start_background(vc_runtime, app=app)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def vc_http(vc_server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=vc_server.url, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def rpc(vc_http: httpx.AsyncClient, vc_runtime: Runtime) -> Rpc:
+    """`await rpc(method, params)` → the whole JSON-RPC reply (asserting HTTP 200)."""
+    ids = iter(range(1, 1_000_000))
+
+    async def call(method: str, params: Any = None) -> dict[str, Any]:
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": next(ids), "method": method}
+        if params is not None:
+            request["params"] = params
+        response = await vc_http.post(
+            "/rpc", json=request, headers={"Authorization": f"Bearer {vc_runtime.rpc_token}"}
+        )
+        assert response.status_code == 200, response.text
+        reply: dict[str, Any] = response.json()
+        return reply
+
+    return call
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll `check` until true; fail the test after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.02)
