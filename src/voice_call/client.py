@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ class RpcClient:
 
     async def events(
         self, since: int | None = None, last: int | None = None, call_id: str | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Logged events (LoggedEvent wire dicts): the backlog asked for, then live ones.
 
         When the server ends a stream (this watcher fell behind) it reconnects from the last

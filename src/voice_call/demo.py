@@ -9,6 +9,7 @@ the built-in echo responder replies to each, and the callee hangs up after the t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -94,13 +95,9 @@ async def _place_and_follow(console: Console, client: RpcClient) -> None:
     console.print()
     # since=0 replays the call's log from its first entry, so nothing said before the stream
     # opened is missed, then follows it live.
-    events = client.events(since=0, call_id=call_id)
-    try:
+    # aclosing: close the stream now rather than when the generator is collected
+    async with contextlib.aclosing(client.events(since=0, call_id=call_id)) as events:
         await _print_live(console, events)
-    finally:  # close the stream now rather than when the generator is collected
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
     status = await client.call("voicecall.status", {"callId": call_id, "full": True})
     console.print()
     _print_record(console, status.get("call") or {})

@@ -104,7 +104,10 @@ class EventType(StrEnum):
 class WireModel(BaseModel):
     """camelCase on the wire, snake_case in Python; both accepted on input."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # NaN/inf would be stored as null and break ordering and durations: refuse them at the edge.
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", allow_inf_nan=False
+    )
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -114,7 +117,11 @@ class CallEvent(WireModel):
     """One normalised event. `call_id` or `provider_call_id` identifies the call."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     type: EventType

@@ -55,6 +55,14 @@ class Runtime:
         serve = self.config.serve
         return f"http://{serve.bind}:{port or serve.port}{serve.path}"
 
+    def bound(self, port: int) -> None:
+        """The server listens on `port` (which differs from the config when that asked for 0)."""
+        self.manager.webhook_url = self.local_webhook_url(port)
+
+    def drain(self) -> None:
+        """Shutdown has begun: answer waiting `continue` turns now rather than at the deadline."""
+        self.manager.drain()
+
     @property
     def running(self) -> bool:
         return self._state == "running"

@@ -91,12 +91,16 @@ class CallManager:
             self._arm_reaper()
         return summary
 
-    async def stop(self) -> None:
-        self._started = False
-        self.timers.cancel_all()
+    def drain(self) -> None:
+        """Fail every waiting `continue` turn: the server is going away."""
         for turn in list(self._turns.values()):
             turn.fail(Unavailable("the voice-call server is shutting down"))
         self._turns.clear()
+
+    async def stop(self) -> None:
+        self._started = False
+        self.timers.cancel_all()
+        self.drain()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -74,11 +74,13 @@ class _Server(uvicorn.Server):
         *,
         signals: bool,
         on_started: Callable[[], None],
+        on_shutdown: Callable[[], None],
     ) -> None:
         super().__init__(config)
         self._app = app
         self._signals = signals
         self._on_started = on_started
+        self._on_shutdown = on_shutdown
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -94,6 +96,7 @@ class _Server(uvicorn.Server):
         for server in self.servers:
             server.close()
         close_streams(self._app)
+        self._on_shutdown()  # waiting `continue` calls answer now instead of holding the grace
         await super().shutdown(sockets)
 
     @contextlib.contextmanager
@@ -164,7 +167,7 @@ async def _start(
         url = local_url(serve_config.bind, port)
         # Start here too (idempotent), so a store that cannot open fails as an exception.
         await runtime.start()
-        runtime.manager.webhook_url = runtime.local_webhook_url(port)
+        runtime.bound(port)
         app = app or build_app(runtime)
         config = uvicorn.Config(
             app,
@@ -176,7 +179,9 @@ async def _start(
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
         )
         listening = asyncio.Event()
-        server = _Server(config, app, signals=signals, on_started=listening.set)
+        server = _Server(
+            config, app, signals=signals, on_started=listening.set, on_shutdown=runtime.drain
+        )
         task = asyncio.create_task(server.serve(sockets=[sock]))
         waiter = asyncio.create_task(listening.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
