@@ -126,6 +126,8 @@ class NumberRoute(_Section):
     """Overrides for inbound calls to one of our numbers (``numbers["+1555…"]``)."""
 
     inbound_greeting: OptStr = None
+    voice: OptStr = None  # carrier voice for this line (overrides the provider block's)
+    language: OptStr = None  # e.g. "en-GB"
     tts: dict[str, Any] | None = None
     agent_id: OptStr = None
     response_model: OptStr = None
@@ -221,21 +223,34 @@ class StoreConfig(_Section):
         return self
 
 
+# `apiBaseUrl` points a provider at another REST host (a regional edge, or `voicecall sim`).
+OptHttpUrl = Annotated[HttpUrl | None, BeforeValidator(_blank_to_none)]
+
+
 class TwilioConfig(_Section):
     account_sid: OptStr = None
     auth_token: OptStr = None
     region: Literal["us1", "ie1", "au1"] = "us1"
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None  # Polly/Google voice, or an OpenAI voice name mapped to Polly
+    language: OptStr = None  # e.g. "en-US"
 
 
 class TelnyxConfig(_Section):
     api_key: OptStr = None
     connection_id: OptStr = None
     public_key: OptStr = None
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None
+    language: OptStr = None
 
 
 class PlivoConfig(_Section):
     auth_id: OptStr = None
     auth_token: OptStr = None
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None
+    language: OptStr = None
 
 
 def _default_replies() -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from voice_call.clock import Clock
+from voice_call.config import Config
 from voice_call.models import CallEvent, CallRecord, CallState, EventType
 from voice_call.providers.base import (
     DialRequest,
@@ -236,3 +237,16 @@ def _carrier_word(reason: Any) -> str:
 def _log_failure(task: Any) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("mock event delivery failed: %r", task.exception())
+
+
+def build(config: Config, clock: Clock, home: Path) -> MockProvider:
+    mock = config.mock
+    script = CalleeScript(
+        outcome=mock.outcome,
+        answer_delay_ms=mock.answer_delay_ms,
+        replies=tuple(mock.replies),
+        reply_delay_ms=mock.reply_delay_ms,
+        hangup_after_turns=mock.hangup_after_turns,
+        silent=mock.silent,
+    )
+    return MockProvider(clock, script, ledger_path=home / "mock-carrier.jsonl")

@@ -1,0 +1,125 @@
+"""The URL a carrier used to reach us: what every webhook signature is computed over.
+
+Behind a tunnel or proxy the request we receive names a local host; the carrier signed the
+public one. With `publicUrl` configured, its scheme, host and path are pinned and only the
+query comes from the request (a reverse proxy may map a different local path — the seed's
+PR #112800). Otherwise forwarding headers are trusted only when `webhookSecurity` says so
+(an allow-list of hosts or an explicit opt-in, and, when listed, only from trusted proxy IPs);
+untrusted, they are ignored and the Host header is used (§4.4 of the anatomy).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+FORWARDED_HOST_HEADERS = ("x-forwarded-host", "x-original-host", "ngrok-forwarded-host")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?(:\d{1,5})?$"
+)
+_BRACKETED_V6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\](:\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class ForwardingTrust:
+    """`webhookSecurity` in the shape this module needs."""
+
+    allowed_hosts: Sequence[str] = ()
+    trust_forwarding_headers: bool = False
+    trusted_proxy_ips: Sequence[str] = ()
+    trust_loopback_peer: bool = False  # the ngrok local agent (tunnel.allowNgrok...Bypass)
+
+
+def normalise_ip(address: str | None) -> str | None:
+    """`::ffff:a.b.c.d` → `a.b.c.d`; None for anything that is not an IP."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _is_loopback(address: str | None) -> bool:
+    ip = normalise_ip(address)
+    return ip is not None and ipaddress.ip_address(ip).is_loopback
+
+
+def trusts_forwarding(trust: ForwardingTrust, remote: str | None) -> bool:
+    opted_in = bool(trust.allowed_hosts) or trust.trust_forwarding_headers
+    if not opted_in and not (trust.trust_loopback_peer and _is_loopback(remote)):
+        return False
+    if trust.trusted_proxy_ips:
+        peer = normalise_ip(remote)
+        return peer is not None and peer in {normalise_ip(p) for p in trust.trusted_proxy_ips}
+    return True
+
+
+def valid_host(value: str) -> bool:
+    """A hostname or bracketed IPv6 with an optional numeric port; never userinfo."""
+    if "@" in value or not value:
+        return False
+    match = _BRACKETED_V6.match(value)
+    if match:
+        return normalise_ip(match.group(1)) is not None
+    return bool(_HOSTNAME.match(value))
+
+
+def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str | None:
+    wanted = {h.lower() for h in allowed}
+    for name in FORWARDED_HOST_HEADERS:
+        raw = headers.get(name)
+        if not raw:
+            continue
+        host = raw.split(",")[0].strip()
+        if not valid_host(host):
+            continue
+        if wanted and host.lower() not in wanted and host.lower().split(":")[0] not in wanted:
+            continue
+        return host
+    return None
+
+
+def verification_url(
+    request_url: str,
+    headers: Mapping[str, str],
+    remote: str | None,
+    *,
+    public_url: str | None = None,
+    trust: ForwardingTrust | None = None,
+) -> str:
+    """The URL to verify a signature against. `headers` has lower-case names."""
+    request = urlsplit(request_url)
+    if public_url:
+        pinned = urlsplit(public_url)
+        return urlunsplit((pinned.scheme, pinned.netloc, pinned.path, request.query, ""))
+    scheme, host = request.scheme or "http", request.netloc
+    header_host = headers.get("host")
+    if header_host and valid_host(header_host):
+        host = header_host
+    if trust is not None and trusts_forwarding(trust, remote):
+        proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else "https"
+        host = _forwarded_host(headers, trust.allowed_hosts) or host
+    return urlunsplit((scheme, host, request.path, request.query, ""))
+
+
+def redact_url(url: str) -> str:
+    """For logs and 401 reasons: no userinfo, no fragment, every query value hidden."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair
+        for pair in parts.query.split("&")
+        if pair
+    )
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))

@@ -1,0 +1,90 @@
+"""Public-URL reconstruction: pinning, forwarding-header trust, host validation, redaction."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from voice_call.security.public_url import (
+    ForwardingTrust,
+    redact_url,
+    trusts_forwarding,
+    valid_host,
+    verification_url,
+)
+
+LOCAL = "http://127.0.0.1:3334/voice/webhook?callId=abc&type=status"
+FORWARDED = {
+    "host": "127.0.0.1:3334",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "calls.example.com",
+}
+
+
+def test_public_url_pins_scheme_host_and_path_and_keeps_the_query() -> None:
+    url = verification_url(
+        "http://127.0.0.1:3334/local/path?callId=abc",
+        FORWARDED,
+        "10.0.0.9",
+        public_url="https://voice.example.com/voice/webhook",
+    )
+    assert url == "https://voice.example.com/voice/webhook?callId=abc"
+
+
+def test_forwarding_headers_are_ignored_unless_trusted() -> None:
+    assert verification_url(LOCAL, FORWARDED, "127.0.0.1") == LOCAL
+    assert verification_url(LOCAL, FORWARDED, "127.0.0.1", trust=ForwardingTrust()) == LOCAL
+
+
+def test_trusted_forwarding_uses_proto_and_host() -> None:
+    trust = ForwardingTrust(trust_forwarding_headers=True)
+    url = verification_url(LOCAL, FORWARDED, "127.0.0.1", trust=trust)
+    assert url == "https://calls.example.com/voice/webhook?callId=abc&type=status"
+
+
+def test_allowed_hosts_filter_forwarded_hosts() -> None:
+    trust = ForwardingTrust(allowed_hosts=["calls.example.com"])
+    evil = {**FORWARDED, "x-forwarded-host": "evil.example.net"}
+    assert verification_url(LOCAL, evil, "1.2.3.4", trust=trust).startswith("https://127.0.0.1")
+    good = verification_url(LOCAL, FORWARDED, "1.2.3.4", trust=trust)
+    assert good.startswith("https://calls.example.com/")
+
+
+def test_trusted_proxy_ips_limit_who_may_forward() -> None:
+    trust = ForwardingTrust(trust_forwarding_headers=True, trusted_proxy_ips=["10.0.0.1"])
+    assert trusts_forwarding(trust, "10.0.0.1")
+    assert trusts_forwarding(trust, "::ffff:10.0.0.1")  # IPv4-mapped peers are normalised
+    assert not trusts_forwarding(trust, "10.0.0.2")
+    assert not trusts_forwarding(trust, None)
+
+
+def test_ngrok_loopback_trust_only_for_loopback_peers() -> None:
+    trust = ForwardingTrust(trust_loopback_peer=True)
+    assert trusts_forwarding(trust, "127.0.0.1") and trusts_forwarding(trust, "::1")
+    assert not trusts_forwarding(trust, "192.0.2.7")
+
+
+def test_host_validation() -> None:
+    assert valid_host("calls.example.com") and valid_host("calls.example.com:8443")
+    assert valid_host("[::1]:3334") and valid_host("localhost")
+    for bad in ("user@evil.com", "", "a b", "[zz::1]", "host:port", "-bad.com"):
+        assert not valid_host(bad)
+
+
+def test_invalid_forwarded_host_falls_back_to_host_header() -> None:
+    trust = ForwardingTrust(trust_forwarding_headers=True)
+    headers = {**FORWARDED, "x-forwarded-host": "a@b.com", "x-original-host": "ok.example.com"}
+    assert verification_url(LOCAL, headers, None, trust=trust).startswith("https://ok.example.com/")
+
+
+def test_redaction_hides_query_values_and_userinfo() -> None:
+    url = "https://user:pw@h.example.com:8443/voice/webhook?callId=abc&turnToken=secret#frag"
+    assert redact_url(url) == "https://h.example.com:8443/voice/webhook?callId=***&turnToken=***"
+
+
+@given(st.dictionaries(st.sampled_from(["host", *FORWARDED]), st.text(max_size=40)), st.text())
+def test_untrusted_headers_never_change_scheme_or_path(
+    headers: dict[str, str], remote: str
+) -> None:
+    url = verification_url(LOCAL, headers, remote)
+    assert url.startswith("http://") and "/voice/webhook?callId=abc&type=status" in url
