@@ -41,9 +41,10 @@ class Runtime:
             clock=self.clock,
             bus=self.bus,
             responder=build_responder(config.responder.provider),
-            webhook_url=self.local_webhook_url(),
+            webhook_url=self.webhook_url(),
         )
         self.provider.attach(self.manager.handle_event)
+        self.provider.set_webhook_url(self.webhook_url())
         self.rpc_token = ""
         self.restored: dict[str, int] = {}
         self._state = "new"
@@ -55,9 +56,14 @@ class Runtime:
         serve = self.config.serve
         return f"http://{serve.bind}:{port or serve.port}{serve.path}"
 
+    def webhook_url(self, port: int | None = None) -> str:
+        """What carriers are told to call: publicUrl when set, else the local URL."""
+        return self.config.public_url or self.local_webhook_url(port)
+
     def bound(self, port: int) -> None:
         """The server listens on `port` (which differs from the config when that asked for 0)."""
-        self.manager.webhook_url = self.local_webhook_url(port)
+        self.manager.webhook_url = self.webhook_url(port)
+        self.provider.set_webhook_url(self.manager.webhook_url)
 
     def drain(self) -> None:
         """Shutdown has begun: answer waiting `continue` turns now rather than at the deadline."""

@@ -81,6 +81,11 @@ class Provider(Protocol):
         """Where the provider reports events that do not arrive over HTTP (mock callee)."""
         ...
 
+    def set_webhook_url(self, url: str) -> None:
+        """The URL the carrier reaches us at (publicUrl, or the bound local URL): for the
+        callback URLs a provider puts in REST calls and TwiML/XML."""
+        ...
+
     async def initiate_call(self, request: DialRequest) -> DialResult: ...
 
     async def answer(self, call: CallRecord) -> None: ...
@@ -105,6 +110,13 @@ class Provider(Protocol):
         self, request: WebhookRequest, request_key: str | None = None
     ) -> WebhookResult:
         """Raise WebhookError for a malformed body. `request_key` seeds event dedupe keys."""
+        ...
+
+    def webhook_response(
+        self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
+    ) -> WebhookResult:
+        """The reply to the carrier once the parsed events were applied, given their outcomes
+        (`accepted`, `rejected: ...`, `duplicate`, ...). Most providers return `result`."""
         ...
 
     async def close(self) -> None: ...

@@ -82,6 +82,14 @@ class MockProvider:
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
 
+    def set_webhook_url(self, url: str) -> None:
+        return None  # the mock carrier calls back in-process
+
+    def webhook_response(
+        self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
+    ) -> WebhookResult:
+        return result
+
     # -- the simulated carrier -------------------------------------------------------------
 
     def _callee(self, provider_call_id: str) -> SimulatedCallee:

@@ -132,6 +132,9 @@ class WebhookRoute:
         except Exception:
             log.exception("webhook events could not be applied; asking the carrier to retry")
             raise Refused(503, "could not record the event now; retry later") from None
+        # Some answers depend on what the manager decided (TwiML/XML for an accepted or
+        # refused inbound call), so the provider shapes its reply after the events applied.
+        result = self.runtime.provider.webhook_response(incoming, result, outcomes)
         return render(result, outcomes)
 
     def _verify(self, incoming: WebhookRequest) -> Verification:
