@@ -369,3 +369,46 @@ async def test_restore_reconciles_without_redialing(tmp_path: Path) -> None:
         assert (await h2.store.get(live.call_id)).state == CallState.TIMEOUT  # type: ignore[union-attr]
         restored = [e for e in await h2.store.events() if e.type == "call.restored"]
         assert len(restored) == 4
+
+
+async def test_inline_notify_is_not_spoken_twice(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        h.provider.delivers_notify_inline = True
+        call = await h.manager.initiate(to=None, message="Your code is 1234", mode=Mode.NOTIFY)
+        await h.advance(1.0)
+        assert h.provider.callees[call.provider_call_id].heard == []  # the carrier says it
+        rec = await h.manager.get(call.call_id)
+        assert rec is not None and [e.text for e in rec.transcript] == ["Your code is 1234"]
+        assert rec.metadata["greeted"] is True and not h.manager.timers.armed(
+            call.call_id, "notify-hangup"
+        )
+
+
+async def test_notify_waits_for_playback_end_before_hanging_up(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        h.provider.reports_playback_end = True
+        long_message = "This is a long message. " * 20
+        call = await h.manager.initiate(to=None, message=long_message, mode=Mode.NOTIFY)
+        await h.advance(1.0)
+        await h.advance(20)  # a fixed 3 s delay would have cut the message off by now
+        assert not (await h.manager.get(call.call_id)).terminal  # type: ignore[union-attr]
+        ended = CallEvent(type=EventType.PLAYBACK_ENDED, call_id=call.call_id)
+        assert await h.manager.handle_event(ended) == "applied"
+        await h.advance(2.9)
+        assert not (await h.manager.get(call.call_id)).terminal  # type: ignore[union-attr]
+        await h.advance(0.2)
+        assert (await h.manager.get(call.call_id)).state == CallState.HANGUP_BOT  # type: ignore[union-attr]
+
+
+async def test_provider_call_id_upgrade_keeps_alias(tmp_path: Path) -> None:
+    async with harness(tmp_path, {"mock": {"silent": True}}) as h:
+        call = await h.manager.initiate(to=None, message="hi", mode=Mode.CONVERSATION)
+        old = call.provider_call_id
+        upgrade = CallEvent(type=EventType.RINGING, call_id=call.call_id, provider_call_id="uuid-2")
+        await h.manager.handle_event(upgrade)
+        rec = await h.store.find_by_provider_call_id("mock", "uuid-2")
+        assert rec is not None and rec.metadata["providerCallIdAliases"] == [old]
+        # an event matched only by a carrier id never rewrites the id
+        other = CallEvent(type=EventType.DTMF, provider_call_id="uuid-2", digits="1")
+        await h.manager.handle_event(other)
+        assert (await h.store.get(call.call_id)).provider_call_id == "uuid-2"  # type: ignore[union-attr]

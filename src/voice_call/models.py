@@ -96,6 +96,7 @@ class EventType(StrEnum):
     SPEAKING = "call.speaking"
     SPEECH = "call.speech"
     SILENCE = "call.silence"
+    PLAYBACK_ENDED = "call.playback-ended"  # the carrier finished playing what we said
     DTMF = "call.dtmf"
     ENDED = "call.ended"
     ERROR = "call.error"

@@ -276,8 +276,7 @@ class CallManager:
         """Change `rec` for `event`; queue side effects to run after it is persisted."""
         if rec.terminal:
             return "ignored: call already ended"
-        if event.provider_call_id and not rec.provider_call_id:
-            rec.provider_call_id = event.provider_call_id
+        self._note_provider_id(rec, event)
         now = event.timestamp or self.clock.now()
         kind = event.type
         if kind == EventType.RINGING:
@@ -304,7 +303,32 @@ class CallManager:
             self._end_record(rec, CallState.ERROR, now)
             effects.append(lambda: self._finalize(rec.call_id, CallState.ERROR))
             return "applied"
-        return "applied"  # initiated, dtmf, silence: logged only
+        if kind == EventType.PLAYBACK_ENDED and self._notify_done_speaking(rec):
+            delay = float(self.config.outbound.notify_hangup_delay_sec)
+            effects.append(lambda: self._arm_notify_hangup(rec.call_id, delay))
+        return "applied"  # initiated, dtmf, silence, playback-ended: logged only
+
+    def _note_provider_id(self, rec: CallRecord, event: CallEvent) -> None:
+        """Learn the carrier's id; a call matched by our own id may upgrade it (Plivo's
+        RequestUUID → CallUUID), keeping the old one as an alias."""
+        new = event.provider_call_id
+        if not new or new == rec.provider_call_id:
+            return
+        if rec.provider_call_id and event.call_id != rec.call_id:
+            return  # matched by the carrier id itself: nothing to upgrade
+        if rec.provider_call_id:
+            aliases = rec.metadata.setdefault("providerCallIdAliases", [])
+            if rec.provider_call_id not in aliases:
+                aliases.append(rec.provider_call_id)
+        rec.provider_call_id = new
+
+    def _notify_done_speaking(self, rec: CallRecord) -> bool:
+        return (
+            rec.mode == Mode.NOTIFY
+            and rec.direction == Direction.OUTBOUND
+            and "initialMessage" not in rec.metadata
+            and rec.metadata.get("greeted") is True
+        )
 
     def _apply_speech(
         self, rec: CallRecord, event: CallEvent, now: float, effects: list[Callable[[], object]]
@@ -444,28 +468,49 @@ class CallManager:
             message = record and record.metadata.get("initialMessage")
             if record is None or not message or record.terminal:
                 return
-            try:
-                await self._speak(call_id, str(message))
-            except (Unavailable, Conflict) as exc:
-                log.warning("initial message for %s not spoken: %s", call_id, exc)
-                return
-
-            def spoken(rec: CallRecord) -> LoggedEvent:
-                rec.metadata.pop("initialMessage", None)
-                return self._entry(rec, "bot.greeted", {})
-
-            record = await self._mutate(call_id, spoken)
+            inline = record.mode == Mode.NOTIFY and self._provider_says_notify(record)
+            if not inline:
+                try:
+                    await self._speak(call_id, str(message))
+                except (Unavailable, Conflict) as exc:
+                    log.warning("initial message for %s not spoken: %s", call_id, exc)
+                    return
+            record = await self._mutate(call_id, lambda rec: self._greeted(rec, inline))
             if record.mode == Mode.NOTIFY:
-                delay = float(self.config.outbound.notify_hangup_delay_sec)
-                self.timers.set(
-                    call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id))
-                )
+                self._after_notify_message(call_id, str(message), inline)
             elif call_id not in self._turns:
                 await self._listen(call_id, None)
         except (Conflict, NotFound, Unavailable) as exc:
             log.info("after-answer flow for %s stopped: %s", call_id, exc)
         finally:
             self._greeting.discard(call_id)
+
+    def _provider_says_notify(self, record: CallRecord) -> bool:
+        """The carrier was handed the notify message at dial (TwiML Say+Hangup): one path only,
+        so the callee hears it exactly once."""
+        return record.direction == Direction.OUTBOUND and self.provider.delivers_notify_inline
+
+    def _greeted(self, rec: CallRecord, inline: bool) -> LoggedEvent:
+        message = rec.metadata.pop("initialMessage", None)
+        rec.metadata["greeted"] = True
+        if inline and message:  # said by the carrier: still part of the conversation
+            rec.transcript.append(
+                TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=str(message))
+            )
+        return self._entry(rec, "bot.greeted", {"inline": inline} if inline else {})
+
+    def _after_notify_message(self, call_id: str, message: str, inline: bool) -> None:
+        delay = float(self.config.outbound.notify_hangup_delay_sec)
+        if inline:
+            return  # the carrier hangs up after its <Say>; max duration guards the rest
+        if self.provider.reports_playback_end:
+            # Hang up `delay` after the carrier says playback ended (a long message is never
+            # cut off); this fallback covers a playback-ended event that never comes.
+            delay += 10.0 + len(message) / 10
+        self._arm_notify_hangup(call_id, delay)
+
+    def _arm_notify_hangup(self, call_id: str, delay: float) -> None:
+        self.timers.set(call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id)))
 
     def _auto_responds(self, rec: CallRecord) -> bool:
         if self.responder is None:

@@ -76,6 +76,12 @@ class Provider(Protocol):
     name: str
     # Headers that must be present before the body is read (pre-auth gate); empty for mock.
     required_headers: tuple[tuple[str, ...], ...]
+    # The carrier says the notify message itself, handed over at dial (Twilio's inline TwiML
+    # Say+Hangup): the manager then does not speak it again.
+    delivers_notify_inline: bool
+    # The carrier reports when playback ends (`call.playback-ended`): notify calls hang up
+    # after that instead of a fixed delay after the speak request.
+    reports_playback_end: bool
 
     def attach(self, sink: EventSink) -> None:
         """Where the provider reports events that do not arrive over HTTP (mock callee)."""

@@ -69,6 +69,8 @@ class MockLedger:
 class MockProvider:
     name = "mock"
     required_headers: tuple[tuple[str, ...], ...] = ()
+    delivers_notify_inline = False
+    reports_playback_end = False
 
     def __init__(
         self, clock: Clock, script: CalleeScript | None = None, ledger_path: Path | None = None
