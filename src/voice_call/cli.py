@@ -140,8 +140,37 @@ def _json_flag(fn: Callable[P, R]) -> Callable[P, R]:
 
 # --------------------------------------------------------------------------- the group
 
+# Commands that live in their own modules, imported only when run: name → (module:attr, help).
+# One line per command; keep the short help here so `voicecall --help` imports nothing.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attr = LAZY_COMMANDS[cmd_name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (name, LAZY_COMMANDS[name][1])
+            if name in LAZY_COMMANDS and name not in self.commands
+            else (name, self.commands[name].get_short_help_str(limit=formatter.width))
+            for name in self.list_commands(ctx)
+            if name in LAZY_COMMANDS or not self.commands[name].hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
