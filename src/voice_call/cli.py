@@ -142,7 +142,9 @@ def _json_flag(fn: Callable[P, R]) -> Callable[P, R]:
 
 # Commands that live in their own modules, imported only when run: name → (module:attr, help).
 # One line per command; keep the short help here so `voicecall --help` imports nothing.
-LAZY_COMMANDS: dict[str, tuple[str, str]] = {}
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("voice_call.cli_sim:sim", "Run a Twilio, Telnyx or Plivo emulator on loopback."),
+}
 
 
 class LazyGroup(click.Group):

@@ -170,6 +170,7 @@ class TwilioEmulator:
         status_callback: str | None = None,
         status_callback_method: str = "POST",
         speech: Callable[[str], bytes] = speech_audio,
+        port: int = 0,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0 (it scales the Media Stream's 20 ms clock)")
@@ -188,6 +189,7 @@ class TwilioEmulator:
         self._legs: dict[str, _Leg] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: BackgroundServer | None = None
+        self._port = port
         self._http: httpx.AsyncClient | None = None
         self._closing = False
 
@@ -201,7 +203,7 @@ class TwilioEmulator:
 
     async def __aenter__(self) -> TwilioEmulator:
         self._http = httpx.AsyncClient(trust_env=False, timeout=WEBHOOK_TIMEOUT_S)
-        self._server = BackgroundServer(build_rest_app(self), lifespan="off")
+        self._server = BackgroundServer(build_rest_app(self), lifespan="off", port=self._port)
         await self._server.start()
         return self
 
