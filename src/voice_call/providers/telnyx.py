@@ -1,0 +1,230 @@
+"""The Telnyx provider: Call Control v2 calls, Telnyx's own speak and transcription.
+
+Outbound: dial with `client_state` = base64 of our call id; on `call.answered` the manager
+speaks (notify) or speaks and listens (conversation, `transcription_start`). Inbound: Telnyx
+parks the call and sends `call.initiated`; the manager screens it and we really `answer`
+(the seed's calls rang forever) or `reject` it. Telnyx reports `call.speak.ended`, so a
+notify call hangs up after the message was heard whole, never after a blind delay.
+
+Nothing about a call is kept here: webhooks name their call through `client_state`, and
+everything else is in the store, so any instance serves any webhook. Shapes: REST in
+telnyx_rest.py, webhooks in telnyx_webhooks.py, voices and text in telnyx_speech.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from voice_call.clock import Clock
+from voice_call.config import Config, ConfigError, TelnyxConfig
+from voice_call.models import CallRecord, Direction
+from voice_call.providers import telnyx_speech as speech
+from voice_call.providers import telnyx_webhooks as hooks
+from voice_call.providers.base import (
+    DialRequest,
+    DialResult,
+    EventSink,
+    ProviderError,
+    ProviderStatus,
+    Verification,
+    WebhookRequest,
+    WebhookResult,
+)
+from voice_call.providers.telnyx_rest import TelnyxApiError, TelnyxRest
+from voice_call.security.signatures import telnyx as signatures
+
+log = logging.getLogger("voice_call.telnyx")
+
+MIN_RING_S, MAX_RING_S = 5, 600  # Dial `timeout_secs` bounds
+
+
+class TelnyxProvider:
+    name = "telnyx"
+    required_headers: tuple[tuple[str, ...], ...] = (
+        (signatures.SIGNATURE_HEADER, signatures.TIMESTAMP_HEADER),
+    )
+    delivers_notify_inline = False
+    reports_playback_end = True  # call.speak.ended → call.playback-ended
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        rest: TelnyxRest,
+        public_key: Ed25519PublicKey | None,
+        *,
+        partials: bool = False,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.rest = rest
+        self.public_key = public_key
+        self.partials = partials  # pass interim transcripts on (logged, never a turn)
+        self.connection_id = (config.telnyx or TelnyxConfig()).connection_id or ""
+        self.webhook_url = ""
+
+    def attach(self, sink: EventSink) -> None:
+        return None  # every Telnyx event arrives over HTTP
+
+    def set_webhook_url(self, url: str) -> None:
+        self.webhook_url = url
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def initiate_call(self, request: DialRequest) -> DialResult:
+        ring_s = round(self.config.ring_timeout_ms / 1000)
+        body = {
+            "connection_id": self.connection_id,
+            "to": request.to_number,
+            "from": request.from_number,
+            "webhook_url": request.webhook_url or self.webhook_url,
+            "webhook_url_method": "POST",
+            "client_state": hooks.encode_client_state(request.call_id),
+            "timeout_secs": min(MAX_RING_S, max(MIN_RING_S, ring_s)),
+            # Derived from our id: a Dial retried after a lost answer is not placed twice.
+            "command_id": f"dial-{request.call_id}",
+        }
+        data = await self.rest.dial(body)
+        pid = data.get("call_control_id")
+        if not isinstance(pid, str) or not pid:
+            raise ProviderError("Telnyx dial failed: the answer has no call_control_id")
+        return DialResult(provider_call_id=pid)
+
+    async def answer(self, call: CallRecord) -> None:
+        # client_state from here on names our call in every webhook of this leg.
+        await self._command(
+            call, "answer", {"client_state": hooks.encode_client_state(call.call_id)}
+        )
+
+    async def hangup(self, call: CallRecord, reason: str) -> None:
+        if not call.provider_call_id:
+            return
+        refuse = (
+            reason == "inbound-policy"
+            and call.direction == Direction.INBOUND
+            and call.answered_at is None
+        )
+        try:
+            if refuse:  # a parked call we will not take: decline it rather than answer+hang up
+                try:
+                    await self._command(call, "reject", {"cause": "CALL_REJECTED"})
+                    return
+                except TelnyxApiError as exc:
+                    if exc.call_gone:
+                        raise
+                    log.info("reject of %s refused (%s): hanging up instead", call.call_id, exc)
+            await self._command(call, "hangup", {})
+        except TelnyxApiError as exc:
+            if not exc.call_gone:
+                raise
+            log.info("hang-up of %s: the call had already ended", call.call_id)
+
+    async def speak(self, call: CallRecord, text: str) -> None:
+        voice, language = speech.voice_and_language(self.config, call)
+        # Longer than one speak allows: Telnyx queues the pieces and plays them in order.
+        for piece in speech.chunks(text):
+            await self._command(
+                call,
+                "speak",
+                {"payload": piece, "payload_type": "text", "voice": voice, "language": language},
+            )
+
+    async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        body: dict[str, object] = {
+            "language": speech.transcription_language(self.config, call),
+            "transcription_tracks": "inbound",
+            # Transcripts from now on carry this turn's token back (stale ones are ignored).
+            "client_state": hooks.encode_client_state(call.call_id, turn_token),
+        }
+        if self.partials:
+            body["interim_results"] = True
+        await self._command(call, "transcription_start", body)
+
+    async def stop_listening(self, call: CallRecord) -> None:
+        await self._command(call, "transcription_stop", {})
+
+    async def send_dtmf(self, call: CallRecord, digits: str) -> None:
+        await self._command(call, "send_dtmf", {"digits": speech.telnyx_digits(digits)})
+
+    async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
+        """`GET /calls/{id}`: `is_alive` decides; no such call = ended; anything else
+        (a missing field, an outage) = unknown, so restore keeps the call."""
+        try:
+            data = await self.rest.retrieve(provider_call_id)
+        except TelnyxApiError as exc:
+            if exc.status == 404:
+                return ProviderStatus(status="not-found", terminal=True)
+            return ProviderStatus(status=f"error: {exc}", terminal=False, unknown=True)
+        alive = data.get("is_alive")
+        if alive is True:
+            return ProviderStatus(status="in-progress", terminal=False)
+        if alive is False:
+            return ProviderStatus(status="completed", terminal=True)
+        return ProviderStatus(status="unknown", terminal=False, unknown=True)
+
+    async def _command(self, call: CallRecord, action: str, body: dict[str, object]) -> None:
+        if not call.provider_call_id:
+            raise ProviderError(f"Telnyx {action}: the call has no call_control_id yet")
+        await self.rest.command(call.provider_call_id, action, body)
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> Verification:
+        return hooks.verify(self.public_key, request, now=self.clock.now())
+
+    def parse_webhook(
+        self, request: WebhookRequest, request_key: str | None = None
+    ) -> WebhookResult:
+        events = hooks.parse(request.body, request_key, partials=self.partials)
+        # Telnyx only needs a 2xx; the JSON outcomes help whoever reads the delivery log.
+        return WebhookResult(events=events, body="", content_type="application/json")
+
+    def webhook_response(
+        self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
+    ) -> WebhookResult:
+        return result  # answering or rejecting an inbound call is a REST command, not a reply
+
+    async def close(self) -> None:
+        await self.rest.close()
+
+
+SKIP_WARNING = (
+    "SECURITY WARNING: skipSignatureVerification is on and telnyx.publicKey is not set — "
+    "anyone who can reach the webhook URL can forge Telnyx events. Local development only."
+)
+
+
+def build(config: Config, clock: Clock, home: Path) -> TelnyxProvider:
+    block = config.telnyx or TelnyxConfig()
+    problems = [
+        f'telnyx.{key}: required when provider is "telnyx" — set it in the config or {env}'
+        for key, env, value in (
+            ("apiKey", "TELNYX_API_KEY", block.api_key),
+            ("connectionId", "TELNYX_CONNECTION_ID", block.connection_id),
+        )
+        if not value
+    ]
+    public_key: Ed25519PublicKey | None = None
+    if block.public_key:
+        try:
+            public_key = signatures.load_public_key(block.public_key)
+        except ValueError as exc:
+            problems.append(
+                f"telnyx.publicKey: not an Ed25519 public key ({exc}) — paste the public key "
+                "from Mission Control (base64, base64url, PEM or DER)"
+            )
+    elif config.skip_signature_verification:
+        log.warning(SKIP_WARNING)
+    else:
+        # Fail closed (the seed once accepted unsigned webhooks when the key was missing).
+        problems.append(
+            'telnyx.publicKey: required when provider is "telnyx" — set it or TELNYX_PUBLIC_KEY '
+            "(without it no webhook can be verified)"
+        )
+    if problems:
+        raise ConfigError(problems)
+    assert block.api_key is not None
+    return TelnyxProvider(config, clock, TelnyxRest(block.api_key, block.api_base_url), public_key)
