@@ -18,11 +18,17 @@ sorted by key (values neither sorted nor de-duplicated), base64.
 
 The URL is split the way plivo-python does (`urlparse`), so a `;params` tail on the last path
 segment is not part of the base, exactly as the official validator computes it.
+
+Comparisons are constant-time on the decoded digests (both sides canonicalised: padding, line
+breaks and the URL-safe alphabet do not matter). `v3_request_key` / `v2_request_key` name a
+verified request for the replay cache by what was signed plus the nonce, never by the signature.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlparse, urlunparse
@@ -68,8 +74,25 @@ def _hmac_b64(key: str, message: str, digest: str) -> str:
     return base64.b64encode(mac).decode("ascii")
 
 
+def _digest_bytes(signature: str) -> bytes | None:
+    """A header signature as raw bytes: base64 or base64url, padding optional; None if neither."""
+    text = "".join(signature.split())
+    if not text or len(text) > 256:
+        return None
+    text += "=" * (-len(text) % 4)
+    altchars = b"-_" if ("-" in text or "_" in text) else None
+    try:
+        return base64.b64decode(text, altchars=altchars, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+
+
 def _equal(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode("utf-8"), given.strip().encode("utf-8"))
+    """Constant-time, on the decoded digests: both sides canonicalised (§4.6), so a signature
+    re-encoded with other padding, line breaks or the URL-safe alphabet still compares equal."""
+    want = base64.b64decode(expected)
+    got = _digest_bytes(given)
+    return got is not None and hmac.compare_digest(want, got)
 
 
 def v3_base_string(url: str, params: Params, method: str = "POST") -> str:
@@ -122,3 +145,15 @@ def sign_v1(auth_token: str, url: str, params: Params) -> str:
 
 def validate_v1(auth_token: str, url: str, params: Params, signature: str) -> bool:
     return _equal(sign_v1(auth_token, url, params), signature)
+
+
+def v3_request_key(url: str, params: Params, nonce: str, method: str = "POST") -> str:
+    """The replay-cache key of a V3-verified request: what was signed (base string and nonce),
+    never the signature itself, so the same request re-signed another way is still a replay."""
+    base = v3_base_string(url, params, method)
+    return "plivo:v3:" + hashlib.sha256(f"{base}\n{nonce}".encode()).hexdigest()
+
+
+def v2_request_key(url: str, nonce: str) -> str:
+    base, _ = _split(url)
+    return "plivo:v2:" + hashlib.sha256(f"{base}\n{nonce}".encode()).hexdigest()

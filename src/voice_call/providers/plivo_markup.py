@@ -1,0 +1,127 @@
+"""Plivo XML documents, built as element trees: text and attributes are always escaped.
+
+Never an f-string of user text: what a caller or an agent says goes through ElementTree, and
+characters XML 1.0 cannot carry (control codes, lone surrogates) are dropped first, so no text
+can break the document Plivo runs (an invalid reply ends the call).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+CONTENT_TYPE = "text/xml"
+# A keep-alive's Wait; the Redirect after it asks again, so a quiet line is never dropped by
+# the XML running out (Plivo hangs up at the end of the document).
+KEEPALIVE_S = 300
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def clean(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
+@dataclass(frozen=True)
+class Voice:
+    voice: str
+    language: str
+
+
+@dataclass(frozen=True)
+class Listen:
+    action: str  # the GetInput action URL (our webhook, flow=input)
+    language: str
+    execution_timeout_s: int
+    speech_end_timeout: str
+
+
+def _element(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    node = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
+    if text is not None:
+        node.text = clean(text)
+    return node
+
+
+def _speak(parent: ET.Element, text: str, voice: Voice) -> None:
+    _element(parent, "Speak", text, voice=voice.voice, language=voice.language)
+
+
+def _redirect(parent: ET.Element, url: str) -> None:
+    _element(parent, "Redirect", url, method="POST")
+
+
+def render(root: ET.Element) -> str:
+    return ET.tostring(root, encoding="unicode", short_empty_elements=True)
+
+
+def empty() -> str:
+    return render(ET.Element("Response"))
+
+
+def keep_alive(redirect_url: str) -> str:
+    root = ET.Element("Response")
+    _element(root, "Wait", length=str(KEEPALIVE_S))
+    _redirect(root, redirect_url)
+    return render(root)
+
+
+def hangup(reason: str | None = None) -> str:
+    root = ET.Element("Response")
+    if reason:
+        _element(root, "Hangup", reason=reason)
+    else:
+        _element(root, "Hangup")
+    return render(root)
+
+
+def notify(text: str, voice: Voice) -> str:
+    """The whole notify call: say it, then hang up (one path, the callee hears it once)."""
+    root = ET.Element("Response")
+    _speak(root, text, voice)
+    _element(root, "Hangup")
+    return render(root)
+
+
+def speak(text: str, voice: Voice, lead_s: int, spoken_url: str) -> str:
+    """Say `text` after a short lead, then tell us playback ended (the Redirect).
+
+    The lead lets a listen that follows at once replace this document before a word is
+    played: that listen nests the same prompt in its GetInput, so it is heard once, whole.
+    """
+    root = ET.Element("Response")
+    if lead_s > 0:
+        _element(root, "Wait", length=str(lead_s))
+    _speak(root, text, voice)
+    _redirect(root, spoken_url)
+    return render(root)
+
+
+def listen(listen: Listen, prompt: str | None, voice: Voice, again_url: str) -> str:
+    """GetInput for speech, the prompt nested; when nothing is heard, ask us again."""
+    root = ET.Element("Response")
+    get_input = _element(
+        root,
+        "GetInput",
+        action=listen.action,
+        method="POST",
+        inputType="speech",
+        language=listen.language,
+        executionTimeout=str(listen.execution_timeout_s),
+        speechEndTimeout=listen.speech_end_timeout,
+        # Run the XML our action answers: after speech we answer a keep-alive, so the next
+        # element (the re-listen Redirect below) only runs when nothing was heard.
+        redirect="true",
+    )
+    if prompt:
+        _speak(get_input, prompt, voice)
+    _redirect(root, again_url)
+    return render(root)
+
+
+def inbound_accept(answered_url: str) -> str:
+    """An accepted inbound call: answered by our first element, which comes straight back to
+    us so the call is reported answered only once Plivo is running our XML."""
+    root = ET.Element("Response")
+    _redirect(root, answered_url)
+    return render(root)
