@@ -1,0 +1,92 @@
+"""TwiML, built with ElementTree so every piece of user text and every URL is XML-escaped.
+
+Nothing here formats XML by hand: `Twiml` collects verbs, `render` serialises them. Characters
+XML 1.0 cannot carry (NUL, most control characters, lone surrogates) are dropped from text,
+since Twilio answers a document it cannot parse with "an application error has occurred".
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+MAX_INLINE_TWIML = 4000  # Twilio refuses a longer `Twiml` parameter
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Twilio's <Play digits>: 0-9 * # and `w` (a half-second pause). Our wider DTMF alphabet maps
+# onto it: `W` is a whole second, `p`/`P`/`,` are pauses as on a phone dialer.
+_DIGIT_MAP = {"W": "ww", "p": "w", "P": "w", ",": "w"}
+
+
+def clean(text: str) -> str:
+    """Text XML can carry as it is (a parser would turn a bare CR into LF anyway)."""
+    return _NOT_XML.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+@dataclass(frozen=True)
+class Speech:
+    """How `<Say>` and `<Gather>` speak and listen on one call."""
+
+    voice: str
+    language: str
+
+
+class Twiml:
+    """A `<Response>` document, one verb at a time."""
+
+    def __init__(self) -> None:
+        self.root = ET.Element("Response")
+
+    def say(self, text: str, speech: Speech, parent: ET.Element | None = None) -> Twiml:
+        el = ET.SubElement(
+            self.root if parent is None else parent,
+            "Say",
+            {"voice": speech.voice, "language": speech.language},
+        )
+        el.text = clean(text)
+        return self
+
+    def pause(self, seconds: int) -> Twiml:
+        ET.SubElement(self.root, "Pause", {"length": str(max(1, seconds))})
+        return self
+
+    def play_digits(self, digits: str) -> Twiml:
+        mapped = "".join(_DIGIT_MAP.get(ch, ch) for ch in digits)
+        ET.SubElement(self.root, "Play", {"digits": clean(mapped)})
+        return self
+
+    def gather(self, action: str, speech: Speech, timeout_s: int) -> ET.Element:
+        """A speech (and keypad) `<Gather>`; its result is POSTed to `action`."""
+        return ET.SubElement(
+            self.root,
+            "Gather",
+            {
+                "input": "dtmf speech",
+                "speechTimeout": "auto",
+                "timeout": str(timeout_s),
+                "language": speech.language,
+                "action": clean(action),
+                "method": "POST",
+            },
+        )
+
+    def redirect(self, url: str) -> Twiml:
+        el = ET.SubElement(self.root, "Redirect", {"method": "POST"})
+        el.text = clean(url)
+        return self
+
+    def hangup(self) -> Twiml:
+        ET.SubElement(self.root, "Hangup")
+        return self
+
+    def reject(self, reason: str = "rejected") -> Twiml:
+        ET.SubElement(self.root, "Reject", {"reason": reason})
+        return self
+
+    def render(self) -> str:
+        body = ET.tostring(self.root, encoding="unicode", short_empty_elements=True)
+        return '<?xml version="1.0" encoding="UTF-8"?>' + body
+
+
+def empty() -> str:
+    return Twiml().render()
