@@ -8,9 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import machine, startup
+from bench import exposure, machine, startup, streams, turn_latency, webhooks
 
-BENCHMARKS = {"startup": startup.run}
+BENCHMARKS = {
+    "startup": startup.run,
+    "exposure": exposure.run,
+    "turn_latency": turn_latency.run,
+    "streams": streams.run,
+    "webhooks": webhooks.run,
+}
 README = Path(__file__).with_name("README.md")
 
 

@@ -160,6 +160,7 @@ def test_openclaw_config_file() -> None:
     assert config.allow_from == ["+15550009999"]
     assert config.serve.port == 4000
     assert config.enabled is True
+    assert config.core_tts == {"provider": "openai"}  # messages.tts, under our tts block
 
 
 def test_openclaw_entry_disabled_and_error_paths() -> None:
@@ -298,7 +299,6 @@ def test_realtime_and_streaming_rules() -> None:
     both = errors_of({"realtime": {"enabled": True}, "streaming": {"enabled": True}})
     assert [e.split(":")[0] for e in both] == [
         "streaming.enabled",
-        "streaming.enabled",  # also: streaming needs twilio
         "inboundPolicy",  # not in the file, so last
     ]
     plivo = {
@@ -315,6 +315,10 @@ def test_realtime_and_streaming_rules() -> None:
         {"realtime": {"enabled": True, "instructions": "hi"}, "inboundPolicy": "open"}
     )
     assert ok.realtime.model_extra == {"instructions": "hi"}
+    streamed = parse_config({**plivo, "streaming": {"enabled": True, "dropGraceMs": 0}}, env={})
+    assert streamed.streaming.enabled and streamed.streaming.drop_grace_ms == 0
+    assert streamed.streaming.token_ttl_seconds == 120 and streamed.streaming.protect_greeting
+    assert streamed.core_tts == {}
 
 
 def test_disabled_config_skips_provider_checks() -> None:
@@ -458,6 +462,27 @@ def test_mock_callee_script() -> None:
     )
     assert errors_of({"mock": {"outcome": "explode"}})[0].startswith("mock.outcome: must be one of")
     assert parse_config({"responder": {"provider": "echo"}}).responder.provider == "echo"
+
+
+def test_responder_section() -> None:
+    config = parse_config(
+        {
+            "responder": {"provider": "openai", "baseUrl": "http://127.0.0.1:11434/v1"},
+            "responseModel": "ollama/llama3.2",
+        }
+    )
+    assert config.responder.base_url == "http://127.0.0.1:11434/v1"
+    assert config.responder.apology_text.startswith("Sorry")
+    assert config.response_timeout_ms == 30000 and config.session_scope == "per-phone"
+    hook = parse_config({"responder": {"provider": "hook", "url": "https://example.com/turn"}})
+    assert hook.responder.url == "https://example.com/turn"
+    assert errors_of({"responder": {"provider": "hook"}}) == [
+        'responder.url: required when provider is "hook" — set it to the URL that answers each turn'
+    ]
+    assert errors_of({"responder": {"provider": "openai", "baseUrl": "ftp://x"}})[0].startswith(
+        "responder.baseUrl: "
+    )
+    assert errors_of({"responder": {"apologyText": ""}})[0].startswith("responder.apologyText:")
 
 
 def test_parse_config_does_not_mutate_its_input() -> None:

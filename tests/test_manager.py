@@ -10,7 +10,7 @@ import pytest
 from tests.manager_harness import harness
 from voice_call.agent.responder import EchoResponder
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
-from voice_call.models import CallEvent, CallState, Direction, EventType, Mode, Speaker
+from voice_call.models import CallEvent, CallRecord, CallState, Direction, EventType, Mode, Speaker
 
 
 async def test_notify_call_says_message_then_hangs_up_after_delay(tmp_path: Path) -> None:
@@ -412,3 +412,38 @@ async def test_provider_call_id_upgrade_keeps_alias(tmp_path: Path) -> None:
         other = CallEvent(type=EventType.DTMF, provider_call_id="uuid-2", digits="1")
         await h.manager.handle_event(other)
         assert (await h.store.get(call.call_id)).provider_call_id == "uuid-2"  # type: ignore[union-attr]
+
+
+async def test_playback_ended_before_greeting_recorded_still_hangs_up_on_time(
+    tmp_path: Path,
+) -> None:
+    async with harness(tmp_path) as h:
+        h.provider.reports_playback_end = True
+        original_speak = h.provider.speak
+
+        async def speak_and_finish(call: CallRecord, text: str) -> None:
+            await original_speak(call, text)
+            # the carrier reports the end of playback before speak() has even returned
+            ended = CallEvent(type=EventType.PLAYBACK_ENDED, call_id=call.call_id)
+            await h.manager.handle_event(ended)
+
+        h.provider.speak = speak_and_finish
+        call = await h.manager.initiate(to=None, message="Short note", mode=Mode.NOTIFY)
+        await h.advance(1.0)
+        await h.advance(3.1)  # notifyHangupDelaySec after playback, not the long fallback
+        rec = await h.manager.get(call.call_id)
+        assert rec is not None and rec.state == CallState.HANGUP_BOT
+
+
+async def test_waiting_turn_token_is_on_the_record_while_speaking(tmp_path: Path) -> None:
+    async with harness(tmp_path, {"mock": {"silent": True}}) as h:
+        call = await h.manager.initiate(to=None, message="Hello", mode=Mode.CONVERSATION)
+        await h.advance(1.0)
+        assert "turnToken" not in (await h.store.get(call.call_id)).metadata  # type: ignore[union-attr]
+        task = asyncio.ensure_future(h.manager.continue_call(call.call_id, "Question?"))
+        await h.advance(0.1)
+        token = h.manager._turns[call.call_id].token
+        assert (await h.store.get(call.call_id)).metadata["turnToken"] == token  # type: ignore[union-attr]
+        await h.manager.end(call.call_id)
+        with pytest.raises(Conflict):
+            await task

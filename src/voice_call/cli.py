@@ -144,6 +144,11 @@ def _json_flag(fn: Callable[P, R]) -> Callable[P, R]:
 # One line per command; keep the short help here so `voicecall --help` imports nothing.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("voice_call.cli_sim:sim", "Run a Twilio, Telnyx or Plivo emulator on loopback."),
+    "expose": ("voice_call.cli_expose:expose", "Expose the webhook on Tailscale funnel/serve."),
+    "setup": ("voice_call.cli_setup:setup", "Check config, credentials, exposure and keys."),
+    "smoke": ("voice_call.cli_setup:smoke", "Run the setup checks, then optionally one real call."),
+    "latency": ("voice_call.cli_latency:latency", "Per-turn latency p50/p95/p99 from the store."),
+    "mcp": ("voice_call.cli_mcp:mcp", "Serve the voice_call tools over MCP (stdio or --http)."),
 }
 
 

@@ -184,6 +184,10 @@ class StreamingConfig(_Section):
     max_pending_connections: Int = Field(default=32, ge=1)
     max_pending_connections_per_ip: Int = Field(default=4, ge=1)
     max_connections: Int = Field(default=128, ge=1)
+    token_secret: OptStr = None  # signs media-stream tokens; else a random per-process key
+    token_ttl_seconds: Int = Field(default=120, gt=0)  # minted at dial/answer, used on connect
+    drop_grace_ms: Int = Field(default=2000, ge=0)  # a dropped stream ends the call after this
+    protect_greeting: Bool = True  # the opening greeting ignores (echo) barge-in
 
 
 class RealtimeConfig(_Section):
@@ -272,10 +276,29 @@ class MockConfig(_Section):
     silent: Bool = False  # never replies
 
 
-class ResponderConfig(_Section):
-    """The built-in auto-responder."""
+DEFAULT_APOLOGY = "Sorry, I'm having trouble answering right now. Could you say that again?"
 
-    provider: Literal["none", "echo"] = "none"
+
+class ResponderConfig(_Section):
+    """The auto-responder. The model, prompt and timeout are the seed's top-level
+    `responseModel`, `responseSystemPrompt` and `responseTimeoutMs` (per-number overrides too)."""
+
+    provider: Literal["none", "echo", "openai", "hook"] = "none"
+    base_url: OptHttpUrl = None  # any OpenAI-compatible server (Ollama, vLLM, ...)
+    api_key: OptStr = None  # else openaiApiKey / OPENAI_API_KEY
+    url: OptHttpUrl = None  # the HTTP hook's URL (provider "hook")
+    headers: dict[str, str] = Field(default_factory=dict)  # sent to the hook (e.g. auth)
+    apology_text: str = Field(default=DEFAULT_APOLOGY, min_length=1)
+    max_history_messages: Int = Field(default=40, ge=0)  # earlier calls' lines (sessionScope)
+
+    @model_validator(mode="after")
+    def _hook_needs_url(self) -> ResponderConfig:
+        if self.provider == "hook" and self.url is None:
+            raise _field_error(
+                "url",
+                'required when provider is "hook" — set it to the URL that answers each turn',
+            )
+        return self
 
 
 class Config(_Section):
@@ -319,6 +342,12 @@ class Config(_Section):
     responder: ResponderConfig = Field(default_factory=ResponderConfig)
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    _core_tts: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def core_tts(self) -> dict[str, Any]:
+        """OpenClaw's global `messages.tts`, which our `tts` deep-merges over (seed README)."""
+        return self._core_tts
 
     @property
     def warnings(self) -> list[str]:
@@ -549,14 +578,6 @@ def _cross_check(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
                 "cannot be true together with realtime.enabled — turn one of them off",
             )
         )
-    if streaming_on and known and provider != "twilio":
-        problems.append(
-            (
-                ("streaming", "enabled"),
-                f'only works with provider "twilio" (provider is "{provider}")'
-                " — set streaming.enabled to false or switch provider",
-            )
-        )
     if realtime_on and known and provider not in ("twilio", "telnyx", "mock"):
         problems.append(
             (
@@ -784,6 +805,9 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         problems.sort(key=lambda problem: _file_order(raw, problem[0]))
         raise ConfigError([_format_problem(loc, msg, prefix, sources) for loc, msg in problems])
     config._warnings = warnings
+    messages = data.get("messages") if prefix else None
+    core_tts = messages.get("tts") if isinstance(messages, dict) else None
+    config._core_tts = copy.deepcopy(core_tts) if isinstance(core_tts, dict) else {}
     return config
 
 

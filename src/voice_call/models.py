@@ -170,13 +170,31 @@ class TranscriptEntry(WireModel):
     final: bool = True
 
 
+class TurnKind(StrEnum):
+    CONTINUE = "continue"  # an agent's `continue_call`: speak, then wait for the caller
+    REPLY = "reply"  # an auto-response to what the caller said
+
+
 class TurnLatency(WireModel):
-    """Figures for one `continue` turn, in milliseconds."""
+    """Figures for one turn, in milliseconds. Which ones are set depends on the kind (and on
+    the path: endpointing and TTS first byte exist only where we run STT/TTS ourselves)."""
 
     turn: int
-    speak_ms: float  # prompt handed to the provider → playback accepted
-    listen_wait_ms: float  # listening started → final transcript
-    total_ms: float  # continue called → transcript returned
+    kind: TurnKind = TurnKind.CONTINUE
+    at: float | None = None  # wall clock when the turn ended
+    total_ms: float  # continue: called → transcript; reply: heard → reply handed over
+    # continue
+    speak_ms: float | None = None  # prompt handed to the provider → playback accepted
+    listen_wait_ms: float | None = None  # listening started → final transcript
+    # reply, measured where audio meets the carrier
+    endpointing_ms: float | None = None  # caller's last speech frame → STT final
+    responder_first_token_ms: float | None = None  # responder asked → first token
+    responder_total_ms: float | None = None  # responder asked → reply complete
+    tts_first_byte_ms: float | None = None  # text to TTS → first audio byte
+    # last caller audio frame in → first reply audio frame out; on native-speech paths:
+    # final speech event received → first reply command sent to the provider
+    voice_to_voice_ms: float | None = None
+    outcome: str | None = None  # reply: spoken, interrupted, apology, silent, ended, failed
 
 
 class CallRecord(WireModel):

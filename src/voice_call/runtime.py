@@ -3,13 +3,22 @@
 No module-level state: everything a running service holds hangs off one Runtime, started and
 stopped once. `start()` and `stop()` are idempotent, so a second start in the same process is
 harmless (the seed's EADDRINUSE class of bugs came from building a second server).
+
+The webhook URL carriers are told to call is resolved by `tunnel.resolve` (publicUrl > tunnel >
+legacy tailscale.mode > the local URL). A tunnel opens once the server's port is bound: in
+`start()` when the port is already known (serve binds before it starts the Runtime), else as
+soon as `bound(port)` names it, with the next `start()` (the app's lifespan) waiting for it.
+A real carrier given a URL it cannot reach (loopback, private, …) refuses to start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voice_call.agent.responder import build_responder
 from voice_call.clock import Clock, RealClock, Timer
@@ -17,19 +26,44 @@ from voice_call.config import Config
 from voice_call.manager.bus import EventBus
 from voice_call.manager.manager import CallManager
 from voice_call.providers.registry import build_provider
+from voice_call.security.exposure import (
+    ngrok_loopback_bypass,
+    refuse_tailnet_only,
+    refuse_unreachable_webhook,
+)
 from voice_call.security.replay import ReplayCache
 from voice_call.security.rpc_token import ensure_rpc_token
 from voice_call.store.factory import build_store
+from voice_call.tunnel import Tunnel
+from voice_call.tunnel.record import forget_exposure, record_exposure
+from voice_call.tunnel.resolve import build_tunnel, local_origin, plan_exposure, stream_url
+
+if TYPE_CHECKING:
+    from voice_call.media.registry import MediaSessions
 
 log = logging.getLogger("voice_call.runtime")
 RETENTION_INTERVAL_S = 3600.0
+TunnelFactory = Callable[[Config], Tunnel | None]
 
 
 class Runtime:
-    def __init__(self, config: Config, home: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        home: Path,
+        *,
+        clock: Clock | None = None,
+        tunnel_factory: TunnelFactory | None = None,
+    ) -> None:
         self.config = config
         self.home = home
         self.clock = clock or RealClock()
+        self.exposure = plan_exposure(config)
+        self._tunnel_factory = tunnel_factory or build_tunnel
+        self._tunnel: Tunnel | None = None
+        self._tunnel_url: str | None = None
+        self._opening: asyncio.Task[None] | None = None  # a tunnel `bound()` started opening
+        self._port: int | None = None
         self.bus = EventBus()
         self.store = build_store(config, home)
         self.provider = build_provider(config, self.clock, home)
@@ -40,11 +74,13 @@ class Runtime:
             self.provider,
             clock=self.clock,
             bus=self.bus,
-            responder=build_responder(config.responder.provider),
+            responder=build_responder(config),
             webhook_url=self.webhook_url(),
         )
         self.provider.attach(self.manager.handle_event)
-        self.provider.set_webhook_url(self.webhook_url())
+        self.provider.set_webhook_url(self.webhook_url(), pinned=self._url_is_public())
+        if config.streaming.enabled:
+            _ = self.media  # builds the speech stack now: a missing key fails at start
         self.rpc_token = ""
         self.restored: dict[str, int] = {}
         self._state = "new"
@@ -52,18 +88,92 @@ class Runtime:
         self._retention_timer: Timer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @functools.cached_property
+    def media(self) -> MediaSessions:
+        """Live media streams by call id, stream tokens and pre-warming (media/registry.py)."""
+        from voice_call.media.registry import MediaSessions
+
+        return MediaSessions(
+            self.config, sink=self.manager.handle_event, end_call=self.manager.end, clock=self.clock
+        )
+
     def local_webhook_url(self, port: int | None = None) -> str:
         serve = self.config.serve
         return f"http://{serve.bind}:{port or serve.port}{serve.path}"
 
+    def _url_is_public(self) -> bool:
+        """publicUrl or an open tunnel: the exact URL carriers sign their webhooks over."""
+        return bool(self.config.public_url or self._tunnel_url)
+
     def webhook_url(self, port: int | None = None) -> str:
-        """What carriers are told to call: publicUrl when set, else the local URL."""
-        return self.config.public_url or self.local_webhook_url(port)
+        """What carriers are told to call: publicUrl, else the open tunnel's URL, else local."""
+        return self.config.public_url or self._tunnel_url or self.local_webhook_url(port)
+
+    def stream_url(self, port: int | None = None, path: str | None = None) -> str:
+        """The media WebSocket URL on the webhook URL's origin (https → wss)."""
+        stream_path = path or self.config.streaming.stream_path
+        return stream_url(self.webhook_url(port), self.config.serve.path, stream_path)
 
     def bound(self, port: int) -> None:
         """The server listens on `port` (which differs from the config when that asked for 0)."""
-        self.manager.webhook_url = self.webhook_url(port)
-        self.provider.set_webhook_url(self.manager.webhook_url)
+        self._port = port
+        self._use_urls()
+        waiting = self._tunnel is None and self._opening is None
+        if self._state == "running" and waiting and self.exposure.tunnel is not None:
+            self._opening = asyncio.get_running_loop().create_task(self._open_tunnel(port))
+
+    def _use_urls(self) -> None:
+        """Hand the current URLs to the manager and provider, and record them for `setup`."""
+        self.manager.webhook_url = self.webhook_url(self._port)
+        self.provider.set_webhook_url(self.manager.webhook_url, pinned=self._url_is_public())
+        if self._state == "running":
+            record_exposure(
+                self.home,
+                webhookUrl=self.manager.webhook_url,
+                streamUrl=self.stream_url(self._port),
+                source=self.exposure.source,
+                tunnel=self._tunnel.name if self._tunnel else None,
+            )
+
+    def _refuse_unreachable(self) -> None:
+        """Fail closed before anything opens: a real carrier cannot call a local URL."""
+        refuse_tailnet_only(self.config, self.exposure.tunnel)
+        if self.exposure.source == "publicUrl" and self.config.public_url:
+            refuse_unreachable_webhook(self.config, self.config.public_url, source="publicUrl")
+        elif self.exposure.source == "local":
+            url = self.local_webhook_url(self._port)
+            refuse_unreachable_webhook(self.config, url, source="local")
+        if self.config.tunnel.allow_ngrok_free_tier_loopback_bypass and not ngrok_loopback_bypass(
+            self.config
+        ):
+            log.warning(
+                "tunnel.allowNgrokFreeTierLoopbackBypass is ignored: it applies only with "
+                'tunnel.provider "ngrok", no publicUrl, and a loopback serve.bind'
+            )
+
+    async def _open_tunnel(self, port: int) -> None:
+        tunnel = self._tunnel_factory(self.config)
+        if tunnel is None:
+            return
+        try:
+            url = await tunnel.start(local_origin(self.config.serve.bind, port))
+            refuse_unreachable_webhook(self.config, url, source=self.exposure.source)
+        except BaseException:
+            await tunnel.stop()  # whatever it mounted before failing or being cancelled
+            raise
+        self._tunnel, self._tunnel_url = tunnel, url
+        self._use_urls()
+        log.info("webhook URL through %s: %s", tunnel.name, url)
+
+    async def _close_tunnel(self) -> None:
+        opening, self._opening = self._opening, None
+        if opening is not None and not opening.done():
+            opening.cancel()
+        if opening is not None:
+            await asyncio.gather(opening, return_exceptions=True)
+        tunnel, self._tunnel, self._tunnel_url = self._tunnel, None, None
+        if tunnel is not None:
+            await tunnel.stop()
 
     def drain(self) -> None:
         """Shutdown has begun: answer waiting `continue` turns now rather than at the deadline."""
@@ -76,12 +186,23 @@ class Runtime:
     async def start(self) -> None:
         async with self._lock:
             if self._state == "running":
+                if self._opening is not None:
+                    await self._opening  # the tunnel `bound()` began: up, or its error
                 return
+            self._refuse_unreachable()
             self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.rpc_token = ensure_rpc_token(self.home)
-            await self.store.open()
-            self.restored = await self.manager.start()
+            port = self._port or self.config.serve.port
+            if self.exposure.tunnel is not None and port:
+                await self._open_tunnel(port)
+            try:
+                await self.store.open()
+                self.restored = await self.manager.start()
+            except BaseException:
+                await self._close_tunnel()
+                raise
             self._state = "running"
+            self._use_urls()
             self._arm_retention()
 
     def _arm_retention(self, delay: float = 0.0) -> None:
@@ -109,11 +230,15 @@ class Runtime:
             if self._state != "running":
                 return
             self._state = "stopped"
+            await self._close_tunnel()  # carriers stop reaching us before anything else stops
+            forget_exposure(self.home)
             if self._retention_timer is not None:
                 self._retention_timer.cancel()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if "media" in self.__dict__:  # built: close its streams before the manager stops
+                await self.media.close()
             await self.manager.stop()
             self.bus.close()
             await self.provider.close()

@@ -14,9 +14,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from voice_call.agent.responder import Responder
+from voice_call.agent.memory import session_history
+from voice_call.agent.prompt import response_timeout_ms
+from voice_call.agent.reply_run import ReplyRun, ReplyTimeout
+from voice_call.agent.responder import ReplyContext, Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
@@ -35,6 +39,7 @@ from voice_call.models import (
     Mode,
     Speaker,
     TranscriptEntry,
+    TurnKind,
     TurnLatency,
     can_transition,
 )
@@ -46,6 +51,13 @@ log = logging.getLogger("voice_call.manager")
 MOCK_FROM = "+15550000000"
 REAPER_INTERVAL_S = 30.0
 Mutation = Callable[[CallRecord], LoggedEvent | None]
+TurnListener = Callable[[CallRecord, TurnLatency], None]
+
+
+@dataclass(frozen=True)
+class Spoken:
+    sent_at: float  # monotonic: the moment the text was handed to the provider
+    accepted_ms: float  # how long the provider took to accept it
 
 
 class CallManager:
@@ -75,6 +87,10 @@ class CallManager:
         self._ending: dict[str, asyncio.Future[None]] = {}
         self._recent_keys: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._replies: dict[str, ReplyRun] = {}  # the auto-reply in flight, per call
+        self._histories: dict[str, asyncio.Future[list[TranscriptEntry]]] = {}
+        # Called with each turn's figures once persisted (metrics); must not raise or block.
+        self.turn_listeners: list[TurnListener] = []
         self._started = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -101,9 +117,18 @@ class CallManager:
         self._started = False
         self.timers.cancel_all()
         self.drain()
+        for call_id in list(self._replies):
+            self._drop_reply(call_id)
+        for history in self._histories.values():
+            history.cancel()
+        self._histories.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        aclose = getattr(self.responder, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
     # ---------------------------------------------------------------- commands
 
@@ -168,8 +193,9 @@ class CallManager:
             if call_id in self._turns:
                 raise Conflict("Already waiting for transcript: one continue at a time per call")
             turn = self._turns[call_id] = Turn(call_id, started)
+        self._drop_reply(call_id)  # the agent takes this turn: no auto-reply on top of it
         try:
-            speak_ms = await self._speak(call_id, message)
+            speak_ms = (await self._speak(call_id, message)).accepted_ms
             await self._listen(call_id, turn.token)
             turn.listen_started = time.monotonic()
             timeout_s = self.config.transcript_timeout_ms / 1000
@@ -194,6 +220,7 @@ class CallManager:
         def note(rec: CallRecord) -> LoggedEvent:
             figures = TurnLatency(
                 turn=len(rec.latency) + 1,
+                at=self.clock.now(),
                 speak_ms=round(speak_ms, 3),
                 listen_wait_ms=round(listen_ms, 3),
                 total_ms=round((done - started) * 1000, 3),
@@ -202,8 +229,7 @@ class CallManager:
             rec.metadata["turnCount"] = figures.turn
             return self._entry(rec, "turn.completed", figures.wire())
 
-        with contextlib.suppress(Conflict):  # the call may have ended meanwhile
-            await self._mutate(call_id, note, allow_terminal=True)
+        await self._record_turn(call_id, note)
         return transcript
 
     async def send_dtmf(self, call_id: str, digits: str) -> None:
@@ -244,6 +270,7 @@ class CallManager:
 
     async def handle_event(self, event: CallEvent) -> str:
         """Apply one normalised event. Returns what happened: applied, duplicate, ignored, ..."""
+        received = time.monotonic()  # a turn's voice-to-voice starts when its words arrive
         key = event.key
         if key in self._recent_keys or await self.store.seen(key):
             return "duplicate"
@@ -259,7 +286,7 @@ class CallManager:
         async with self._lock(call_id):
             record = await self._get_or_404(call_id)
             updated = record.model_copy(deep=True)
-            outcome = self._apply(updated, event, effects)
+            outcome = self._apply(updated, event, effects, received)
             entry = self._entry(updated, event.type.value, _event_data(event, outcome), key)
             try:
                 logged = await self.store.save(updated, entry)
@@ -272,7 +299,13 @@ class CallManager:
             effect()
         return outcome
 
-    def _apply(self, rec: CallRecord, event: CallEvent, effects: list[Callable[[], object]]) -> str:
+    def _apply(
+        self,
+        rec: CallRecord,
+        event: CallEvent,
+        effects: list[Callable[[], object]],
+        received: float,
+    ) -> str:
         """Change `rec` for `event`; queue side effects to run after it is persisted."""
         if rec.terminal:
             return "ignored: call already ended"
@@ -292,7 +325,7 @@ class CallManager:
             self._mark_answered(rec, now, effects)
             return self._move(rec, CallState.SPEAKING)
         if kind == EventType.SPEECH:
-            return self._apply_speech(rec, event, now, effects)
+            return self._apply_speech(rec, event, now, effects, received)
         if kind == EventType.ENDED:
             reason = event.reason or CallState.COMPLETED
             self._end_record(rec, reason, now)
@@ -303,9 +336,15 @@ class CallManager:
             self._end_record(rec, CallState.ERROR, now)
             effects.append(lambda: self._finalize(rec.call_id, CallState.ERROR))
             return "applied"
-        if kind == EventType.PLAYBACK_ENDED and self._notify_done_speaking(rec):
+        if kind == EventType.PLAYBACK_ENDED and (
+            self._notify_done_speaking(rec) or rec.metadata.get("hangupAfterReply") is True
+        ):
             delay = float(self.config.outbound.notify_hangup_delay_sec)
             effects.append(lambda: self._arm_notify_hangup(rec.call_id, delay))
+        elif kind == EventType.PLAYBACK_ENDED and self._is_outbound_notify(rec):
+            # The carrier finished the message before we recorded it as said (a fast
+            # playback): remember it, so the hang-up is armed without waiting for a fallback.
+            rec.metadata["playbackEnded"] = True
         return "applied"  # initiated, dtmf, silence, playback-ended: logged only
 
     def _note_provider_id(self, rec: CallRecord, event: CallEvent) -> None:
@@ -322,18 +361,29 @@ class CallManager:
                 aliases.append(rec.provider_call_id)
         rec.provider_call_id = new
 
+    def _is_outbound_notify(self, rec: CallRecord) -> bool:
+        return rec.mode == Mode.NOTIFY and rec.direction == Direction.OUTBOUND
+
     def _notify_done_speaking(self, rec: CallRecord) -> bool:
         return (
-            rec.mode == Mode.NOTIFY
-            and rec.direction == Direction.OUTBOUND
+            self._is_outbound_notify(rec)
             and "initialMessage" not in rec.metadata
             and rec.metadata.get("greeted") is True
         )
 
     def _apply_speech(
-        self, rec: CallRecord, event: CallEvent, now: float, effects: list[Callable[[], object]]
+        self,
+        rec: CallRecord,
+        event: CallEvent,
+        now: float,
+        effects: list[Callable[[], object]],
+        received: float,
     ) -> str:
         text = (event.transcript or event.text or "").strip()
+        if text and rec.call_id in self._replies:
+            # The caller is talking (barge-in): a reply still being generated or spoken for
+            # their earlier words is stale, so the rest of it is dropped.
+            effects.append(lambda: self._drop_reply(rec.call_id))
         if not event.is_final or not text:
             return "applied"  # partials are logged, not transcribed
         self._mark_answered(rec, now, effects)
@@ -344,9 +394,8 @@ class CallManager:
             if not turn.matches(event.turn_token):
                 return "applied: stale turn token"
             effects.append(lambda: turn.resolve(text))
-        elif self._auto_responds(rec):
-            count = len(rec.transcript)
-            effects.append(lambda: self._spawn(self._auto_respond(rec.call_id, count)))
+        elif self._auto_responds(rec) and "hangupAfterReply" not in rec.metadata:
+            effects.append(lambda: self._start_reply(rec.call_id, received))
         return "applied"
 
     def _move(self, rec: CallRecord, target: CallState) -> str:
@@ -416,12 +465,20 @@ class CallManager:
 
     # ---------------------------------------------------------------- speaking and listening
 
-    async def _speak(self, call_id: str, text: str) -> float:
-        """Say `text` on a live call; returns how long the provider took to accept it (ms)."""
+    async def _speak(self, call_id: str, text: str) -> Spoken:
+        """Say `text` on a live call; returns when it was handed over and how long the provider
+        took to accept it."""
 
         def begin(rec: CallRecord) -> LoggedEvent:
             self._require_live_record(rec)
             rec.state = CallState.SPEAKING
+            # A provider whose speech ends in its own listen (Twilio's Say inside a Gather)
+            # needs the waiting turn's token now, not at start_listening.
+            turn = self._turns.get(call_id)
+            if turn is not None:
+                rec.metadata["turnToken"] = turn.token
+            else:
+                rec.metadata.pop("turnToken", None)
             return self._entry(rec, "bot.speaking", {"text": text})
 
         record = await self._mutate(call_id, begin)
@@ -443,7 +500,7 @@ class CallManager:
 
         with contextlib.suppress(Conflict):
             await self._mutate(call_id, spoken)
-        return elapsed_ms
+        return Spoken(started, elapsed_ms)
 
     def _after_speak_failure(self, rec: CallRecord, error: str) -> LoggedEvent:
         self._move(rec, CallState.LISTENING)  # never left stuck in speaking
@@ -468,6 +525,8 @@ class CallManager:
             message = record and record.metadata.get("initialMessage")
             if record is None or not message or record.terminal:
                 return
+            if self._auto_responds(record):
+                self._history(record)  # prefetched while the greeting is said
             inline = record.mode == Mode.NOTIFY and self._provider_says_notify(record)
             if not inline:
                 try:
@@ -477,7 +536,8 @@ class CallManager:
                     return
             record = await self._mutate(call_id, lambda rec: self._greeted(rec, inline))
             if record.mode == Mode.NOTIFY:
-                self._after_notify_message(call_id, str(message), inline)
+                early = record.metadata.get("playbackEnded") is True
+                self._after_notify_message(call_id, str(message), inline, early)
             elif call_id not in self._turns:
                 await self._listen(call_id, None)
         except (Conflict, NotFound, Unavailable) as exc:
@@ -499,11 +559,13 @@ class CallManager:
             )
         return self._entry(rec, "bot.greeted", {"inline": inline} if inline else {})
 
-    def _after_notify_message(self, call_id: str, message: str, inline: bool) -> None:
+    def _after_notify_message(
+        self, call_id: str, message: str, inline: bool, ended: bool = False
+    ) -> None:
         delay = float(self.config.outbound.notify_hangup_delay_sec)
         if inline:
             return  # the carrier hangs up after its <Say>; max duration guards the rest
-        if self.provider.reports_playback_end:
+        if self.provider.reports_playback_end and not ended:
             # Hang up `delay` after the carrier says playback ended (a long message is never
             # cut off); this fallback covers a playback-ended event that never comes.
             delay += 10.0 + len(message) / 10
@@ -517,22 +579,162 @@ class CallManager:
             return False
         return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
 
-    async def _auto_respond(self, call_id: str, transcript_len: int) -> None:
+    def _start_reply(self, call_id: str, heard_at: float) -> None:
+        """Answer the caller's final words; a reply still running for earlier words is dropped."""
+        self._drop_reply(call_id)
+        run = self._replies[call_id] = ReplyRun(heard_at)
+        self._spawn(self._reply(call_id, run))
+
+    def _drop_reply(self, call_id: str) -> None:
+        run = self._replies.pop(call_id, None)
+        if run is not None:
+            self.timers.cancel(call_id, "reply")
+            run.drop()
+
+    async def _reply(self, call_id: str, run: ReplyRun) -> None:
+        """Stream the responder's sentences to the provider as they come, then listen again.
+
+        A failing or slow responder (responseTimeoutMs) gets the apology and the call stays up;
+        the turn's figures are recorded whatever happened.
+        """
         assert self.responder is not None
-        record = await self.store.get(call_id)
-        if record is None or not record.state.live:
-            return
-        reply = await self.responder.respond(record)
-        latest = await self.store.get(call_id)
-        if not reply or latest is None or not latest.state.live:
-            return
-        if len(latest.transcript) != transcript_len or call_id in self._turns:
-            return  # the caller spoke again or an agent took the turn: this reply is stale
         try:
-            await self._speak(call_id, reply)
-            await self._listen(call_id, None)
+            record = await self.store.get(call_id)
+            if record is None or not record.state.live or run.dropped or call_id in self._turns:
+                return
+            run.start(self.responder, record, ReplyContext(load_history=self._history(record)))
+            timeout_ms = response_timeout_ms(self.config, record)
+            self.timers.set(call_id, "reply", timeout_ms / 1000, run.expire)
+            first_sent, outcome = await self._say_reply(call_id, run, timeout_ms)
+            handed_over = time.monotonic()
+            if outcome in ("spoken", "apology", "silent") and not run.dropped:
+                await self._after_reply(call_id, run)
+                outcome = "ended" if run.context.end_requested else outcome
+        finally:
+            if self._replies.get(call_id) is run:
+                del self._replies[call_id]
+                self.timers.cancel(call_id, "reply")
+            run.drop()  # stops the generator if this task itself was cancelled
+        await run.wait()
+
+        def note(rec: CallRecord) -> LoggedEvent:
+            figures = TurnLatency(
+                turn=len(rec.latency) + 1,
+                kind=TurnKind.REPLY,
+                at=self.clock.now(),
+                total_ms=run.ms_since_heard(handed_over) or 0.0,
+                responder_first_token_ms=run.ms_since_started(run.context.first_token_at),
+                responder_total_ms=run.ms_since_started(run.finished),
+                voice_to_voice_ms=run.ms_since_heard(first_sent),
+                outcome=outcome,
+            )
+            rec.latency.append(figures)
+            return self._entry(rec, "turn.replied", figures.wire())
+
+        await self._record_turn(call_id, note)
+
+    def _history(self, record: CallRecord) -> Callable[[], Awaitable[list[TranscriptEntry]]]:
+        """Earlier calls' lines for this call's session (sessionScope). Loaded once per call,
+        ahead of the first reply when the call is answered: they do not change while it lasts,
+        and a scan of recent calls on every turn would sit in every turn's latency."""
+        future = self._histories.get(record.call_id)
+        if future is None:
+            scope, limit = self.config.session_scope, self.config.responder.max_history_messages
+            future = asyncio.ensure_future(session_history(self.store, record, scope, limit))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._histories[record.call_id] = future
+        return lambda: asyncio.shield(future)
+
+    async def _say_reply(
+        self, call_id: str, run: ReplyRun, timeout_ms: int
+    ) -> tuple[float | None, str]:
+        """Speak the reply's sentences as they come; (when the first was handed over, outcome).
+
+        A provider whose `speak` replaces what is playing (`queues_speech = False`, e.g. a live
+        TwiML update) gets the whole reply at once instead: later sentences would cut off
+        earlier ones.
+        """
+        batch = not self.provider.queues_speech
+        first_sent: float | None = None
+        failure: str | None = None
+        held: list[str] = []
+        chunks = run.chunks()
+        while True:
+            try:
+                sentence = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except ReplyTimeout:
+                failure = f"no complete reply within responseTimeoutMs ({timeout_ms} ms)"
+                break
+            except Exception as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                break
+            if call_id in self._turns:
+                run.drop()  # an agent's continue_call took over between sentences
+                break
+            if batch:
+                held.append(sentence)
+                continue
+            sent = await self._say_part(call_id, run, sentence)
+            if sent is None:
+                return first_sent, "failed"
+            first_sent = first_sent or sent
+        if run.dropped:
+            return first_sent, "interrupted"
+        if failure is None:
+            if held:
+                first_sent = await self._say_part(call_id, run, " ".join(held))
+                if first_sent is None:
+                    return None, "failed"
+            return first_sent, "spoken" if first_sent is not None else "silent"
+        log.warning("responder failed on %s (%s); saying the apology", call_id, failure)
+        with contextlib.suppress(Conflict, NotFound):
+            await self._mutate(
+                call_id, lambda rec: self._entry(rec, "bot.reply-failed", {"error": failure})
+            )
+        sent = await self._say_part(call_id, run, self.config.responder.apology_text)
+        if sent is None:
+            return first_sent, "failed"
+        return first_sent or sent, "apology"
+
+    async def _say_part(self, call_id: str, run: ReplyRun, text: str) -> float | None:
+        """Speak one part of a reply; when it was handed over, or None if the call can't."""
+        try:
+            return (await self._speak(call_id, text)).sent_at
         except (Conflict, Unavailable) as exc:
-            log.info("auto-response on %s stopped: %s", call_id, exc)
+            log.info("auto-reply on %s stopped: %s", call_id, exc)
+            run.drop()
+            return None
+
+    async def _after_reply(self, call_id: str, run: ReplyRun) -> None:
+        """Listen for the caller again, or hang up after a goodbye the responder asked for."""
+        try:
+            if run.context.end_requested:
+                reason = run.context.end_reason or "responder"
+
+                def goodbye(rec: CallRecord) -> LoggedEvent:
+                    rec.metadata["hangupAfterReply"] = True
+                    return self._entry(rec, "bot.goodbye", {"requestedBy": reason})
+
+                await self._mutate(call_id, goodbye)
+                self._after_notify_message(call_id, "", inline=False)
+            elif call_id not in self._turns:
+                await self._listen(call_id, None)
+        except (Conflict, NotFound, Unavailable) as exc:
+            log.info("after the reply on %s: %s", call_id, exc)
+
+    async def _record_turn(self, call_id: str, note: Mutation) -> None:
+        """Persist a turn's figures (the call may have ended meanwhile), then tell listeners."""
+        try:
+            record = await self._mutate(call_id, note, allow_terminal=True)
+        except (Conflict, NotFound):
+            return
+        for listener in self.turn_listeners:
+            try:
+                listener(record, record.latency[-1])
+            except Exception:
+                log.exception("turn listener failed")
 
     # ---------------------------------------------------------------- ending
 
@@ -567,6 +769,10 @@ class CallManager:
         self._finalize(call_id, reason)
 
     def _finalize(self, call_id: str, reason: CallState) -> None:
+        self._drop_reply(call_id)
+        history = self._histories.pop(call_id, None)
+        if history is not None:
+            history.cancel()
         self.timers.cancel_all(call_id)
         turn = self._turns.pop(call_id, None)
         if turn is not None:

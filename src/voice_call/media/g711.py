@@ -1,7 +1,10 @@
-"""G.711 µ-law (PCMU) codec: 8 kHz telephone audio, one byte per sample, 160 bytes = 20 ms.
+"""G.711 µ-law (PCMU) and A-law (PCMA): 8 kHz telephone audio, one byte per sample.
 
-Table-driven with numpy: decoding is a 256-entry lookup and encoding a 64 Ki-entry lookup
-indexed by the 16-bit sample, so a 20 ms frame costs two vectorised indexing operations.
+Bit-exact with the ITU-T G.191 reference (`g711.c`: `ulaw_compress`/`ulaw_expand`,
+`alaw_compress`/`alaw_expand`). The reference takes the one's complement of negative samples
+(``~x``, i.e. ``-x - 1``) rather than their absolute value, so e.g. -4 encodes to 0x7F, not the
+0x7E of the common "bias 132" textbook encoder. Tables are built by running the reference
+algorithm, vectorised, over every input once; a frame then costs one numpy indexing operation.
 """
 
 from __future__ import annotations
@@ -13,44 +16,99 @@ SAMPLE_RATE = 8000
 FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000  # 160
 SILENCE_BYTE = 0xFF  # µ-law code for 0
+ALAW_SILENCE_BYTE = 0xD5  # A-law code for +8, its smallest positive step
 
-_BIAS = 0x84
-_CLIP = 32635
-
-
-def _build_decode() -> npt.NDArray[np.int16]:
-    codes = ~np.arange(256, dtype=np.int32) & 0xFF
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
-    return np.where(codes & 0x80, -magnitude, magnitude).astype(np.int16)
+Pcm16 = npt.NDArray[np.int16]
+_ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32)
+_ALL_CODES = np.arange(256, dtype=np.int32)
 
 
-def _build_encode() -> npt.NDArray[np.uint8]:
-    samples = np.arange(-32768, 32768, dtype=np.int32)
-    sign = np.where(samples < 0, 0x80, 0)
-    magnitude = np.minimum(np.abs(samples), _CLIP) + _BIAS
-    exponent = np.floor(np.log2(magnitude)).astype(np.int32) - 7
-    exponent = np.clip(exponent, 0, 7)
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    codes = ~(sign | (exponent << 4) | mantissa) & 0xFF
-    return np.asarray(codes, dtype=np.uint8)
+def _segment(value: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+    """Number of significant bits of each value (0 for 0): the reference's shift-count loop."""
+    bits = np.zeros_like(value)
+    rest = value.copy()
+    while rest.any():
+        bits += rest > 0
+        rest >>= 1
+    return bits
 
 
-_DECODE = _build_decode()
-_ENCODE = _build_encode()
+def _build_ulaw_encode() -> npt.NDArray[np.uint8]:
+    x = _ALL_SAMPLES
+    # 14-bit magnitude, one's complement for negatives, plus the µ-law/A-law offset 33.
+    absno = np.where(x < 0, (~x) >> 2, x >> 2) + 33
+    absno = np.minimum(absno, 0x1FFF)
+    segno = 1 + _segment(absno >> 6)
+    high = 8 - segno
+    low = 0x0F - ((absno >> segno) & 0x0F)
+    code = (high << 4) | low
+    code = np.where(x >= 0, code | 0x80, code)
+    return np.asarray(code & 0xFF, dtype=np.uint8)
 
 
-def ulaw_to_pcm16(data: bytes) -> npt.NDArray[np.int16]:
+def _build_ulaw_decode() -> Pcm16:
+    code = _ALL_CODES
+    sign = np.where(code < 0x80, -1, 1)
+    complement = ~code
+    exponent = (complement >> 4) & 0x07
+    mantissa = complement & 0x0F
+    step = 4 << (exponent + 1)
+    value = (0x80 << exponent) + step * mantissa + step // 2 - 4 * 33
+    return np.asarray(sign * value, dtype=np.int16)
+
+
+def _build_alaw_encode() -> npt.NDArray[np.uint8]:
+    x = _ALL_SAMPLES
+    ix = np.where(x < 0, (~x) >> 4, x >> 4)  # 0 <= ix < 2048
+    # Segments 1..7: shift the mantissa down until it fits 5 bits, then drop its leading 1.
+    exponent = np.maximum(_segment(ix) - 4, 1)
+    shifted = (ix >> (exponent - 1)) - 16 + (exponent << 4)
+    code = np.where(ix > 15, shifted, ix)
+    code = np.where(x >= 0, code | 0x80, code)
+    return np.asarray((code ^ 0x55) & 0xFF, dtype=np.uint8)
+
+
+def _build_alaw_decode() -> Pcm16:
+    code = _ALL_CODES
+    ix = (code ^ 0x55) & 0x7F
+    exponent = ix >> 4
+    mantissa = ix & 0x0F
+    mantissa = np.where(exponent > 0, mantissa + 16, mantissa)
+    mantissa = (mantissa << 4) + 0x08
+    mantissa = np.where(exponent > 1, mantissa << np.maximum(exponent - 1, 0), mantissa)
+    return np.asarray(np.where(code > 127, mantissa, -mantissa), dtype=np.int16)
+
+
+_ULAW_ENCODE = _build_ulaw_encode()
+_ULAW_DECODE = _build_ulaw_decode()
+_ALAW_ENCODE = _build_alaw_encode()
+_ALAW_DECODE = _build_alaw_decode()
+
+
+def _index(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int32]:
+    return np.asarray(samples, dtype=np.int32) + 32768
+
+
+def ulaw_to_pcm16(data: bytes) -> Pcm16:
     """µ-law bytes → signed 16-bit samples."""
-    decoded: npt.NDArray[np.int16] = _DECODE[np.frombuffer(data, dtype=np.uint8)]
+    decoded: Pcm16 = _ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
     return decoded
 
 
 def pcm16_to_ulaw(samples: npt.NDArray[np.int16]) -> bytes:
     """Signed 16-bit samples → µ-law bytes."""
-    index = samples.astype(np.int32) + 32768
-    return bytes(_ENCODE[index].tobytes())
+    return bytes(_ULAW_ENCODE[_index(samples)].tobytes())
+
+
+def alaw_to_pcm16(data: bytes) -> Pcm16:
+    """A-law bytes → signed 16-bit samples."""
+    decoded: Pcm16 = _ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+    return decoded
+
+
+def pcm16_to_alaw(samples: npt.NDArray[np.int16]) -> bytes:
+    """Signed 16-bit samples → A-law bytes."""
+    return bytes(_ALAW_ENCODE[_index(samples)].tobytes())
 
 
 def frames(data: bytes, size: int = FRAME_BYTES) -> list[bytes]:

@@ -82,14 +82,20 @@ class Provider(Protocol):
     # The carrier reports when playback ends (`call.playback-ended`): notify calls hang up
     # after that instead of a fixed delay after the speak request.
     reports_playback_end: bool
+    # A new `speak` queues behind what is playing (Telnyx, streams, mock). False when it
+    # replaces it (a live TwiML update, a Plivo transfer): the manager then speaks a streamed
+    # reply in one piece instead of sentence by sentence.
+    queues_speech: bool
 
     def attach(self, sink: EventSink) -> None:
         """Where the provider reports events that do not arrive over HTTP (mock callee)."""
         ...
 
-    def set_webhook_url(self, url: str) -> None:
-        """The URL the carrier reaches us at (publicUrl, or the bound local URL): for the
-        callback URLs a provider puts in REST calls and TwiML/XML."""
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
+        """The URL the carrier reaches us at: for the callback URLs a provider puts in REST
+        calls and TwiML/XML. `pinned`: it is the public URL carriers sign over (publicUrl or
+        an open tunnel), so signatures are verified against it rather than a URL rebuilt
+        from the request."""
         ...
 
     async def initiate_call(self, request: DialRequest) -> DialResult: ...

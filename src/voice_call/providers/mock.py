@@ -71,6 +71,7 @@ class MockProvider:
     required_headers: tuple[tuple[str, ...], ...] = ()
     delivers_notify_inline = False
     reports_playback_end = False
+    queues_speech = True
 
     def __init__(
         self, clock: Clock, script: CalleeScript | None = None, ledger_path: Path | None = None
@@ -84,7 +85,7 @@ class MockProvider:
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
 
-    def set_webhook_url(self, url: str) -> None:
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         return None  # the mock carrier calls back in-process
 
     def webhook_response(

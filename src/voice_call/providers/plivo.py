@@ -20,7 +20,6 @@ How a call runs (carrier-protocols.md §3, anatomy §3.3):
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 from dataclasses import replace
@@ -46,7 +45,8 @@ from voice_call.providers.plivo_rest import NotFound, PlivoRest
 from voice_call.providers.plivo_urls import Callback, Flow, TextTooLong, callback_url, encode_text
 from voice_call.providers.plivo_voice import our_route, route_for, voice_for
 from voice_call.providers.plivo_webhooks import parse, verify
-from voice_call.security.public_url import ForwardingTrust, verification_url
+from voice_call.security.exposure import forwarding_trust
+from voice_call.security.public_url import verification_url
 
 log = logging.getLogger("voice_call.plivo")
 
@@ -70,6 +70,7 @@ class PlivoProvider:
     )
     delivers_notify_inline = True  # the answer URL's XML says it, then hangs up
     reports_playback_end = True  # each Speak is followed by a Redirect back to us
+    queues_speech = False  # a transfer replaces the XML the call is running
 
     def __init__(self, config: Config, clock: Clock, rest: PlivoRest) -> None:
         self.config = config
@@ -77,17 +78,8 @@ class PlivoProvider:
         self.rest = rest
         self.auth_token = config.plivo.auth_token if config.plivo else None
         self.webhook_url = ""
-        security = config.webhook_security
-        self.trust = ForwardingTrust(
-            allowed_hosts=security.allowed_hosts,
-            trust_forwarding_headers=security.trust_forwarding_headers,
-            trusted_proxy_ips=security.trusted_proxy_ips,
-            trust_loopback_peer=(
-                config.tunnel.allow_ngrok_free_tier_loopback_bypass
-                and config.tunnel.provider == "ngrok"
-                and _is_loopback(config.serve.bind)
-            ),
-        )
+        self.trust = forwarding_trust(config)
+        self.pinned_url = config.public_url
         self.replies = Replies(config)
 
     # ---------------------------------------------------------------- wiring
@@ -95,8 +87,9 @@ class PlivoProvider:
     def attach(self, sink: EventSink) -> None:
         return None  # every Plivo event arrives over HTTP
 
-    def set_webhook_url(self, url: str) -> None:
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
+        self.pinned_url = url if pinned else self.config.public_url
 
     async def close(self) -> None:
         await self.rest.close()
@@ -267,7 +260,7 @@ class PlivoProvider:
             request.url,
             request.headers,
             request.remote,
-            public_url=self.config.public_url,
+            public_url=self.pinned_url,
             trust=self.trust,
         )
 
@@ -301,15 +294,6 @@ def _live_uuid(call: CallRecord) -> str:
     if not call.provider_call_id:
         raise ProviderError("Plivo has not reported this call's CallUUID yet")
     return call.provider_call_id
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def plivo_number(number: str) -> str:

@@ -48,6 +48,7 @@ class TelnyxProvider:
     )
     delivers_notify_inline = False
     reports_playback_end = True  # call.speak.ended → call.playback-ended
+    queues_speech = True  # Telnyx queues speak commands (each has its own speak.ended)
 
     def __init__(
         self,
@@ -69,8 +70,8 @@ class TelnyxProvider:
     def attach(self, sink: EventSink) -> None:
         return None  # every Telnyx event arrives over HTTP
 
-    def set_webhook_url(self, url: str) -> None:
-        self.webhook_url = url
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
+        self.webhook_url = url  # Ed25519 signs the body, not the URL: nothing to pin
 
     # -- calls ------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ everything else comes from the call record the manager passes in.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import secrets
 from pathlib import Path
@@ -46,7 +45,7 @@ from voice_call.providers.twilio_webhooks import (
     read_hook,
     verify,
 )
-from voice_call.security.public_url import ForwardingTrust
+from voice_call.security.exposure import forwarding_trust
 
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -56,20 +55,12 @@ TIME_LIMIT_SLACK_S = 60
 REJECTED = "rejected"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 class TwilioProvider:
     name = "twilio"
     required_headers: tuple[tuple[str, ...], ...] = (("x-twilio-signature",),)
     delivers_notify_inline = True
     reports_playback_end = False
+    queues_speech = False  # a live TwiML update replaces what is playing
 
     def __init__(self, config: Config, clock: Clock, rest: TwilioRest | None = None) -> None:
         twilio = config.twilio
@@ -83,27 +74,18 @@ class TwilioProvider:
             api_base(twilio.region, twilio.api_base_url),
             sleep=clock.sleep,
         )
-        security = config.webhook_security
-        tunnel = config.tunnel
-        self.trust = ForwardingTrust(
-            allowed_hosts=tuple(security.allowed_hosts),
-            trust_forwarding_headers=security.trust_forwarding_headers,
-            trusted_proxy_ips=tuple(security.trusted_proxy_ips),
-            trust_loopback_peer=(
-                tunnel.allow_ngrok_free_tier_loopback_bypass
-                and tunnel.provider == "ngrok"
-                and _loopback(config.serve.bind)
-            ),
-        )
+        self.trust = forwarding_trust(config)
         self.webhook_url = config.public_url or ""
+        self.pinned_url = config.public_url
 
     # ---------------------------------------------------------------- wiring
 
     def attach(self, sink: EventSink) -> None:
         return None  # everything Twilio says arrives as a webhook
 
-    def set_webhook_url(self, url: str) -> None:
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
+        self.pinned_url = url if pinned else self.config.public_url
 
     async def close(self) -> None:
         await self.rest.close()
@@ -244,7 +226,7 @@ class TwilioProvider:
     # ---------------------------------------------------------------- webhooks
 
     def verify_webhook(self, request: WebhookRequest) -> Verification:
-        return verify(request, self.auth_token, public_url=self.config.public_url, trust=self.trust)
+        return verify(request, self.auth_token, public_url=self.pinned_url, trust=self.trust)
 
     def parse_webhook(
         self, request: WebhookRequest, request_key: str | None = None

@@ -14,12 +14,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from voice_call.runtime import Runtime
 from voice_call.server.events import KEEPALIVE_S, EventsRoute
 from voice_call.server.health import HealthRoute
 from voice_call.server.limits import InFlightLimiter, Limits
+from voice_call.server.media import MediaRoute
+from voice_call.server.metrics import MetricsRoute
 from voice_call.server.responses import json_error
 from voice_call.server.rpc import RpcRoute
 from voice_call.server.webhook import WebhookRoute
@@ -34,7 +36,11 @@ def webhook_path(path: str) -> str:
 
 
 def build_app(
-    runtime: Runtime, *, limits: Limits | None = None, keepalive_s: float = KEEPALIVE_S
+    runtime: Runtime,
+    *,
+    limits: Limits | None = None,
+    keepalive_s: float = KEEPALIVE_S,
+    media: MediaRoute | None = None,
 ) -> Starlette:
     limits = limits or Limits()
     events = EventsRoute(runtime, keepalive_s)
@@ -47,7 +53,12 @@ def build_app(
         Route("/rpc", RpcRoute(runtime, limits).handle, methods=["POST"]),
         Route("/events", events.handle, methods=["GET"]),
         Route("/healthz", HealthRoute(runtime).handle, methods=["GET"]),
+        Route("/metrics", MetricsRoute(runtime).handle, methods=["GET"]),
     ]
+    streams: list[BaseRoute] = []
+    if runtime.config.streaming.enabled or media is not None:
+        media = media or MediaRoute(runtime)
+        streams.append(WebSocketRoute(runtime.config.streaming.stream_path, media))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -56,10 +67,12 @@ def build_app(
             yield
         finally:
             events.close()
+            if media is not None:
+                media.close()
             await runtime.stop()
 
     app = Starlette(
-        routes=routes,
+        routes=[*routes, *streams],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

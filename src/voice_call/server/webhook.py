@@ -67,6 +67,13 @@ class WebhookRoute:
         self.limiter = limiter
 
     async def handle(self, request: Request) -> Response:
+        from voice_call.server.metrics import metrics_for  # webhooks by result (GET /metrics)
+
+        response = await self._handle(request)
+        metrics_for(self.runtime).webhook(response.status_code)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         provider = self.runtime.provider
         skip = self.runtime.config.skip_signature_verification
         if not skip and not has_required_headers(provider.required_headers, request.headers):

@@ -1,0 +1,178 @@
+"""The server side of the `streams` benchmark: one process, one core, N streamed calls.
+
+Run by `bench/streams.py`, not by hand. It starts a Runtime (mock provider, streaming on, the
+in-process fake STT and fake TTS, so only our media path is measured), places N calls, prints
+one JSON line with the port and each call's carrier id and stream token, and keeps every
+call's media session talking (one long reply after another). Commands on stdin, one per line:
+`reset` starts the measuring window, `report` prints its figures as JSON, `profile` does the
+same under cProfile (the top functions go to stderr), `quit` stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from voice_call.config import parse_config
+from voice_call.media.lateness import LatenessStats
+from voice_call.media.playback import SessionClosed
+from voice_call.models import Mode
+from voice_call.runtime import Runtime
+from voice_call.server.serve import start_background
+
+REPLY = (
+    "Thanks for calling. Your appointment is on Tuesday at three in the afternoon. "
+    "Please bring your insurance card and arrive ten minutes early. "
+    "If you need to reschedule, just say so now and I will find another time."
+)
+
+
+def config(streams: int, port: int) -> dict[str, Any]:
+    return {
+        "provider": "mock",
+        "serve": {"port": port},
+        "maxConcurrentCalls": streams,
+        "staleCallReaperSeconds": 0,
+        "maxDurationSeconds": 3600,
+        "mock": {"answerDelayMs": 0, "silent": True},
+        "streaming": {
+            "enabled": True,
+            "provider": "fake",
+            "maxConnections": streams + 16,
+            "maxPendingConnections": streams + 16,
+            "maxPendingConnectionsPerIp": streams + 16,
+            "preStartTimeoutMs": 60_000,
+        },
+        "tts": {"provider": "fake", "providers": {"fake": {"firstChunkMs": 30, "chunkMs": 200}}},
+    }
+
+
+WAKES = LatenessStats()  # the pacers' own wake-up lateness (the loop's responsiveness)
+
+
+async def keep_talking(runtime: Runtime, call_id: str) -> None:
+    session = await runtime.media.wait_for(call_id, 120)
+    if session is not None:
+        session._pacer.stats = WAKES
+    while session is not None:
+        try:
+            await session.speak(REPLY)
+        except SessionClosed:
+            return
+
+
+class Window:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.stats: LatenessStats = runtime.media.stats
+        self.reset()
+
+    def reset(self) -> None:
+        self.stats.__init__()  # type: ignore[misc]  # the outboxes hold this very object
+        WAKES.__init__()  # type: ignore[misc]
+        self.cpu = time.process_time()
+        self.wall = time.monotonic()
+        self.frames = self._frames()
+        self.inbound = self._inbound()
+
+    def _inbound(self) -> int:
+        return sum(s.inbound_frames for s in self.runtime.media._sessions.values())
+
+    def _frames(self) -> int:
+        sessions = self.runtime.media._sessions.values()
+        return sum(s.audio_frames + s.keepalive_frames for s in sessions)
+
+    def report(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.wall
+        sessions = list(self.runtime.media._sessions.values())
+        return {
+            "streams": len(sessions),
+            "wall_s": wall,
+            "cpu_s": time.process_time() - self.cpu,
+            "frames": self._frames() - self.frames,
+            "written": self.stats.count,
+            "p50_ms": self.stats.percentile(50) * 1000,
+            "p99_ms": self.stats.percentile(99) * 1000,
+            "max_ms": self.stats.max * 1000,
+            "wake_p50_ms": WAKES.percentile(50) * 1000,
+            "wake_p99_ms": WAKES.percentile(99) * 1000,
+            "resyncs": sum(s._pacer.resyncs for s in sessions),
+            "inbound": self._inbound() - self.inbound,
+        }
+
+
+async def main(streams: int, port: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        runtime = Runtime(parse_config(config(streams, port), env={}), Path(home))
+        server = await start_background(runtime, announce=False)
+        try:
+            calls = []
+            for _ in range(streams):
+                record = await runtime.manager.initiate(
+                    to="+15555550123", message="Hi", mode=Mode.CONVERSATION
+                )
+                calls.append(record.call_id)
+            await runtime.manager.settle()
+            out = []
+            talkers = []
+            for call_id in calls:
+                record = await runtime.store.get(call_id)
+                assert record is not None and record.provider_call_id
+                out.append([record.provider_call_id, runtime.media.token(call_id)])
+                talkers.append(asyncio.create_task(keep_talking(runtime, call_id)))
+            print(json.dumps({"port": server.port, "calls": out}), flush=True)
+            await commands(runtime)
+            for task in talkers:
+                task.cancel()
+        finally:
+            await server.stop()
+
+
+async def commands(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    window = Window(runtime)
+    profiler: cProfile.Profile | None = None
+    while line := (await reader.readline()).decode().strip():
+        if line == "reset":
+            window.reset()
+        elif line == "profile":
+            profiler = cProfile.Profile()
+            profiler.enable()
+            window.reset()
+        elif line == "report":
+            if profiler is not None:
+                profiler.disable()
+                text = io.StringIO()
+                stats = pstats.Stats(profiler, stream=text)
+                stats.sort_stats("tottime").print_stats(30)
+                stats.sort_stats("cumulative").print_stats(45)
+                print(text.getvalue(), file=sys.stderr, flush=True)
+                profiler = None
+            print(json.dumps(window.report()), flush=True)
+        elif line == "quit":
+            return
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--core", type=int, default=None)
+    args = parser.parse_args()
+    if args.core is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {args.core})
+    asyncio.run(main(args.streams, args.port))

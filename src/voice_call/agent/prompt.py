@@ -1,0 +1,50 @@
+"""What a reply is generated with, per call: model, system prompt and timeout.
+
+The seed's top-level `responseModel`, `responseSystemPrompt` and `responseTimeoutMs` are the
+source of truth; an inbound call to a number listed in `numbers` uses that number's overrides.
+"""
+
+from __future__ import annotations
+
+from voice_call.agent.memory import remote_number
+from voice_call.config import Config, NumberRoute
+from voice_call.models import CallRecord, Direction
+
+DEFAULT_MODEL = "openai/gpt-4o-mini"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant on a phone call. Keep every reply brief and "
+    "conversational: one or two short sentences of plain spoken language, with no lists, "
+    "markdown, emoji or links, since everything you write is read aloud. What the caller says "
+    "reaches you through speech recognition and may contain mistakes; if something is unclear, "
+    "ask. The phone number of the person on the line is {number}. When the conversation is "
+    "over, or the caller asks you to hang up, call the end_call tool with a short goodbye."
+)
+
+
+def number_route(config: Config, call: CallRecord) -> NumberRoute | None:
+    """The `numbers[...]` entry an inbound call was routed by, if any."""
+    if call.direction != Direction.INBOUND:
+        return None
+    key = call.metadata.get("numberRouteKey")
+    return config.numbers.get(key) if isinstance(key, str) else None
+
+
+def response_model(config: Config, call: CallRecord) -> str:
+    route = number_route(config, call)
+    return (route and route.response_model) or config.response_model or DEFAULT_MODEL
+
+
+def response_timeout_ms(config: Config, call: CallRecord) -> int:
+    route = number_route(config, call)
+    if route is not None and route.response_timeout_ms is not None:
+        return route.response_timeout_ms
+    return config.response_timeout_ms
+
+
+def system_prompt(config: Config, call: CallRecord) -> str:
+    route = number_route(config, call)
+    custom = (route and route.response_system_prompt) or config.response_system_prompt
+    if custom:
+        return custom
+    return DEFAULT_SYSTEM_PROMPT.format(number=remote_number(call) or "unknown")

@@ -1,0 +1,289 @@
+"""The media WebSocket route (`streaming.streamPath`): carrier audio streams, both ways.
+
+Admission, in order (seed anatomy §5.1, hardened):
+1. Shutting down, or `maxConnections` sockets already open → HTTP 503 before the upgrade.
+2. Accept; a socket is *pending* until its start frame is accepted: more than 32 pending in all
+   or 4 from one client → close 1013. No start within 5 s → close 1008 "start timeout".
+3. The start frame's token (Twilio: `start.customParameters.token`; Telnyx and Plivo: the
+   `token` query parameter of the stream URL) must verify, be unexpired, name a live call of
+   this provider, and that call's carrier id must be the one in the start frame → else 1008
+   with the reason, and no STT session is ever opened. A second start → 1008.
+4. Only µ-law 8 kHz is accepted (1008 otherwise); STT connects (pre-warmed when the provider
+   asked while the phone rang) → 1011 if it cannot.
+
+Then frames flow: each inbound frame is at most 64 KiB (1009 otherwise); more than 1 MiB
+waiting to be written means the carrier is not reading → 1013. When the socket ends, the
+session is closed and the registry gives the call `streaming.dropGraceMs` to reconnect
+before ending it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from voice_call.config import StreamingConfig
+from voice_call.media.outbox import MAX_BUFFERED_BYTES, Outbox
+from voice_call.media.session import MediaSession
+from voice_call.media.stream_protocols import (
+    CarrierError,
+    Malformed,
+    Start,
+    Stop,
+    StreamProtocol,
+    protocol_for,
+)
+from voice_call.models import CallRecord, CallState
+from voice_call.runtime import Runtime
+from voice_call.security.stream_tokens import TokenProblem
+from voice_call.speech.stt.base import SttError
+
+log = logging.getLogger("voice_call.server.media")
+
+MAX_FRAME_BYTES = 64 * 1024
+POLICY, TOO_BIG, INTERNAL, TRY_LATER = 1008, 1009, 1011, 1013
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_connections: int = 128
+    max_pending: int = 32
+    max_pending_per_client: int = 4
+    start_timeout_s: float = 5.0
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_buffered_bytes: int = MAX_BUFFERED_BYTES
+
+    @classmethod
+    def from_config(cls, streaming: StreamingConfig) -> MediaLimits:
+        return cls(
+            max_connections=streaming.max_connections,
+            max_pending=streaming.max_pending_connections,
+            max_pending_per_client=streaming.max_pending_connections_per_ip,
+            start_timeout_s=streaming.pre_start_timeout_ms / 1000,
+        )
+
+
+class Socket:
+    """One media connection: Starlette's WebSocket for the handshake, the query and closing;
+    the raw ASGI callables for the frames, 50 a second each way, which then skip the wrapper's
+    per-message state checks."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.ws = WebSocket(scope, receive, send)
+        self.receive = receive
+        self._send = send
+
+    async def send_text(self, text: str) -> None:
+        await self._send({"type": "websocket.send", "text": text})
+
+
+class Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class MediaRoute:
+    def __init__(
+        self, runtime: Runtime, limits: MediaLimits | None = None, *, carrier: str | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.limits = limits or MediaLimits.from_config(runtime.config.streaming)
+        self.protocol_class = protocol_for(carrier or runtime.config.provider)
+        self.open = 0
+        self.pending = 0
+        self.pending_by_client: dict[str, int] = {}
+        self.closing = False
+
+    def close(self) -> None:
+        """Shutdown has begun: refuse new streams (open ones end with the server)."""
+        self.closing = True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI endpoint (mounted with `WebSocketRoute(path, route)`)."""
+        await self.handle(Socket(scope, receive, send))
+
+    async def handle(self, sock: Socket) -> None:
+        ws = sock.ws
+        if self.closing or not self.runtime.running:
+            await _deny(ws, "the voice-call server is shutting down")
+            return
+        if self.open >= self.limits.max_connections:
+            await _deny(ws, f"too many media streams ({self.limits.max_connections} open)")
+            return
+        self.open += 1
+        try:
+            await ws.accept()
+            await self._serve(sock)
+        except Refused as exc:
+            log.info("media stream refused (%d): %s", exc.code, exc.reason)
+            await _close(ws, exc.code, exc.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.open -= 1
+
+    # ------------------------------------------------------------------ before the start frame
+
+    async def _serve(self, sock: Socket) -> None:
+        protocol = self.protocol_class()
+        start = await self._pending(sock, protocol)
+        record = await self._admit(sock.ws, protocol, start)
+        protocol.bind(start)
+        await self._stream(sock, protocol, record)
+
+    async def _pending(self, sock: Socket, protocol: StreamProtocol) -> Start:
+        client = sock.ws.client.host if sock.ws.client else "unknown"
+        per_client = self.pending_by_client.get(client, 0)
+        if self.pending >= self.limits.max_pending:
+            raise Refused(TRY_LATER, "too many media streams waiting to start")
+        if per_client >= self.limits.max_pending_per_client:
+            raise Refused(TRY_LATER, "too many media streams waiting to start from this client")
+        self.pending += 1
+        self.pending_by_client[client] = per_client + 1
+        try:
+            async with asyncio.timeout(self.limits.start_timeout_s):
+                while True:
+                    frame = protocol.parse(await self._receive(sock))
+                    if isinstance(frame, Start):
+                        return frame
+                    if isinstance(frame, Stop):
+                        raise WebSocketDisconnect(1000)
+                    # `connected`, media racing ahead of start, noise: wait for the start
+        except TimeoutError:
+            raise Refused(POLICY, "start timeout") from None
+        finally:
+            self.pending -= 1
+            left = self.pending_by_client[client] - 1
+            if left:
+                self.pending_by_client[client] = left
+            else:
+                del self.pending_by_client[client]
+
+    async def _receive(self, sock: Socket) -> str | bytes:
+        message = await sock.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        data: str | bytes | None = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        size = len(data)
+        if isinstance(data, str) and size * 4 > self.limits.max_frame_bytes:
+            size = len(data.encode())  # characters undercount UTF-8 bytes
+        if size > self.limits.max_frame_bytes:
+            raise Refused(TOO_BIG, f"frame larger than {self.limits.max_frame_bytes} bytes")
+        return data
+
+    async def _admit(self, ws: WebSocket, protocol: StreamProtocol, start: Start) -> CallRecord:
+        token = ws.query_params.get("token") if protocol.token_in_query else start.token
+        check = self.runtime.media.tokens.check(token)
+        if not check.ok or check.call_id is None:
+            raise Refused(POLICY, str(check.problem))
+        record = await self.runtime.store.get(check.call_id)
+        if record is None or record.provider != self.runtime.provider.name:
+            raise Refused(POLICY, "unknown call")
+        if record.terminal:
+            raise Refused(POLICY, "call has ended")
+        carrier_ids = {record.provider_call_id, *record.metadata.get("providerCallIdAliases", [])}
+        if record.provider_call_id and start.call_id not in carrier_ids:
+            raise Refused(POLICY, TokenProblem.OTHER_CALL.value)
+        if start.encoding != "pcmu" or start.sample_rate != 8000:
+            raise Refused(
+                POLICY,
+                f"unsupported media format {start.encoding}/{start.sample_rate}:"
+                " stream audio/x-mulaw at 8000 Hz",
+            )
+        return record
+
+    # ------------------------------------------------------------------ the live stream
+
+    async def _stream(self, sock: Socket, protocol: StreamProtocol, record: CallRecord) -> None:
+        media = self.runtime.media
+        closing: list[tuple[int, str]] = []
+
+        def close_soon(code: int, reason: str) -> None:
+            if not closing:
+                closing.append((code, reason))
+                reader.cancel()
+
+        outbox = Outbox(
+            sock.send_text,
+            limit_bytes=self.limits.max_buffered_bytes,
+            on_overflow=lambda: close_soon(TRY_LATER, "backpressure: the stream is not reading"),
+            stats=media.stats,
+        )
+        session = MediaSession(
+            record.call_id,
+            protocol,
+            outbox,
+            media.take_stt(record.call_id),
+            media.voice_for(record),
+            media.sink,
+            on_fatal=close_soon,
+        )
+        writer = asyncio.create_task(_write(outbox))
+        reader = asyncio.create_task(self._read(sock, protocol, session))
+        reason = CallState.ERROR
+        try:
+            try:
+                await session.stt.connect()
+            except SttError as exc:
+                log.warning("call %s: %s", record.call_id, exc)
+                raise Refused(INTERNAL, "speech-to-text unavailable") from None
+            media.register(session)
+            with contextlib.suppress(asyncio.CancelledError):
+                if await reader:
+                    reason = CallState.HANGUP_USER  # the carrier said stop: the call is over
+            if closing:
+                raise Refused(*closing[0])
+        finally:
+            reader.cancel()
+            outbox.close()
+            writer.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+            await session.close()
+            media.stream_ended(session, reason)
+
+    async def _read(self, sock: Socket, protocol: StreamProtocol, session: MediaSession) -> bool:
+        """Feed frames to the session; True when the carrier sent `stop`."""
+        malformed = 0
+        while True:
+            try:
+                frame = protocol.parse(await self._receive(sock))
+            except WebSocketDisconnect:
+                return False
+            if isinstance(frame, Stop):
+                return True
+            if isinstance(frame, Start):
+                raise Refused(POLICY, "duplicate start")
+            if isinstance(frame, Malformed):
+                malformed += 1
+                if malformed == 1 or malformed % 1000 == 0:
+                    log.warning("call %s: %s (%d so far)", session.call_id, frame.reason, malformed)
+                continue
+            if isinstance(frame, CarrierError):
+                log.warning("call %s: carrier stream error %s", session.call_id, frame)
+                continue
+            session.handle(frame)
+
+
+async def _write(outbox: Outbox) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+        await outbox.run()
+
+
+async def _deny(ws: WebSocket, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, OSError):
+        await ws.send_denial_response(PlainTextResponse(reason, status_code=503))
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+        await ws.close(code, reason[:120])

@@ -1,0 +1,164 @@
+"""The 20 ms framer and the absolute-clock pacer: whole frames, steady cadence, no drift."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from voice_call.media.framer import Framer
+from voice_call.media.g711 import FRAME_BYTES, SILENCE_BYTE
+from voice_call.media.lateness import LatenessStats
+from voice_call.media.pacer import Pacer
+
+# --------------------------------------------------------------------------- framer
+
+
+@given(st.lists(st.binary(max_size=700), max_size=30))
+def test_framer_emits_whole_frames_and_loses_nothing(chunks: list[bytes]) -> None:
+    framer = Framer()
+    out = [frame for chunk in chunks for frame in framer.push(chunk)]
+    assert all(len(frame) == FRAME_BYTES for frame in out)
+    data = b"".join(chunks)
+    assert b"".join(out) == data[: len(data) - len(data) % FRAME_BYTES]
+    assert framer.pending == len(data) % FRAME_BYTES
+    tail = framer.flush()
+    if len(data) % FRAME_BYTES:
+        assert tail is not None and len(tail) == FRAME_BYTES
+        rest = len(data) % FRAME_BYTES
+        assert tail == data[-rest:] + bytes([SILENCE_BYTE]) * (FRAME_BYTES - rest)
+    else:
+        assert tail is None
+    assert framer.flush() is None and framer.pending == 0
+
+
+# --------------------------------------------------------------------------- pacer, fake time
+
+
+class JitteryClock:
+    """A scheduler whose callbacks run late by a random 0..`jitter` (a busy loop), never early."""
+
+    def __init__(self, jitter: float, seed: int = 7) -> None:
+        self.now = 1000.0
+        self.jitter = jitter
+        self.random = random.Random(seed)
+        self._heap: list[tuple[float, int, Callable[[], object], list[bool]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> JitteryClock.Handle:
+        cancelled = [False]
+        heapq.heappush(self._heap, (when, next(self._seq), callback, cancelled))
+        return JitteryClock.Handle(cancelled)
+
+    class Handle:
+        def __init__(self, flag: list[bool]) -> None:
+            self.flag = flag
+
+        def cancel(self) -> None:
+            self.flag[0] = True
+
+    def run(self, until: float) -> None:
+        while self._heap and self._heap[0][0] <= until:
+            when, _, callback, cancelled = heapq.heappop(self._heap)
+            if cancelled[0]:
+                continue
+            self.now = max(self.now, when + self.random.uniform(0, self.jitter))
+            callback()
+
+
+def test_due_times_stay_on_the_absolute_grid_despite_late_wakeups() -> None:
+    clock = JitteryClock(jitter=0.008)
+    ticks: list[tuple[float, float]] = []  # (due, fired at)
+
+    def tick(due: float) -> bool:
+        ticks.append((due, clock.now))
+        return len(ticks) < 500
+
+    pacer = Pacer(tick, scheduler=clock)
+    pacer.start()
+    t0 = clock.now
+    clock.run(until=t0 + 20)
+    assert len(ticks) == 500 and not pacer.running
+    for n, (due, fired) in enumerate(ticks):
+        assert abs(due - (t0 + n * 0.020)) < 1e-9  # no drift, however late each wake-up was
+        assert 0 <= fired - due <= 0.008 + 1e-9
+    assert pacer.resyncs == 0
+
+
+def test_a_long_stall_reanchors_instead_of_bursting() -> None:
+    clock = JitteryClock(jitter=0.0)
+    fired: list[float] = []
+
+    def tick(due: float) -> bool:
+        fired.append(clock.now)
+        if len(fired) == 10:
+            clock.now += 0.5  # the loop was blocked for half a second
+        return len(fired) < 20
+
+    pacer = Pacer(tick, scheduler=clock)
+    pacer.start()
+    clock.run(until=clock.now + 5)
+    gaps = [b - a for a, b in itertools.pairwise(fired)]
+    assert pacer.resyncs == 1
+    assert all(abs(gap - 0.020) < 1e-9 for gap in gaps[10:])  # steady again, no burst
+    assert gaps[9] > 0.4
+
+
+def test_stop_from_inside_the_tick_and_restart() -> None:
+    clock = JitteryClock(jitter=0.0)
+    seen: list[float] = []
+    pacer: Pacer
+
+    def tick(due: float) -> bool:
+        seen.append(due)
+        if len(seen) == 3:
+            pacer.stop()
+        return True
+
+    pacer = Pacer(tick, scheduler=clock)
+    pacer.start()
+    clock.run(until=clock.now + 1)
+    assert len(seen) == 3 and not pacer.running
+    pacer.start()
+    clock.run(until=clock.now + 0.05)
+    assert len(seen) == 3 + 3  # restarted on a fresh grid: frames at 0, 20 and 40 ms
+
+
+# --------------------------------------------------------------------------- pacer, real time
+
+
+async def test_real_time_cadence_is_20ms_and_drift_free_over_500_frames() -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    fired: list[float] = []
+    stats = LatenessStats()
+
+    def tick(due: float) -> bool:
+        fired.append(loop.time())
+        if len(fired) % 50 == 25:
+            time.sleep(0.008)  # a busy moment on the loop: the next frame must catch up
+        if len(fired) == 500:
+            done.set()
+            return False
+        return True
+
+    pacer = Pacer(tick, stats=stats)
+    pacer.start()
+    await asyncio.wait_for(done.wait(), 15)
+    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(fired)]
+    within = sum(15 <= gap <= 25 for gap in gaps_ms) / len(gaps_ms)
+    assert within >= 0.98, sorted(gaps_ms)[-10:]
+    assert abs(statistics.mean(gaps_ms) - 20) < 0.2
+    drift_ms = (fired[-1] - fired[0] - 499 * 0.020) * 1000
+    assert abs(drift_ms) < 5, drift_ms
+    assert stats.count == 500 and stats.percentile(50) < 0.005

@@ -1,0 +1,328 @@
+"""MediaSession and its parts without sockets: fake STT, fake TTS, a recording outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from tests.media.harness import until
+from voice_call.media import session as session_module
+from voice_call.media.g711 import FRAME_BYTES
+from voice_call.media.lateness import LatenessStats
+from voice_call.media.outbox import Outbox
+from voice_call.media.playback import (
+    PlaybackJob,
+    PlaybackQueueFull,
+    PlaybackStatus,
+    SessionClosed,
+)
+from voice_call.media.session import MediaSession
+from voice_call.media.stream_protocols import Dtmf, MarkAck, Media, Start, TwilioStream
+from voice_call.models import CallEvent, EventType
+from voice_call.speech.stack import Voice
+from voice_call.speech.stt.fake import FakeStt
+from voice_call.speech.tts.base import TtsAudio, TtsError
+from voice_call.speech.tts.fake import FakeTts
+
+SILENT = base64.b64encode(b"\xff" * FRAME_BYTES).decode()
+
+# --------------------------------------------------------------------------- outbox
+
+
+async def test_outbox_writes_in_order_and_drops_media_on_request() -> None:
+    written: list[str] = []
+    gate = asyncio.Event()
+
+    async def send(text: str) -> None:
+        await gate.wait()
+        written.append(text)
+
+    outbox = Outbox(send, stats=LatenessStats())
+    writer = asyncio.create_task(outbox.run())
+    loop = asyncio.get_running_loop()
+    for n in range(3):
+        outbox.put(f"media{n}", due=loop.time(), media=True)
+    outbox.put("mark")
+    outbox.put("media3", media=True)
+    await asyncio.sleep(0)  # media0 is in the (blocked) send
+    assert outbox.drop_media() == 3 and outbox.buffered == len("media0") + len("mark")
+    outbox.put("clear")
+    gate.set()
+    await until(lambda: len(written) == 3)
+    assert written == ["media0", "mark", "clear"]
+    assert outbox.stats is not None and outbox.stats.count == 1
+    outbox.close()
+    await writer
+
+
+async def test_outbox_sends_inline_when_the_socket_takes_it_at_once() -> None:
+    written: list[str] = []
+    pauses = iter([True, False, False])
+
+    async def send(text: str) -> None:
+        if next(pauses, False):
+            await asyncio.sleep(0)  # the socket's buffer was full this once
+        written.append(text)
+
+    outbox = Outbox(send)
+    outbox.put("a")  # suspends: the writer task finishes it
+    outbox.put("b")  # queued behind it, in order
+    assert written == [] and outbox.buffered == 2
+    writer = asyncio.create_task(outbox.run())
+    await until(lambda: written == ["a", "b"])
+    await until(lambda: not outbox._busy)
+    outbox.put("c")  # nothing queued, socket writable: written before `put` returns
+    assert written == ["a", "b", "c"] and outbox.sent == 3 and outbox.buffered == 0
+    outbox.close()
+    await writer
+
+
+async def test_outbox_over_its_byte_cap_reports_once_and_refuses() -> None:
+    overflows: list[int] = []
+
+    async def never(text: str) -> None:
+        await asyncio.Event().wait()
+
+    outbox = Outbox(never, limit_bytes=100, on_overflow=lambda: overflows.append(1))
+    assert all(outbox.put("x" * 30) for _ in range(3))
+    assert not outbox.put("x" * 30) and not outbox.put("y")
+    assert overflows == [1] and outbox.buffered == 90
+
+
+# --------------------------------------------------------------------------- session
+
+
+class Recorder:
+    """The socket side: what the session queued, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.outbox = Outbox(self._send)
+        self.task = asyncio.create_task(self.outbox.run())
+        self.changed = asyncio.Event()
+
+    async def _send(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+        self.changed.set()
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["event"] == event]
+
+    async def wait(self, check: Any, timeout: float = 3) -> None:
+        async with asyncio.timeout(timeout):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class Harness:
+    def __init__(self, tts: Any = None, timeout_s: float = 2.0) -> None:
+        protocol = TwilioStream()
+        protocol.bind(Start(call_id="CA1", stream_id="MZ1"))
+        self.wire = Recorder()
+        self.stt = FakeStt()
+        self.tts = tts or FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40})
+        self.events: list[CallEvent] = []
+        self.fatal: list[tuple[int, str]] = []
+
+        async def sink(event: CallEvent) -> None:
+            self.events.append(event)
+
+        self.session = MediaSession(
+            "call-1",
+            protocol,
+            self.wire.outbox,
+            self.stt,
+            Voice(self.tts, timeout_s),
+            sink,
+            on_fatal=lambda code, reason: self.fatal.append((code, reason)),
+        )
+
+    def ack_marks(self) -> None:
+        for mark in self.wire.of("mark"):
+            self.session.handle(MarkAck(mark["mark"]["name"]))
+
+    async def close(self) -> None:
+        await self.session.close()
+        self.wire.outbox.close()
+        await self.wire.task
+
+    def kinds(self) -> list[EventType]:
+        return [e.type for e in self.events]
+
+
+async def test_a_job_plays_with_keepalive_silence_marks_and_an_acknowledged_end() -> None:
+    h = Harness()
+    playback = h.session.speak("Hello there. Bye now.")
+    await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    assert not playback.done()  # waiting for the carrier to say it played
+    h.ack_marks()
+    result = await asyncio.wait_for(playback, 1)
+    await h.close()
+    media = [f["media"]["payload"] for f in h.wire.of("media")]
+    assert media[0] == SILENT  # synthesis had not produced audio yet: the line stays warm
+    assert (
+        h.session.keepalive_frames >= 1
+        and h.session.audio_frames == len(media) - h.session.keepalive_frames
+    )
+    assert result.status is PlaybackStatus.PLAYED and result.heard_text == "Hello there. Bye now."
+    assert result.audio_ms == h.session.audio_frames * 20 == result.heard_ms
+    names = [m["mark"]["name"] for m in h.wire.of("mark")]
+    assert names[:-1] == [f"p1.{n}" for n in range(10, h.session.audio_frames, 10)]
+    assert h.tts.requests == ["Hello there.", "Bye now."]
+    assert h.kinds() == [EventType.SPEAKING, EventType.PLAYBACK_ENDED]
+    assert h.events[1].text == "Hello there. Bye now." and h.events[1].is_final
+
+
+async def test_failure_before_any_audio_lets_the_provider_fall_back() -> None:
+    h = Harness(FakeTts({"error": "voice not found", "firstChunkMs": 0}))
+    result = await asyncio.wait_for(h.session.speak("Hi."), 2)
+    await h.close()
+    assert result.status is PlaybackStatus.FAILED and not result.audio_sent
+    assert result.error == "voice not found"
+    assert EventType.PLAYBACK_ENDED not in h.kinds()
+
+
+class BreaksMidway:
+    name = "breaks"
+
+    async def synthesize(self, text: str) -> AsyncGenerator[TtsAudio, None]:
+        yield TtsAudio(b"\x00\x10" * 4000, 8000)  # 0.5 s of audio
+        raise TtsError("connection reset")
+
+    async def warm(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_failure_after_audio_went_out_is_reported_as_such() -> None:
+    h = Harness(BreaksMidway())
+    playback = h.session.speak("One. Two.")
+    await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    h.ack_marks()
+    result = await asyncio.wait_for(playback, 2)
+    await h.close()
+    assert result.status is PlaybackStatus.FAILED and result.audio_sent  # no native fallback
+    assert result.error == "connection reset" and result.audio_ms == 500
+
+
+async def test_synthesis_timeout() -> None:
+    h = Harness(FakeTts({"firstChunkMs": 400}), timeout_s=0.1)
+    result = await asyncio.wait_for(h.session.speak("Slow."), 2)
+    await h.close()
+    assert result.status is PlaybackStatus.FAILED
+    assert result.error == "speech synthesis took longer than 0.1 s"
+    assert h.wire.of("media") and all(f["media"]["payload"] == SILENT for f in h.wire.of("media"))
+
+
+async def test_a_lost_end_mark_does_not_hang_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "ACK_GRACE_S", 0.05)
+    h = Harness()
+    result = await asyncio.wait_for(h.session.speak("No echo."), 3)
+    await h.close()
+    assert result.status is PlaybackStatus.PLAYED
+
+
+async def test_barge_in_clears_drops_queued_and_ignores_stale_marks() -> None:
+    h = Harness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 40}))
+    first = h.session.speak("A fairly long first sentence here. And a second one after it.")
+    queued = h.session.speak("Queued, never heard.")
+    await h.wire.wait(lambda: len(h.wire.of("mark")) >= 3)
+    for mark in h.wire.of("mark")[:2]:
+        h.session.handle(MarkAck(mark["mark"]["name"]))  # 400 ms heard
+    h.stt.speech_started()
+    await h.wire.wait(lambda: h.wire.of("clear"))
+    sent_before_clear = len(h.wire.of("media"))
+    h.ack_marks()  # Twilio returns cleared marks at once: they mean nothing
+    result, skipped = await asyncio.wait_for(asyncio.gather(first, queued), 1)
+    await asyncio.sleep(0.1)
+    assert len(h.wire.of("media")) == sent_before_clear  # nothing after the clear
+    assert h.wire.frames[-1]["event"] in ("clear", "mark")
+    assert result.status is PlaybackStatus.INTERRUPTED and result.heard_ms == 400
+    assert result.heard_text == "A"  # 400 ms of a 1.4 s sentence of six words
+    assert skipped.status is PlaybackStatus.SKIPPED and not skipped.audio_sent
+    assert h.session.barge_ins == 1
+    ended = [e for e in h.events if e.type is EventType.PLAYBACK_ENDED]
+    assert [(e.text, e.is_final, e.duration_ms) for e in ended] == [("A", False, 400)]
+    h.stt.final("hold on")
+    await h.close()
+    assert h.events[-1].type is EventType.SPEECH and h.events[-1].transcript == "hold on"
+
+
+async def test_protected_job_ignores_speech_and_its_transcripts() -> None:
+    h = Harness()
+    playback = h.session.speak("Welcome to the demo.", interruptible=False)
+    await h.wire.wait(lambda: len(h.wire.of("media")) >= 3)
+    h.stt.speech_started()
+    h.stt.partial("welcome")
+    h.stt.final("welcome to the demo")
+    await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    h.ack_marks()
+    result = await asyncio.wait_for(playback, 2)
+    h.stt.final("yes hello")  # after the greeting: heard normally
+    await h.close()
+    assert result.status is PlaybackStatus.PLAYED and not h.wire.of("clear")
+    assert h.session.suppressed_speech == 2
+    speech = [e for e in h.events if e.type is EventType.SPEECH]
+    assert [(e.transcript, e.is_final) for e in speech] == [("yes hello", True)]
+
+
+async def test_partials_finals_dtmf_and_tracks() -> None:
+    h = Harness()
+    h.session.handle(Media(b"\x01" * 160))
+    h.session.handle(Media(b"\x02" * 160, track="outbound"))  # our own audio echoed back
+    await h.stt.connect()
+    h.session.handle(Media(b"\x03" * 160))
+    h.stt.partial("I need")
+    h.stt.final("I need help")
+    h.session.handle(Dtmf("9"))
+    await h.close()
+    assert h.stt.frames == 1  # before connect: dropped; outbound track: never forwarded
+    assert h.session.inbound_frames == 2
+    assert [(e.type, e.transcript, e.is_final, e.digits) for e in h.events] == [
+        (EventType.SPEECH, "I need", False, None),
+        (EventType.SPEECH, "I need help", True, None),
+        (EventType.DTMF, None, True, "9"),
+    ]
+
+
+async def test_queue_limit_close_and_fatal_stt() -> None:
+    h = Harness(FakeTts({"firstChunkMs": 1000}))
+    jobs = [h.session.speak(f"Line {n}.") for n in range(9)]  # one playing, eight waiting
+    with pytest.raises(PlaybackQueueFull):
+        h.session.speak("One more.")
+    h.session.on_error("gone", fatal=True)
+    assert h.fatal == [(1011, "speech-to-text unavailable")]
+    await h.close()
+    statuses = [j.result().status for j in jobs]
+    assert statuses == [PlaybackStatus.INTERRUPTED] + [PlaybackStatus.SKIPPED] * 8
+    with pytest.raises(SessionClosed):
+        h.session.speak("Too late.")
+    assert h.stt.closed
+
+
+async def test_heard_text_follows_sentence_boundaries() -> None:
+    job = PlaybackJob(
+        1, "One two three. Four five six seven.", Voice(FakeTts(), 1.0), interruptible=True
+    )
+    job.boundaries = [1600, 4800]  # 10 frames, then 20 more
+    for frames, expected in [
+        (0, ""),
+        (5, "One"),
+        (10, "One two three."),
+        (20, "One two three. Four five"),
+        (30, "One two three. Four five six seven."),
+    ]:
+        job.heard_frames = frames
+        assert job.heard_text() == expected, frames
+    job.boundaries = [1600]  # the second sentence is still being synthesized
+    job.partial_bytes = 800
+    job.heard_frames = 15  # 800 bytes into it, of an estimated ~3200
+    assert job.heard_text() == "One two three. Four"
