@@ -14,10 +14,12 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import io
 import json
 import os
 import pstats
+import random
 import sys
 import tempfile
 import time
@@ -61,10 +63,37 @@ def config(streams: int, port: int) -> dict[str, Any]:
 WAKES = LatenessStats()  # the pacers' own wake-up lateness (the loop's responsiveness)
 
 
-async def keep_talking(runtime: Runtime, call_id: str) -> None:
+class GcPauses:
+    """How long the cyclic garbage collector stopped the loop, per generation."""
+
+    def __init__(self) -> None:
+        self.reset()
+        gc.callbacks.append(self._callback)
+
+    def reset(self) -> None:
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.max = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gen, took = info["generation"], time.perf_counter() - self._started
+        self.count[gen] += 1
+        self.total[gen] += took
+        self.max[gen] = max(self.max[gen], took)
+
+
+GC = GcPauses()
+
+
+async def keep_talking(runtime: Runtime, call_id: str, offset_s: float) -> None:
     session = await runtime.media.wait_for(call_id, 120)
     if session is not None:
         session._pacer.stats = WAKES
+        await asyncio.sleep(offset_s)  # calls do not all start talking in the same instant
     while session is not None:
         try:
             await session.speak(REPLY)
@@ -81,6 +110,7 @@ class Window:
     def reset(self) -> None:
         self.stats.__init__()  # type: ignore[misc]  # the outboxes hold this very object
         WAKES.__init__()  # type: ignore[misc]
+        GC.reset()
         self.cpu = time.process_time()
         self.wall = time.monotonic()
         self.frames = self._frames()
@@ -105,6 +135,11 @@ class Window:
             "p50_ms": self.stats.percentile(50) * 1000,
             "p99_ms": self.stats.percentile(99) * 1000,
             "max_ms": self.stats.max * 1000,
+            "gc": {
+                "count": GC.count,
+                "total_ms": [round(t * 1000) for t in GC.total],
+                "max_ms": [round(t * 1000, 1) for t in GC.max],
+            },
             "wake_p50_ms": WAKES.percentile(50) * 1000,
             "wake_p99_ms": WAKES.percentile(99) * 1000,
             "resyncs": sum(s._pacer.resyncs for s in sessions),
@@ -112,7 +147,29 @@ class Window:
         }
 
 
-async def main(streams: int, port: int) -> None:
+def by_package(stats: pstats.Stats) -> str:
+    """Own time summed per package: where a frame's cost goes, ours and the stack's."""
+    groups: dict[str, float] = {}
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    for (path, _, name), (_, _, own, _, _) in raw.items():
+        key = "builtins/C" if path == "~" else path
+        for marker in ("voice_call/", "site-packages/", "python3.11/"):
+            if marker in path:
+                rest = path.split(marker, 1)[1]
+                key = marker.rstrip("/") + ":" + rest.split("/")[0].removesuffix(".py")
+                break
+        if path == "~":
+            key = "C: " + name.split(" of ")[0].strip("{}<>")[:40]
+        groups[key] = groups.get(key, 0.0) + own
+    total = sum(groups.values())
+    lines = [
+        f"{share / total:6.1%}  {key}"
+        for key, share in sorted(groups.items(), key=lambda kv: -kv[1])
+    ]
+    return "own time by package:\n" + "\n".join(lines[:30])
+
+
+async def main(streams: int, port: int, spread_s: float) -> None:
     with tempfile.TemporaryDirectory() as home:
         runtime = Runtime(parse_config(config(streams, port), env={}), Path(home))
         server = await start_background(runtime, announce=False)
@@ -130,7 +187,8 @@ async def main(streams: int, port: int) -> None:
                 record = await runtime.store.get(call_id)
                 assert record is not None and record.provider_call_id
                 out.append([record.provider_call_id, runtime.media.token(call_id)])
-                talkers.append(asyncio.create_task(keep_talking(runtime, call_id)))
+                offset_s = random.uniform(0, spread_s)
+                talkers.append(asyncio.create_task(keep_talking(runtime, call_id, offset_s)))
             print(json.dumps({"port": server.port, "calls": out}), flush=True)
             await commands(runtime)
             for task in talkers:
@@ -158,7 +216,7 @@ async def commands(runtime: Runtime) -> None:
                 text = io.StringIO()
                 stats = pstats.Stats(profiler, stream=text)
                 stats.sort_stats("tottime").print_stats(30)
-                stats.sort_stats("cumulative").print_stats(45)
+                print(by_package(stats), file=text)
                 print(text.getvalue(), file=sys.stderr, flush=True)
                 profiler = None
             print(json.dumps(window.report()), flush=True)
@@ -171,8 +229,9 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--core", type=int, default=None)
+    parser.add_argument("--spread", type=float, default=2.0, help="start replies within N s")
     args = parser.parse_args()
     if args.core is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {args.core})
-    asyncio.run(main(args.streams, args.port))
+    asyncio.run(main(args.streams, args.port, args.spread))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from voice_call.media.framer import Framer
 from voice_call.media.g711 import FRAME_BYTES, SILENCE_BYTE
 from voice_call.media.lateness import LatenessStats
-from voice_call.media.pacer import Pacer
+from voice_call.media.pacer import Pacer, SlotScheduler
 
 # --------------------------------------------------------------------------- framer
 
@@ -162,3 +162,60 @@ async def test_real_time_cadence_is_20ms_and_drift_free_over_500_frames() -> Non
     drift_ms = (fired[-1] - fired[0] - 499 * 0.020) * 1000
     assert abs(drift_ms) < 5, drift_ms
     assert stats.count == 500 and stats.percentile(50) < 0.005
+
+
+# --------------------------------------------------------------------------- shared clock
+
+
+class CountingLoop:
+    """The running loop, counting the timers asked of it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.timers = 0
+
+    def time(self) -> float:
+        return self.loop.time()
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: object) -> object:
+        self.timers += 1
+        return self.loop.call_at(when, callback, *args)
+
+
+async def test_many_pacers_share_few_timers_and_keep_their_cadence() -> None:
+    loop = CountingLoop(asyncio.get_running_loop())
+    scheduler = SlotScheduler(loop=loop)  # type: ignore[arg-type]
+    fired: dict[int, list[tuple[float, float]]] = {n: [] for n in range(100)}
+    done = asyncio.Event()
+
+    def ticker(n: int) -> Callable[[float], bool]:
+        def tick(due: float) -> bool:
+            fired[n].append((due, loop.time()))
+            if all(len(f) >= 25 for f in fired.values()):
+                done.set()
+            return len(fired[n]) < 25
+
+        return tick
+
+    pacers = [Pacer(ticker(n), scheduler=scheduler) for n in range(100)]
+    for pacer in pacers:
+        pacer.start()
+    await asyncio.wait_for(done.wait(), 5)
+    assert loop.timers < 100 * 25 / 3  # 2,500 wake-ups, far fewer loop timers
+    for ticks in fired.values():
+        for n, (due, at) in enumerate(ticks):
+            assert abs(due - (ticks[0][0] + n * 0.020)) < 1e-9
+            assert at >= due - 1e-6  # never early
+    late = sorted(at - due for ticks in fired.values() for due, at in ticks)
+    assert late[len(late) // 2] < 0.004, late[len(late) // 2]
+
+
+async def test_a_cancelled_slot_entry_does_not_fire() -> None:
+    scheduler = SlotScheduler()
+    ran: list[str] = []
+    loop = asyncio.get_running_loop()
+    keep = scheduler.call_at(loop.time() + 0.005, lambda: ran.append("keep"))
+    drop = scheduler.call_at(loop.time() + 0.005, lambda: ran.append("drop"))
+    drop.cancel()
+    await asyncio.sleep(0.03)
+    assert ran == ["keep"] and keep is not drop

@@ -76,7 +76,7 @@ class Outbox:
         except StopIteration:
             self._sent(due)
             return
-        except BaseException as exc:  # the socket is gone: stop, as the writer would
+        except Exception as exc:  # the socket is gone: stop, as the writer would
             self._failed = exc
             self.closed = True
             self._wake.set()
@@ -151,7 +151,7 @@ class Outbox:
                     await waiting
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # what the send awaited failed: deliver it inside
+            except Exception as exc:  # what the send awaited failed: deliver it inside
                 try:
                     waiting = coro.throw(exc)
                 except StopIteration:

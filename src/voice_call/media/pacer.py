@@ -102,3 +102,53 @@ class Pacer:
             return
         if self._handle is not None:  # `tick` may have stopped us
             self._handle = clock.call_at(self._t0 + self._n * self.interval, self._fire)
+
+
+class _Entry:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SlotScheduler:
+    """Many pacers, few timers: callbacks due within the same `resolution` share one loop timer.
+
+    Every stream's pacer wants a wake-up every 20 ms; at 500 streams that is 25,000 loop timers
+    a second, each a heap push and pop. Rounding each due time up to the next millisecond lets
+    the ~25 pacers due in the same millisecond share one timer (at most 1,000 a second), for at
+    most `resolution` of added lateness — about what the loop's own timer granularity costs.
+    """
+
+    def __init__(self, resolution: float = 0.001, loop: asyncio.AbstractEventLoop | None = None):
+        self.resolution = resolution
+        self._loop = loop
+        self._buckets: dict[int, list[_Entry]] = {}
+
+    def time(self) -> float:
+        return self._get_loop().time()
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Handle:
+        key = -int(-when // self.resolution)  # ceil: never before it is due
+        entry = _Entry(callback)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = [entry]
+            self._get_loop().call_at(key * self.resolution, self._run, key)
+        else:
+            bucket.append(entry)
+        return entry
+
+    def _run(self, key: int) -> None:
+        for entry in self._buckets.pop(key, ()):
+            if not entry.cancelled:
+                entry.callback()

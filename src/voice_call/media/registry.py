@@ -20,6 +20,7 @@ from voice_call.clock import Clock, Timer
 from voice_call.config import Config
 from voice_call.errors import VoiceCallError
 from voice_call.media.lateness import LatenessStats
+from voice_call.media.pacer import SlotScheduler
 from voice_call.media.session import EventSink, MediaSession
 from voice_call.media.stream_protocols import protocol_for
 from voice_call.models import CallRecord, CallState
@@ -54,6 +55,7 @@ class MediaSessions:
             streaming.token_secret, ttl_s=streaming.token_ttl_seconds
         )
         self.stats = stats or LatenessStats()
+        self.scheduler = SlotScheduler()  # one clock for every stream's pacer
         # Built now when streaming is on, so a missing key or espeak-ng fails at start.
         self._speech = speech or (SpeechStack(config) if streaming.enabled else None)
         self._sessions: dict[str, MediaSession] = {}

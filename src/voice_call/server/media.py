@@ -226,6 +226,7 @@ class MediaRoute:
             media.take_stt(record.call_id),
             media.voice_for(record),
             media.sink,
+            scheduler=media.scheduler,
             on_fatal=close_soon,
         )
         writer = asyncio.create_task(_write(outbox))
@@ -240,7 +241,7 @@ class MediaRoute:
             media.register(session)
             with contextlib.suppress(asyncio.CancelledError):
                 if await reader:
-                    reason = CallState.HANGUP_USER  # the carrier said stop: the call is over
+                    reason = CallState.HANGUP_USER  # the carrier ended the stream: call over
             if closing:
                 raise Refused(*closing[0])
         finally:
@@ -252,13 +253,14 @@ class MediaRoute:
             media.stream_ended(session, reason)
 
     async def _read(self, sock: Socket, protocol: StreamProtocol, session: MediaSession) -> bool:
-        """Feed frames to the session; True when the carrier sent `stop`."""
+        """Feed frames to the session; True when the carrier ended the stream on purpose: a
+        `stop`, or a clean close from a carrier that has no stop frame (Plivo)."""
         malformed = 0
         while True:
             try:
                 frame = protocol.parse(await self._receive(sock))
-            except WebSocketDisconnect:
-                return False
+            except WebSocketDisconnect as gone:
+                return not protocol.sends_stop and gone.code in (1000, 1001)
             if isinstance(frame, Stop):
                 return True
             if isinstance(frame, Start):

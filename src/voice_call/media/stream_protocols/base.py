@@ -187,6 +187,8 @@ class StreamProtocol(ABC):
     # Where the per-call token travels: a query parameter of the stream URL, or (False) the
     # start frame's custom parameters.
     token_in_query: ClassVar[bool]
+    # Whether the carrier says `stop` before it ends a stream (else it just closes the socket).
+    sends_stop: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.stream_id: str | None = None

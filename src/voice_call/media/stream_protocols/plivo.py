@@ -45,6 +45,7 @@ def extra_headers(value: Any) -> dict[str, str]:
 class PlivoStream(StreamProtocol):
     name = "plivo"
     token_in_query = True
+    sends_stop = False
 
     def handlers(self) -> dict[str, Handler]:
         return {

@@ -10,6 +10,7 @@ between chunks; 0 = as fast as the consumer takes them), `error` (fail with this
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from voice_call.speech.tts.base import TtsAudio, TtsError
 from voice_call.speech.tts.settings import option
 
 
+@functools.lru_cache(maxsize=64)
 def tone_speech(text: str, rate: int, ms_per_char: float) -> bytes:
     per = max(1, int(rate * ms_per_char / 1000))
     t = np.arange(per) / rate

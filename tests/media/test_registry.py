@@ -1,0 +1,98 @@
+"""The MediaSessions registry: stream URLs and tokens for providers, pre-warming, waiting."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from voice_call.clock import FakeClock
+from voice_call.config import parse_config
+from voice_call.media.registry import MediaSessions
+from voice_call.models import CallEvent, CallState
+from voice_call.speech.stack import Voice
+from voice_call.speech.stt.fake import FakeStt
+from voice_call.speech.tts.fake import FakeTts
+
+
+class FakeSpeech:
+    def __init__(self) -> None:
+        self.stts: list[FakeStt] = []
+        self.tts = FakeTts()
+        self.routes: list[Any] = []
+
+    def new_stt(self) -> FakeStt:
+        self.stts.append(FakeStt())
+        return self.stts[-1]
+
+    def voice(self, route_tts: Any = None) -> Voice:
+        self.routes.append(route_tts)
+        return Voice(self.tts, 1.0)
+
+    async def close(self) -> None:
+        return None
+
+
+def registry(
+    provider: str = "telnyx", **streaming: Any
+) -> tuple[MediaSessions, FakeSpeech, FakeClock]:
+    raw: dict[str, Any] = {"streaming": {"enabled": True, **streaming}}
+    if provider != "mock":
+        raw["provider"] = provider
+        raw["fromNumber"] = "+15550001234"
+        raw[provider] = {"twilio": {"accountSid": "AC1", "authToken": "t"},
+                         "telnyx": {"apiKey": "k", "connectionId": "c", "publicKey": "p"},
+                         "plivo": {"authId": "a", "authToken": "t"}}[provider]  # fmt: skip
+    config = parse_config(raw, env={})
+    speech, clock = FakeSpeech(), FakeClock()
+
+    async def sink(event: CallEvent) -> None:
+        return None
+
+    async def end(call_id: str, reason: CallState) -> None:
+        return None
+
+    return MediaSessions(config, sink=sink, end_call=end, clock=clock, speech=speech), speech, clock
+
+
+@pytest.mark.parametrize(
+    ("provider", "query"), [("twilio", False), ("telnyx", True), ("plivo", True), ("mock", False)]
+)
+def test_stream_urls_follow_the_webhook_origin_and_carry_the_token_where_allowed(
+    provider: str, query: bool
+) -> None:
+    media, _, _ = registry(provider)
+    url = media.stream_url("https://example.ngrok.app/voice/webhook", "call-1")
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.netloc, parts.path) == ("wss", "example.ngrok.app", "/voice/stream")
+    token = parse_qs(parts.query).get("token", [None])[0]
+    if query:
+        assert token is not None and media.tokens.check(token, "call-1").ok
+    else:
+        assert token is None  # Twilio: put media.token(call_id) in a <Parameter> instead
+        assert media.tokens.check(media.token("call-1"), "call-1").ok
+    local = media.stream_url("http://127.0.0.1:3334/voice/webhook", "call-1", token_in_query=False)
+    assert local == "ws://127.0.0.1:3334/voice/stream"
+
+
+async def test_prewarm_connects_now_and_expires_unused() -> None:
+    media, speech, clock = registry(tokenTtlSeconds=30)
+    media.prewarm("call-1")
+    media.prewarm("call-1")  # idempotent
+    await clock.advance(0)
+    assert len(speech.stts) == 1 and speech.stts[0].connected and speech.tts.warmed == 1
+    assert media.take_stt("call-1") is speech.stts[0]  # the stream takes the warm one
+    fresh = media.take_stt("call-1")
+    assert fresh is not speech.stts[0] and not fresh.connected
+    media.prewarm("call-2")
+    await clock.advance(31)
+    assert speech.stts[-1].closed  # never used: closed after the token's lifetime
+    await media.close()
+
+
+async def test_wait_for_times_out_without_a_stream() -> None:
+    media, _, _ = registry()
+    assert await media.wait_for("nobody", 0.01) is None
+    assert media._waiters == {}
+    await media.close()
