@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import exposure, machine, startup, streams, turn_latency, webhooks
+from bench import chaos, exposure, load, machine, startup, streams, turn_latency, webhooks
 
 BENCHMARKS = {
     "startup": startup.run,
@@ -16,6 +16,8 @@ BENCHMARKS = {
     "turn_latency": turn_latency.run,
     "streams": streams.run,
     "webhooks": webhooks.run,
+    "load": load.run,
+    "chaos": chaos.run,
 }
 README = Path(__file__).with_name("README.md")
 

@@ -174,3 +174,13 @@ def stored_keys(db: Path) -> set[str]:
         return {row[0] for row in rows}
     finally:
         conn.close()
+
+
+def count_events(db: Path, kind: str) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(
+            conn.execute("SELECT COUNT(*) FROM events WHERE type = ?", (kind,)).fetchone()[0]
+        )
+    finally:
+        conn.close()

@@ -20,3 +20,17 @@ def test_startup_smoke() -> None:
     ).stdout
     assert "| voicecall --help | 3 |" in out
     assert "voicecall demo" in out
+
+
+def test_streams_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "streams", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    row = out.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "4" and row[2].strip() == "4"  # 4 streams asked, 4 live
+    assert int(row[3]) > 100  # frames out per second (50 a stream)
