@@ -639,3 +639,15 @@ def test_bad_numeric_values_are_rejected_at_their_path(case: tuple[tuple[str, ..
         data = {key: data}
     errors = errors_of(data)
     assert any(e.startswith(format_path(loc) + ": ") for e in errors), errors
+
+
+def test_escaped_surrogate_pairs_load_and_lone_surrogates_are_a_config_error(
+    tmp_path: Path,
+) -> None:
+    paired = tmp_path / "paired.json5"
+    paired.write_text('{inboundGreeting: "Hi \\ud83d\\ude00"}', encoding="utf-8")
+    assert load_config(paired, env={}).inbound_greeting == "Hi \U0001f600"
+    lone = tmp_path / "lone.json5"
+    lone.write_text('{inboundGreeting: "x \\ud800 y"}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON5"):
+        load_config(lone, env={})

@@ -80,10 +80,9 @@ def _load(path: Path, text: str | bytes, environ: dict[str, str]) -> Config | No
 
 
 def _json5(document: Any, style: int) -> str:
-    # ensure_ascii=False: json5 decodes an escaped surrogate pair ("\ud800\udc00") to two
-    # lone surrogates, which then crash validation (UnicodeEncodeError, not a ConfigError) —
-    # reported to the lead rather than fixed here (config.py is not this change's file).
-    text = json.dumps(document, indent=style or None, ensure_ascii=False)
+    # Both spellings: characters as they are, and escaped (`\ud83d\ude00` pairs for emoji,
+    # which json5 hands back as two surrogates the loader must join).
+    text = json.dumps(document, indent=style or None, ensure_ascii=style % 2 == 0)
     if style == 1:  # JSON5 liberties: comments and a trailing comma
         text = "// voice-call\n" + text.replace("\n}", ",\n}", 1)
     return text

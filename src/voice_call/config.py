@@ -849,9 +849,22 @@ def _read_json5(path: Path) -> Any:
     if not text.strip():
         return {}  # a freshly created empty file means "all defaults"
     try:
-        return json5.loads(text, allow_duplicate_keys=False)
+        return _pair_surrogates(json5.loads(text, allow_duplicate_keys=False))
     except (ValueError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid JSON5: {exc} — fix the syntax there") from None
+
+
+def _pair_surrogates(value: Any) -> Any:
+    """json5 decodes an escaped pair such as "\\ud83d\\ude00" (what `json.dumps` writes for
+    an emoji) into two lone surrogates: join them into the real character. A lone surrogate
+    left over is not text: a ValueError (UnicodeDecodeError) the caller reports."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16")
+    if isinstance(value, list):
+        return [_pair_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_pair_surrogates(k): _pair_surrogates(v) for k, v in value.items()}
+    return value
 
 
 # --- redaction -----------------------------------------------------------------------------
