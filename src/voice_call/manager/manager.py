@@ -272,30 +272,57 @@ class CallManager:
         """Apply one normalised event. Returns what happened: applied, duplicate, ignored, ..."""
         received = time.monotonic()  # a turn's voice-to-voice starts when its words arrive
         key = event.key
-        if key in self._recent_keys or await self.store.seen(key):
+        if key in self._recent_keys:
             return "duplicate"
-        record = await self._find(event)
-        if record is None:
-            if event.direction == Direction.INBOUND and event.provider_call_id:
-                return await self._accept_inbound(event)
-            return "unknown-call"  # the key is not burnt: a retry after registration applies
-        if event.type == EventType.ERROR and event.retryable:
-            return "retryable-error"
-        call_id = record.call_id
+        # A repeated key is refused by the store when it is saved (DuplicateEvent), so the hot
+        # path reads the call once, under its lock, and asks nothing else first.
+        if event.call_id:  # our id, carried in callback URLs / client_state
+            outcome = await self._apply_to(event.call_id, event, key, received)
+            if outcome is not None:
+                return outcome
+        if event.provider_call_id:
+            found = await self.store.find_by_provider_call_id(
+                self.provider.name, event.provider_call_id
+            )
+            if found is not None and found.call_id != event.call_id:
+                outcome = await self._apply_to(found.call_id, event, key, received)
+                if outcome is not None:
+                    return outcome
+        if await self.store.seen(key):
+            return "duplicate"
+        if event.direction == Direction.INBOUND and event.provider_call_id:
+            return await self._accept_inbound(event)
+        return "unknown-call"  # the key is not burnt: a retry after registration applies
+
+    async def _apply_to(
+        self, call_id: str, event: CallEvent, key: str, received: float
+    ) -> str | None:
+        """Apply `event` to one call; None when no such call exists."""
         effects: list[Callable[[], object]] = []
-        async with self._lock(call_id):
-            record = await self._get_or_404(call_id)
-            updated = record.model_copy(deep=True)
-            outcome = self._apply(updated, event, effects, received)
-            entry = self._entry(updated, event.type.value, _event_data(event, outcome), key)
-            try:
-                logged = await self.store.save(updated, entry)
-            except DuplicateEvent:
-                return "duplicate"
+        lock = self._lock(call_id)
+        async with lock:
+            record = await self.store.get(call_id)
+            if record is None:
+                found = False
+            else:
+                found = True
+                if event.type == EventType.ERROR and event.retryable:
+                    return "retryable-error"
+                # `record` was just read and nothing else holds it: change it in place.
+                outcome = self._apply(record, event, effects, received)
+                entry = self._entry(record, event.type.value, _event_data(event, outcome), key)
+                try:
+                    logged = await self.store.save(record, entry)
+                except DuplicateEvent:
+                    return "duplicate"
+        if not found:
+            if not lock.locked():  # keep no lock for an unknown id a webhook named
+                self._locks.pop(call_id, None)
+            return None
         self._remember(key)
         if logged is not None:
             self.bus.publish(logged)
-        for effect in effects:
+        for effect in effects:  # side effects only once the change is durable
             effect()
         return outcome
 
@@ -380,9 +407,10 @@ class CallManager:
         received: float,
     ) -> str:
         text = (event.transcript or event.text or "").strip()
-        if text and rec.call_id in self._replies:
-            # The caller is talking (barge-in): a reply still being generated or spoken for
-            # their earlier words is stale, so the rest of it is dropped.
+        if (text or not event.is_final) and rec.call_id in self._replies:
+            # The caller is talking (barge-in; a partial, even empty, is speech starting): a
+            # reply still being generated or spoken for their earlier words is stale, so the
+            # rest of it is dropped.
             effects.append(lambda: self._drop_reply(rec.call_id))
         if not event.is_final or not text:
             return "applied"  # partials are logged, not transcribed
@@ -484,7 +512,7 @@ class CallManager:
         record = await self._mutate(call_id, begin)
         started = time.monotonic()
         try:
-            await self.provider.speak(record, text)
+            heard = await self.provider.speak(record, text)
         except ProviderError as exc:
             error = str(exc)
             with contextlib.suppress(Conflict):
@@ -493,10 +521,16 @@ class CallManager:
         elapsed_ms = (time.monotonic() - started) * 1000
 
         def spoken(rec: CallRecord) -> LoggedEvent:
-            rec.transcript.append(
-                TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=text)
-            )
-            return self._entry(rec, "bot.spoke", {"text": text, "ms": round(elapsed_ms, 3)})
+            # Cut off by the caller: the transcript keeps only what they heard of it.
+            said = text if heard is None else heard
+            if said:
+                rec.transcript.append(
+                    TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=said)
+                )
+            data: dict[str, Any] = {"text": text, "ms": round(elapsed_ms, 3)}
+            if heard is not None:
+                data["heard"] = heard
+            return self._entry(rec, "bot.spoke", data)
 
         with contextlib.suppress(Conflict):
             await self._mutate(call_id, spoken)
@@ -852,17 +886,6 @@ class CallManager:
             data=data,
         )
 
-    async def _find(self, event: CallEvent) -> CallRecord | None:
-        if event.call_id:
-            record = await self.store.get(event.call_id)
-            if record is not None:
-                return record
-        if event.provider_call_id:
-            return await self.store.find_by_provider_call_id(
-                self.provider.name, event.provider_call_id
-            )
-        return None
-
     async def _get_or_404(self, call_id: str) -> CallRecord:
         record = await self.store.get(call_id)
         if record is None:
@@ -926,7 +949,7 @@ def _event_data(event: CallEvent, outcome: str) -> dict[str, Any]:
     data = event.wire()
     for noise in ("type", "id", "dedupeKey", "callId", "isFinal", "retryable"):
         data.pop(noise, None)
-    if event.type == EventType.SPEECH:
+    if event.type in (EventType.SPEECH, EventType.PLAYBACK_ENDED):
         data["isFinal"] = event.is_final
     if outcome != "applied":
         data["outcome"] = outcome
