@@ -80,7 +80,8 @@ class Runtime:
         self.provider.attach(self.manager.handle_event)
         self.provider.set_webhook_url(self.webhook_url(), pinned=self._url_is_public())
         if config.streaming.enabled:
-            _ = self.media  # builds the speech stack now: a missing key fails at start
+            # Built now (a missing key fails at start) and handed to the provider.
+            self.provider.attach_media(self.media)
         self.rpc_token = ""
         self.restored: dict[str, int] = {}
         self._state = "new"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from voice_call.models import CallEvent, CallRecord
+
+if TYPE_CHECKING:
+    from voice_call.media.registry import MediaSessions
 
 EventSink = Callable[[CallEvent], Awaitable[object]]
 
@@ -82,13 +85,21 @@ class Provider(Protocol):
     # The carrier reports when playback ends (`call.playback-ended`): notify calls hang up
     # after that instead of a fixed delay after the speak request.
     reports_playback_end: bool
+
     # A new `speak` queues behind what is playing (Telnyx, streams, mock). False when it
     # replaces it (a live TwiML update, a Plivo transfer): the manager then speaks a streamed
-    # reply in one piece instead of sentence by sentence.
-    queues_speech: bool
+    # reply in one piece instead of sentence by sentence. Read-only: a provider may decide it
+    # per configuration (Twilio queues once its calls speak over a media stream).
+    @property
+    def queues_speech(self) -> bool: ...
 
     def attach(self, sink: EventSink) -> None:
         """Where the provider reports events that do not arrive over HTTP (mock callee)."""
+        ...
+
+    def attach_media(self, media: MediaSessions) -> None:
+        """The Runtime's media streams, when `streaming.enabled`: a provider that can carry
+        a call's audio over a stream speaks and listens through them (no-op elsewhere)."""
         ...
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
@@ -104,8 +115,11 @@ class Provider(Protocol):
 
     async def hangup(self, call: CallRecord, reason: str) -> None: ...
 
-    async def speak(self, call: CallRecord, text: str) -> None:
-        """Say `text`; returns once the carrier accepted it (playback may continue)."""
+    async def speak(self, call: CallRecord, text: str) -> str | None:
+        """Say `text`; returns once the carrier accepted it (playback may continue).
+
+        A provider that waits for playback (a media stream) returns what the caller heard
+        when they cut it off, for the transcript; None: `text`, as far as we know."""
         ...
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None: ...

@@ -85,6 +85,9 @@ class MockProvider:
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
 
+    def attach_media(self, media: object) -> None:
+        return None  # the mock callee talks through events, not a stream
+
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         return None  # the mock carrier calls back in-process
 

@@ -87,6 +87,9 @@ class PlivoProvider:
     def attach(self, sink: EventSink) -> None:
         return None  # every Plivo event arrives over HTTP
 
+    def attach_media(self, media: object) -> None:
+        return None  # Plivo media streaming is not wired yet: speech stays native
+
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
         self.pinned_url = url if pinned else self.config.public_url

@@ -70,6 +70,9 @@ class TelnyxProvider:
     def attach(self, sink: EventSink) -> None:
         return None  # every Telnyx event arrives over HTTP
 
+    def attach_media(self, media: object) -> None:
+        return None  # Telnyx media streaming is not wired yet: speech stays native
+
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url  # Ed25519 signs the body, not the URL: nothing to pin
 

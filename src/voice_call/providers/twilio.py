@@ -14,9 +14,11 @@ everything else comes from the call record the manager passes in.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from voice_call.clock import Clock
@@ -47,12 +49,20 @@ from voice_call.providers.twilio_webhooks import (
 )
 from voice_call.security.exposure import forwarding_trust
 
+if TYPE_CHECKING:
+    from voice_call.media.playback import PlaybackResult
+    from voice_call.media.registry import MediaSessions
+    from voice_call.media.session import MediaSession
+
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 # The carrier's own backstop: Twilio ends a call this long after our maxDurationSeconds even
 # if we are down and never hang it up.
 TIME_LIMIT_SLACK_S = 60
 REJECTED = "rejected"
+STREAM_WAIT_S = 5.0  # how long a speak waits for the call's media stream to start
+FINISH_PLAYBACK_S = 10.0  # a goodbye still playing may finish before the hang-up
+MAX_ANSWERING = 1000  # inbound calls accepted whose answer request has not come yet
 
 
 class TwilioProvider:
@@ -60,7 +70,6 @@ class TwilioProvider:
     required_headers: tuple[tuple[str, ...], ...] = (("x-twilio-signature",),)
     delivers_notify_inline = True
     reports_playback_end = False
-    queues_speech = False  # a live TwiML update replaces what is playing
 
     def __init__(self, config: Config, clock: Clock, rest: TwilioRest | None = None) -> None:
         twilio = config.twilio
@@ -77,11 +86,26 @@ class TwilioProvider:
         self.trust = forwarding_trust(config)
         self.webhook_url = config.public_url or ""
         self.pinned_url = config.public_url
+        self.media: MediaSessions | None = None
+        # Twilio sid → our call id, from `answer` to the accepted inbound request's reply:
+        # its stream token needs our id, which Twilio's own Voice URL request does not carry.
+        self._answering: dict[str, str] = {}
+
+    @property
+    def queues_speech(self) -> bool:
+        # A stream queues what we say; a live TwiML update replaces what is playing.
+        return self.media is not None
+
+    def _streams(self, call_id: str | None) -> bool:
+        return self.media is not None and call_id is not None
 
     # ---------------------------------------------------------------- wiring
 
     def attach(self, sink: EventSink) -> None:
         return None  # everything Twilio says arrives as a webhook
+
+    def attach_media(self, media: MediaSessions) -> None:
+        self.media = media if self.config.streaming.enabled else None
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
@@ -163,13 +187,20 @@ class TwilioProvider:
         return DialResult(provider_call_id=str(body["sid"]), status=status)
 
     async def answer(self, call: CallRecord) -> None:
-        return None  # Twilio answers an inbound call when it gets TwiML that is not <Reject>
+        # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
+        if self.media is not None and call.provider_call_id:
+            if len(self._answering) >= MAX_ANSWERING:
+                del self._answering[next(iter(self._answering))]  # the oldest never came
+            self._answering[call.provider_call_id] = call.call_id
 
     async def hangup(self, call: CallRecord, reason: str) -> None:
         if call.provider_call_id is None:
             return
         if reason == "inbound-policy" and call.direction == Direction.INBOUND:
             return  # refused while ringing: the reply to its request is <Reject>
+        session = self.media.get(call.call_id) if self.media is not None else None
+        if session is not None and not session.closed:
+            await session.finish_playback(FINISH_PLAYBACK_S)  # let the goodbye be heard
         await self.rest.hangup(call.provider_call_id)
 
     async def _update(self, call: CallRecord, twiml: str, what: str) -> None:
@@ -177,7 +208,7 @@ class TwilioProvider:
             raise ProviderError(f"cannot {what}: the call has no Twilio sid yet")
         await self.rest.update_call(call.provider_call_id, {"Twiml": twiml}, what=what)
 
-    async def speak(self, call: CallRecord, text: str) -> None:
+    async def speak(self, call: CallRecord, text: str) -> str | None:
         """Say `text` as the prompt of a Gather, so the caller may answer (or interrupt) it.
 
         A live update replaces whatever the call is running, and the manager asks us to listen
@@ -190,21 +221,62 @@ class TwilioProvider:
         speech = self._speech(call)
         if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
             await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
-            return
+            return None
+        streamed = await self._speak_streamed(call, text)
+        if streamed is not None:  # what was heard, when the caller cut it off
+            return None if streamed.status == "played" else streamed.heard_text
         token = call.metadata.get("turnToken")  # set by a manager that persists the turn
         doc = self._listen(
             Twiml(), call.call_id, speech, token if isinstance(token, str) else None, text
         )
         await self._update(call, doc.render(), "speak")
+        return None
+
+    async def _session(self, call: CallRecord) -> MediaSession | None:
+        if self.media is None:
+            return None
+        session = self.media.get(call.call_id) or await self.media.wait_for(
+            call.call_id, STREAM_WAIT_S
+        )
+        return None if session is None or session.closed else session
+
+    async def _speak_streamed(self, call: CallRecord, text: str) -> PlaybackResult | None:
+        """Say `text` over the call's media stream and wait until it has played (or was cut
+        off). None: no stream, or it failed before any audio left, so the caller hears it
+        from `<Say>` instead (never both on one call)."""
+        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus, SessionClosed
+
+        session = await self._session(call)
+        if session is None:
+            return None
+        protect = self.config.streaming.protect_greeting
+        greeting = call.metadata.get("initialMessage") == text
+        try:
+            # Shielded: a reply dropped on barge-in must not cancel the job; the session
+            # settles it (cut, skipped) and reports what was heard.
+            result = await asyncio.shield(
+                session.speak(text, interruptible=not (protect and greeting))
+            )
+        except PlaybackQueueFull as exc:
+            raise ProviderError(str(exc)) from None
+        except SessionClosed:
+            return None
+        if result.status != PlaybackStatus.FAILED:
+            return result
+        if not result.audio_sent:
+            return None
+        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        if self.media is not None and self.media.get(call.call_id) is not None:
+            return  # the stream's speech-to-text is always listening
         if call.transcript and call.transcript[-1].speaker == Speaker.BOT:
             return  # the prompt just spoken is already followed by its Gather
         doc = self._listen(Twiml(), call.call_id, self._speech(call), turn_token)
         await self._update(call, doc.render(), "listen")
 
     async def stop_listening(self, call: CallRecord) -> None:
-        return None  # a Gather ends by itself; the next live update replaces it
+        return None  # a Gather ends by itself (a stream's STT never stops); nothing to do
 
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
         doc = Twiml().play_digits(digits)
@@ -258,7 +330,10 @@ class TwilioProvider:
         if hook.kind == "inbound":
             # Accepted: answer now (a Redirect is TwiML that is not <Reject>) and come straight
             # back, so the greeting's live update reaches a call that is already in progress.
-            return Twiml().redirect(self._url("answered", hook.call_id)).render()
+            call_id = hook.call_id or self._answering.pop(hook.params.get("CallSid", ""), None)
+            return Twiml().redirect(self._url("answered", call_id)).render()
+        if hook.kind in ("voice", "answered") and self._streams(hook.call_id):
+            return self._stream_twiml(hook.call_id or "")
         if hook.kind == "gather":
             # Replaces the running document: hold while the bot replies, then listen again.
             return self._hold(hook.call_id, ANSWER_PAUSE_S, "listen", hook.turn_token)
@@ -266,6 +341,13 @@ class TwilioProvider:
             speech = self._hook_speech(hook)
             return self._listen(Twiml(), hook.call_id, speech, hook.turn_token).render()
         return self._hold(hook.call_id, HOLD_S, "hold", None)
+
+    def _stream_twiml(self, call_id: str) -> str:
+        """Connect the call to our media WebSocket, STT and TTS warming while it connects."""
+        assert self.media is not None
+        self.media.prewarm(call_id)
+        url = self.media.stream_url(self.webhook_url, call_id)
+        return Twiml().stream(url, {"token": self.media.token(call_id)}).render()
 
     def _hook_speech(self, hook: Hook) -> Speech:
         return speech_for(self.config, hook.direction, hook.params.get("To"), None)

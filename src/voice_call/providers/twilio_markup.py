@@ -75,6 +75,15 @@ class Twiml:
         el.text = clean(url)
         return self
 
+    def stream(self, url: str, parameters: dict[str, str]) -> Twiml:
+        """`<Connect><Stream>`: the call's audio both ways over our media WebSocket. Twilio
+        forbids a query string on the URL, so the stream token rides in a `<Parameter>`."""
+        connect = ET.SubElement(self.root, "Connect")
+        stream = ET.SubElement(connect, "Stream", {"url": clean(url)})
+        for name, value in parameters.items():
+            ET.SubElement(stream, "Parameter", {"name": clean(name), "value": clean(value)})
+        return self
+
     def hangup(self) -> Twiml:
         ET.SubElement(self.root, "Hangup")
         return self

@@ -1,0 +1,210 @@
+"""Twilio conversations over a Media Stream: our server, the Twilio emulator and fake OpenAI.
+
+With `streaming.enabled` the conversation's TwiML is `<Connect><Stream>`: the greeting and
+the replies reach the callee as µ-law audio from our TTS (the fake OpenAI speech endpoint),
+and what the callee says comes back through the fake realtime transcription, which pairs
+each committed stretch of audio with the line the emulator says it spoke. With streaming off
+the same call uses `<Say>` (tests/providers/test_twilio_calls.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.providers.twilio_harness import (
+    ACCOUNT_SID,
+    APP_NUMBER,
+    AUTH_TOKEN,
+    CALLER,
+    SCALE,
+    TwilioStack,
+    free_port,
+    raw_config,
+    script,
+    wait_until,
+)
+from voice_call.config import parse_config
+from voice_call.media.g711 import FRAME_BYTES
+from voice_call.models import Speaker
+from voice_call.runtime import Runtime
+from voice_call.server.serve import start_background
+from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript, Turn
+from voice_call.sim.twilio import TwilioEmulator
+from voice_call.sim.voice import synthetic_speech
+
+KEY = "sk-test"
+GREETING = "Hello, this is the clinic."
+LINE = "Tuesday works for me."
+
+
+class CalleeLines:
+    """The fake STT's transcript source: the callee's stream lines, each handed out once."""
+
+    def __init__(self) -> None:
+        self.emu: TwilioEmulator | None = None
+        self.given = 0
+
+    def __call__(self, turn: Turn) -> str:
+        assert self.emu is not None
+        said = [
+            line
+            for call in self.emu.calls.values()
+            for line in call.extra.get("said_via_stream", [])
+        ]
+        if self.given >= len(said):
+            return ""  # a stretch of noise, not a line
+        self.given += 1
+        return str(said[self.given - 1])
+
+
+def streaming(fake: FakeOpenAI) -> dict[str, Any]:
+    return {
+        "openaiApiKey": KEY,
+        "responder": {"provider": "echo"},
+        "streaming": {
+            "enabled": True,
+            "providers": {
+                "openai": {"url": fake.realtime_url, "silenceDurationMs": 300, "vadThreshold": 0.3}
+            },
+        },
+        "tts": {"provider": "openai", "providers": {"openai": {"baseUrl": fake.url, "speed": 2.5}}},
+    }
+
+
+@asynccontextmanager
+async def streaming_stack(
+    tmp_path: Path, lines: tuple[str, ...], **overrides: Any
+) -> AsyncIterator[TwilioStack]:
+    source = CalleeLines()
+    transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
+    speech = SpeechScript(first_byte_ms=30, per_chunk_ms=20, chunk_bytes=4800)
+    port = free_port()
+    webhook = f"http://127.0.0.1:{port}/voice/webhook"
+    async with (
+        FakeOpenAI(KEY, speech=speech, transcription=transcription) as fake,
+        TwilioEmulator(
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            script=script(replies=lines, reply_delay_ms=2000),
+            time_scale=SCALE,
+            voice_url=webhook,
+            status_callback=webhook,
+            speech=synthetic_speech,
+        ) as emu,
+    ):
+        source.emu = emu
+        config = parse_config(raw_config(emu, port, **{**streaming(fake), **overrides}), env={})
+        home = tmp_path / "home"
+        runtime = Runtime(config, home)
+        server = await start_background(runtime)
+        stack = TwilioStack(emu, home, port, config, runtime, server)
+        stack._spy()
+        try:
+            yield stack
+        finally:
+            await stack.server.stop()
+
+
+async def test_a_streamed_conversation_speaks_and_listens_over_the_stream(
+    tmp_path: Path,
+) -> None:
+    async with streaming_stack(tmp_path, (LINE,)) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        record = await stack.wait_record(
+            call_id,
+            lambda r: [e.text for e in r.transcript] == [GREETING, LINE, f"You said: {LINE}"],
+            timeout=20,
+        )
+        call = stack.emulated(record)
+        # the stream carried the audio both ways; nothing went through <Say> or live updates
+        assert call.extra["said_via_stream"] == [LINE]
+        audio = call.extra["audio_in"]
+        assert audio and len(audio) % FRAME_BYTES == 0
+        assert not [h for h in call.callee.heard if not h.startswith("[audio ")]
+        assert not stack.updates(record.provider_call_id)
+        # the conversation's TwiML connects the stream, the token in a <Parameter>
+        body = stack.hooks("voice", call.id)[0].response_body
+        assert "<Connect><Stream" in body and '<Parameter name="token"' in body
+        assert call.callee.heard[0].startswith("[audio ")  # the greeting, as stream audio
+        assert [e.speaker for e in record.transcript] == [Speaker.BOT, Speaker.USER, Speaker.BOT]
+        await stack.call("voicecall.end", callId=call_id)
+        ended = await stack.wait_ended(call_id)
+        assert ended.end_reason is not None and ended.end_reason.value == "hangup-bot"
+        await asyncio.wait_for(call.ended.wait(), 5)
+        assert len(call.callee.heard) >= 2  # the greeting, then the echoed reply
+
+
+async def test_an_inbound_call_is_answered_onto_the_stream(tmp_path: Path) -> None:
+    greeting = "Thanks for calling the clinic."
+    routes = {APP_NUMBER: {"inboundGreeting": greeting}}
+    async with streaming_stack(tmp_path, (LINE,), inboundPolicy="open", numbers=routes) as stack:
+        call = await stack.emu.place_inbound(CALLER, APP_NUMBER)
+
+        async def registered() -> bool:
+            return await stack.by_sid(call.id) is not None
+
+        await wait_until(registered)
+        found = await stack.by_sid(call.id)
+        assert found is not None
+        record = await stack.wait_record(
+            found.call_id,
+            lambda r: [e.text for e in r.transcript] == [greeting, LINE, f"You said: {LINE}"],
+            timeout=20,
+        )
+        # accepted: the Voice URL answers with a Redirect, and the answered request connects
+        assert "type=answered" in stack.hooks("voice", call.id)[0].response_body
+        assert "<Connect><Stream" in stack.hooks("redirect", call.id)[0].response_body
+        assert call.extra["said_via_stream"] == [LINE]
+        assert not stack.updates(call.id)
+        await stack.call("voicecall.end", callId=record.call_id)
+        await asyncio.wait_for(call.ended.wait(), 5)
+
+
+async def test_a_line_cut_off_keeps_only_what_was_heard(tmp_path: Path) -> None:
+    long_text = " ".join(f"Sentence number {n} is here to take a while to say." for n in range(6))
+    async with streaming_stack(tmp_path, (LINE,)) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        await stack.wait_record(call_id, lambda r: len(r.transcript) == 3, timeout=20)
+        session = stack.runtime.media.get(call_id)
+        assert session is not None
+        before = session.audio_frames
+        speaking = asyncio.create_task(
+            stack.call("voicecall.speak", callId=call_id, message=long_text)
+        )
+
+        async def a_second_played() -> bool:
+            return session.audio_frames - before >= 60
+
+        await wait_until(a_second_played)
+        session.clear()  # what a barge-in does
+        await speaking
+        record = await stack.record(call_id)
+        said = record.transcript[-1]
+        assert said.speaker == Speaker.BOT and long_text.startswith(said.text)
+        assert 0 < len(said.text) < len(long_text)
+        rows = await stack.runtime.store.events(call_id=call_id)
+        ended = [row.data for row in rows if row.type == "call.playback-ended"]
+        assert ended[-1]["isFinal"] is False and ended[-1]["text"] == said.text
+        assert any(data["isFinal"] is True for data in ended)  # the lines played whole
+        spoke = [row.data for row in rows if row.type == "bot.spoke"][-1]
+        assert spoke == {**spoke, "text": long_text, "heard": said.text}
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
+
+
+async def test_an_agent_drives_turns_over_the_stream(tmp_path: Path) -> None:
+    prompt = "When would suit you?"
+    async with streaming_stack(tmp_path, ("Hello?", LINE), responder={"provider": "none"}) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        await stack.wait_record(call_id, lambda r: len(r.transcript) == 2, timeout=20)
+        reply = await stack.call("voicecall.continue", callId=call_id, message=prompt)
+        assert reply["transcript"] == LINE
+        record = await stack.record(call_id)
+        assert [e.text for e in record.transcript] == [GREETING, "Hello?", prompt, LINE]
+        assert not stack.updates(record.provider_call_id)  # no <Gather>: the stream listens
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
