@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support import merge
 from voice_call.agent.responder import Responder
 from voice_call.clock import FakeClock
 from voice_call.config import parse_config
@@ -24,16 +25,6 @@ BASE: dict[str, Any] = {
         "replies": ["first reply", "second reply", "third reply"],
     },
 }
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class Harness:

@@ -17,15 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import free_port
+
 REPLIES = ["Hello, who is this?", "Yes, Tuesday works.", "Goodbye then."]
 SECRET = "tw-secret-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:

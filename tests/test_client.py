@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import server_config, wait_for
+from tests.support import free_port
 from voice_call.client import (
     RpcClient,
     ServerUnavailable,
@@ -27,12 +27,6 @@ from voice_call.runtime import Runtime
 from voice_call.server.serve import RunningServer
 
 TO = "+15555550123"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_call_returns_results_and_raises_the_servers_errors(

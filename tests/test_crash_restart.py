@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support import free_port
 
 CONFIG = """{
   provider: "mock",
@@ -29,13 +30,6 @@ CONFIG = """{
   mock: { answerDelayMs: 50, replyDelayMs: 50, replies: ["only one line"] },
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Server:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import free_port
 from voice_call.agent.tool import ACTIONS, TOOL_NAME, run_tool, run_tool_sync, tool_schema
 from voice_call.client import RpcClient
 from voice_call.config import parse_config
@@ -169,13 +169,6 @@ async def test_unknown_call_is_an_error(client: RpcClient, args: dict[str, Any])
 
 async def test_status_of_unknown_call_is_not_found(client: RpcClient) -> None:
     assert await run_tool({"action": "get_status", "callId": "nope"}, client) == {"found": False}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_server_down_is_an_error() -> None:

@@ -13,8 +13,6 @@ every test also proves the RequestUUID → CallUUID upgrade.
 from __future__ import annotations
 
 import asyncio
-import copy
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from tests.support import free_port, merge
 from voice_call.client import RpcClient
 from voice_call.config import Config, parse_config
 from voice_call.models import CallRecord
@@ -39,22 +38,6 @@ APP_NUMBER = "+15550001000"
 CALLEE = "+15550002000"
 CALLER = "+15550003000"
 SCALE = 0.05  # emulator delays at 1/20 of real time
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def raw_config(emulator_url: str, port: int, **overrides: Any) -> dict[str, Any]:

@@ -11,8 +11,6 @@ fresh Runtime on the same port and state folder (a crash-and-restart mid-call). 
 from __future__ import annotations
 
 import asyncio
-import copy
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +21,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from tests.support import free_port, merge
 from voice_call.client import RpcClient
 from voice_call.config import Config, parse_config
 from voice_call.models import CallRecord
@@ -40,22 +39,6 @@ CALLEE = "+15550002000"
 CALLER = "+15550003000"
 SCALE = 0.05  # emulator delays (answer, Say, Gather, Pause) at 1/20 of real time
 LINES = ("Hi, this is Sam speaking.", "Tuesday at three works for me.", "No, that is all, bye.")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def raw_config(emu: TwilioEmulator, port: int, **overrides: Any) -> dict[str, Any]:
