@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from voice_call.client import RpcClient
+from voice_call.models import CallRecord
+from voice_call.runtime import Runtime
 
 
 def free_port() -> int:
@@ -23,3 +29,40 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` until it is true; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.02)
+
+
+class CallStackMixin:
+    """What the provider harnesses share: RPC calls and waiting on a call's stored record."""
+
+    runtime: Runtime
+    rpc: RpcClient
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        return await self.rpc.call(method, params)
+
+    async def record(self, call_id: str) -> CallRecord:
+        found = await self.runtime.store.get(call_id)
+        assert found is not None, call_id
+        return found
+
+    async def wait_record(
+        self, call_id: str, check: Callable[[CallRecord], bool], timeout: float = 10.0
+    ) -> CallRecord:
+        async def ok() -> bool:
+            found = await self.runtime.store.get(call_id)
+            return found is not None and check(found)
+
+        await wait_until(ok, timeout)
+        return await self.record(call_id)
+
+    async def wait_ended(self, call_id: str, timeout: float = 10.0) -> CallRecord:
+        return await self.wait_record(call_id, lambda r: r.terminal, timeout)

@@ -12,8 +12,7 @@ every test also proves the RequestUUID → CallUUID upgrade.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import free_port, merge
+from tests.support import CallStackMixin, free_port, merge
 from voice_call.client import RpcClient
 from voice_call.config import Config, parse_config
 from voice_call.models import CallRecord
@@ -54,16 +53,8 @@ def raw_config(emulator_url: str, port: int, **overrides: Any) -> dict[str, Any]
     return merge(raw, overrides)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-
-
 @dataclass
-class PlivoStack:
+class PlivoStack(CallStackMixin):
     emulator: PlivoEmulator
     config: Config
     home: Path
@@ -78,26 +69,6 @@ class PlivoStack:
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/voice/webhook"
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        return await self.rpc.call(method, params)
-
-    async def record(self, call_id: str) -> CallRecord:
-        record = await self.runtime.manager.get(call_id)
-        assert record is not None, call_id
-        return record
-
-    async def wait_record(
-        self, call_id: str, check: Callable[[CallRecord], bool], timeout: float = 10.0
-    ) -> CallRecord:
-        async def ok() -> bool:
-            return check(await self.record(call_id))
-
-        await wait_until(ok, timeout)
-        return await self.record(call_id)
-
-    async def wait_ended(self, call_id: str, timeout: float = 10.0) -> CallRecord:
-        return await self.wait_record(call_id, lambda r: r.terminal, timeout)
 
     async def wait_user_lines(self, call_id: str, count: int, timeout: float = 10.0) -> None:
         await self.wait_record(

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import free_port, merge
+from tests.support import CallStackMixin, free_port, merge, wait_until
 from voice_call.client import RpcClient
 from voice_call.config import Config, parse_config
 from voice_call.models import CallRecord
@@ -60,14 +60,6 @@ def raw_config(emu: TelnyxEmulator, port: int, **overrides: Any) -> dict[str, An
     return merge(raw, overrides)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-
-
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while True:
@@ -77,7 +69,7 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
 
 
 @dataclass
-class Stack:
+class Stack(CallStackMixin):
     emu: TelnyxEmulator
     config: Config
     home: Path
@@ -89,27 +81,6 @@ class Stack:
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/voice/webhook"
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        return await self.rpc.call(method, params)
-
-    async def record(self, call_id: str) -> CallRecord:
-        record = await self.runtime.store.get(call_id)
-        assert record is not None, call_id
-        return record
-
-    async def wait_record(
-        self, call_id: str, check: Callable[[CallRecord], bool], timeout: float = 10.0
-    ) -> CallRecord:
-        async def ok() -> bool:
-            record = await self.runtime.store.get(call_id)
-            return record is not None and check(record)
-
-        await wait_until(ok, timeout)
-        return await self.record(call_id)
-
-    async def wait_ended(self, call_id: str, timeout: float = 10.0) -> CallRecord:
-        return await self.wait_record(call_id, lambda r: r.terminal, timeout)
 
     async def wait_user_lines(self, call_id: str, count: int, timeout: float = 10.0) -> CallRecord:
         return await self.wait_record(

@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.providers.twilio_harness import CALLEE, LINES, script, twilio_stack, wait_until
+from tests.providers.twilio_harness import CALLEE, LINES, script, twilio_stack
+from tests.support import wait_until
 from voice_call.errors import Conflict
 from voice_call.models import Speaker
 

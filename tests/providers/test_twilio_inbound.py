@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.twilio_harness import APP_NUMBER, CALLER, LINES, twilio_stack, wait_until
+from tests.providers.twilio_harness import APP_NUMBER, CALLER, LINES, twilio_stack
+from tests.support import wait_until
 from voice_call.models import Direction, Speaker
 
 ROUTE_GREETING = "Thanks for calling the bakery. What can I get you?"

@@ -12,8 +12,8 @@ from tests.providers.twilio_harness import (
     TwilioStack,
     script,
     twilio_stack,
-    wait_until,
 )
+from tests.support import wait_until
 from voice_call.models import Speaker
 
 GREETING = "Good morning, this is the library calling about a book."

@@ -25,8 +25,8 @@ from tests.providers.twilio_harness import (
     free_port,
     raw_config,
     script,
-    wait_until,
 )
+from tests.support import wait_until
 from voice_call.config import parse_config
 from voice_call.media.g711 import FRAME_BYTES
 from voice_call.models import Speaker

@@ -10,9 +10,7 @@ fresh Runtime on the same port and state folder (a crash-and-restart mid-call). 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tests.support import free_port, merge
+from tests.support import CallStackMixin, free_port, merge
 from voice_call.client import RpcClient
 from voice_call.config import Config, parse_config
 from voice_call.models import CallRecord
@@ -61,15 +59,8 @@ def script(**fields: Any) -> CalleeScript:
     return CalleeScript(**fields)
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 @dataclass
-class TwilioStack:
+class TwilioStack(CallStackMixin):
     emu: TwilioEmulator
     home: Path
     port: int
@@ -86,28 +77,8 @@ class TwilioStack:
     def rpc(self) -> RpcClient:
         return RpcClient.from_home(self.config, self.home, timeout=30)
 
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        return await self.rpc.call(method, params)
-
-    async def record(self, call_id: str) -> CallRecord:
-        found = await self.runtime.store.get(call_id)
-        assert found is not None, call_id
-        return found
-
-    async def wait_record(
-        self, call_id: str, check: Callable[[CallRecord], bool], timeout: float = 10.0
-    ) -> CallRecord:
-        async def ok() -> bool:
-            return check(await self.record(call_id))
-
-        await wait_until(ok, timeout)
-        return await self.record(call_id)
-
     async def wait_state(self, call_id: str, *states: str, timeout: float = 10.0) -> CallRecord:
         return await self.wait_record(call_id, lambda r: r.state.value in states, timeout)
-
-    async def wait_ended(self, call_id: str, timeout: float = 10.0) -> CallRecord:
-        return await self.wait_record(call_id, lambda r: r.terminal, timeout)
 
     async def by_sid(self, sid: str) -> CallRecord | None:
         return await self.runtime.store.find_by_provider_call_id("twilio", sid)
