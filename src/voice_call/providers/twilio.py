@@ -14,7 +14,6 @@ everything else comes from the call record the manager passes in.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import secrets
 from pathlib import Path
@@ -34,6 +33,7 @@ from voice_call.providers.base import (
     WebhookRequest,
     WebhookResult,
 )
+from voice_call.providers.streamed_speech import StreamedSpeech
 from voice_call.providers.twilio_markup import MAX_INLINE_TWIML, Speech, Twiml, empty
 from voice_call.providers.twilio_rest import TwilioRest, api_base
 from voice_call.providers.twilio_voice import speech_for
@@ -50,9 +50,7 @@ from voice_call.providers.twilio_webhooks import (
 from voice_call.security.exposure import forwarding_trust
 
 if TYPE_CHECKING:
-    from voice_call.media.playback import PlaybackResult
     from voice_call.media.registry import MediaSessions
-    from voice_call.media.session import MediaSession
 
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -60,8 +58,6 @@ TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canc
 # if we are down and never hang it up.
 TIME_LIMIT_SLACK_S = 60
 REJECTED = "rejected"
-STREAM_WAIT_S = 5.0  # how long a speak waits for the call's media stream to start
-FINISH_PLAYBACK_S = 10.0  # a goodbye still playing may finish before the hang-up
 MAX_ANSWERING = 1000  # inbound calls accepted whose answer request has not come yet
 
 
@@ -86,7 +82,7 @@ class TwilioProvider:
         self.trust = forwarding_trust(config)
         self.webhook_url = config.public_url or ""
         self.pinned_url = config.public_url
-        self.media: MediaSessions | None = None
+        self.streamed = StreamedSpeech(config)
         # Twilio sid → our call id, from `answer` to the accepted inbound request's reply:
         # its stream token needs our id, which Twilio's own Voice URL request does not carry.
         self._answering: dict[str, str] = {}
@@ -94,10 +90,10 @@ class TwilioProvider:
     @property
     def queues_speech(self) -> bool:
         # A stream queues what we say; a live TwiML update replaces what is playing.
-        return self.media is not None
+        return self.streamed.enabled
 
     def _streams(self, call_id: str | None) -> bool:
-        return self.media is not None and call_id is not None
+        return self.streamed.enabled and call_id is not None
 
     # ---------------------------------------------------------------- wiring
 
@@ -105,7 +101,7 @@ class TwilioProvider:
         return None  # everything Twilio says arrives as a webhook
 
     def attach_media(self, media: MediaSessions) -> None:
-        self.media = media if self.config.streaming.enabled else None
+        self.streamed.attach(media)
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
@@ -188,7 +184,7 @@ class TwilioProvider:
 
     async def answer(self, call: CallRecord) -> None:
         # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
-        if self.media is not None and call.provider_call_id:
+        if self.streamed.enabled and call.provider_call_id:
             if len(self._answering) >= MAX_ANSWERING:
                 del self._answering[next(iter(self._answering))]  # the oldest never came
             self._answering[call.provider_call_id] = call.call_id
@@ -198,9 +194,7 @@ class TwilioProvider:
             return
         if reason == "inbound-policy" and call.direction == Direction.INBOUND:
             return  # refused while ringing: the reply to its request is <Reject>
-        session = self.media.get(call.call_id) if self.media is not None else None
-        if session is not None and not session.closed:
-            await session.finish_playback(FINISH_PLAYBACK_S)  # let the goodbye be heard
+        await self.streamed.finish(call)  # let the goodbye be heard
         await self.rest.hangup(call.provider_call_id)
 
     async def _update(self, call: CallRecord, twiml: str, what: str) -> None:
@@ -222,9 +216,9 @@ class TwilioProvider:
         if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
             await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
             return None
-        streamed = await self._speak_streamed(call, text)
+        streamed = await self.streamed.speak(call, text)
         if streamed is not None:  # what was heard, when the caller cut it off
-            return None if streamed.status == "played" else streamed.heard_text
+            return self.streamed.heard(streamed)
         token = call.metadata.get("turnToken")  # set by a manager that persists the turn
         doc = self._listen(
             Twiml(), call.call_id, speech, token if isinstance(token, str) else None, text
@@ -232,43 +226,8 @@ class TwilioProvider:
         await self._update(call, doc.render(), "speak")
         return None
 
-    async def _session(self, call: CallRecord) -> MediaSession | None:
-        if self.media is None:
-            return None
-        session = self.media.get(call.call_id) or await self.media.wait_for(
-            call.call_id, STREAM_WAIT_S
-        )
-        return None if session is None or session.closed else session
-
-    async def _speak_streamed(self, call: CallRecord, text: str) -> PlaybackResult | None:
-        """Say `text` over the call's media stream and wait until it has played (or was cut
-        off). None: no stream, or it failed before any audio left, so the caller hears it
-        from `<Say>` instead (never both on one call)."""
-        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus, SessionClosed
-
-        session = await self._session(call)
-        if session is None:
-            return None
-        protect = self.config.streaming.protect_greeting
-        greeting = call.metadata.get("initialMessage") == text
-        try:
-            # Shielded: a reply dropped on barge-in must not cancel the job; the session
-            # settles it (cut, skipped) and reports what was heard.
-            result = await asyncio.shield(
-                session.speak(text, interruptible=not (protect and greeting))
-            )
-        except PlaybackQueueFull as exc:
-            raise ProviderError(str(exc)) from None
-        except SessionClosed:
-            return None
-        if result.status != PlaybackStatus.FAILED:
-            return result
-        if not result.audio_sent:
-            return None
-        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
-
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
-        if self.media is not None and self.media.get(call.call_id) is not None:
+        if self.streamed.live(call.call_id):
             return  # the stream's speech-to-text is always listening
         if call.transcript and call.transcript[-1].speaker == Speaker.BOT:
             return  # the prompt just spoken is already followed by its Gather
@@ -344,10 +303,8 @@ class TwilioProvider:
 
     def _stream_twiml(self, call_id: str) -> str:
         """Connect the call to our media WebSocket, STT and TTS warming while it connects."""
-        assert self.media is not None
-        self.media.prewarm(call_id)
-        url = self.media.stream_url(self.webhook_url, call_id)
-        return Twiml().stream(url, {"token": self.media.token(call_id)}).render()
+        url, token = self.streamed.setup(self.webhook_url, call_id)
+        return Twiml().stream(url, {"token": token}).render()
 
     def _hook_speech(self, hook: Hook) -> Speech:
         return speech_for(self.config, hook.direction, hook.params.get("To"), None)

@@ -1,0 +1,103 @@
+"""What every carrier provider does with a call's media stream, in one place.
+
+With `streaming.enabled` a provider hands the carrier a stream URL (TwiML `<Connect><Stream>`,
+Telnyx `stream_url` on dial/answer, Plivo `<Stream>`) and then speaks through the call's
+MediaSession instead of the carrier's own voice. This helper holds the provider's side of that:
+pre-warming while the phone rings, the stream URL and its token, speaking over the session with
+the one-path rule (the carrier's voice only when the stream failed before any audio left), and
+letting the goodbye finish before a hang-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from voice_call.config import Config
+from voice_call.models import CallRecord
+from voice_call.providers.base import ProviderError
+
+if TYPE_CHECKING:
+    from voice_call.media.playback import PlaybackResult
+    from voice_call.media.registry import MediaSessions
+    from voice_call.media.session import MediaSession
+
+STREAM_WAIT_S = 5.0  # how long a speak waits for the call's media stream to start
+FINISH_PLAYBACK_S = 10.0  # a goodbye still playing may finish before the hang-up
+
+
+class StreamedSpeech:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.media: MediaSessions | None = None
+
+    def attach(self, media: MediaSessions) -> None:
+        self.media = media if self.config.streaming.enabled else None
+
+    @property
+    def enabled(self) -> bool:
+        return self.media is not None
+
+    def live(self, call_id: str) -> bool:
+        """The call's stream is up now (its STT is listening)."""
+        return self.media is not None and self.media.get(call_id) is not None
+
+    def setup(
+        self, webhook_url: str, call_id: str, record: CallRecord | None = None
+    ) -> tuple[str, str]:
+        """(stream URL on the webhook's host, token) for the carrier; STT and TTS warm from
+        now on, while the phone rings. Carriers that take the token in the query (Telnyx,
+        Plivo) find it in the URL already."""
+        assert self.media is not None
+        self.media.prewarm(call_id, record)
+        return self.media.stream_url(webhook_url, call_id), self.media.token(call_id)
+
+    async def session(self, call: CallRecord) -> MediaSession | None:
+        if self.media is None:
+            return None
+        session = self.media.get(call.call_id) or await self.media.wait_for(
+            call.call_id, STREAM_WAIT_S
+        )
+        return None if session is None or session.closed else session
+
+    async def speak(self, call: CallRecord, text: str) -> PlaybackResult | None:
+        """Say `text` over the call's stream and wait until it has played (or was cut off).
+
+        None: no stream, or it failed before any audio left, so the caller hears it from the
+        carrier's voice instead (never both on one call).
+        """
+        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus, SessionClosed
+
+        session = await self.session(call)
+        if session is None:
+            return None
+        protect = self.config.streaming.protect_greeting
+        greeting = call.metadata.get("initialMessage") == text
+        try:
+            # Shielded: a reply dropped on barge-in must not cancel the job; the session
+            # settles it (cut, skipped) and reports what was heard.
+            result = await asyncio.shield(
+                session.speak(text, interruptible=not (protect and greeting))
+            )
+        except PlaybackQueueFull as exc:
+            raise ProviderError(str(exc)) from None
+        except SessionClosed:
+            return None
+        if result.status != PlaybackStatus.FAILED:
+            return result
+        if not result.audio_sent:
+            return None
+        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
+
+    @staticmethod
+    def heard(result: PlaybackResult) -> str | None:
+        """What `speak` returns to the manager: None when played whole, else what was heard."""
+        from voice_call.media.playback import PlaybackStatus
+
+        return None if result.status == PlaybackStatus.PLAYED else result.heard_text
+
+    async def finish(self, call: CallRecord) -> None:
+        """Let what is still playing (the goodbye) be heard before the carrier hangs up."""
+        session = self.media.get(call.call_id) if self.media is not None else None
+        if session is not None and not session.closed:
+            await session.finish_playback(FINISH_PLAYBACK_S)
