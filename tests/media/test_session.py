@@ -326,3 +326,26 @@ async def test_heard_text_follows_sentence_boundaries() -> None:
     job.partial_bytes = 800
     job.heard_frames = 15  # 800 bytes into it, of an estimated ~3200
     assert job.heard_text() == "One two three. Four"
+
+
+async def test_prerecorded_audio_plays_after_speech_unannounced_and_uninterrupted() -> None:
+    from voice_call.media.dtmf import dtmf_ulaw, goertzel_digits
+
+    h = Harness()
+    said = h.session.speak("One moment.")
+    tones = h.session.play(dtmf_ulaw("12#"), "[DTMF 12#]")
+    await h.wire.wait(lambda: len(h.wire.of("mark")) >= 2)
+    h.stt.speech_started()  # an IVR talking over its menu: not a barge-in of the tones
+    while not tones.done():
+        h.ack_marks()
+        await asyncio.sleep(0.05)
+    result = await tones
+    await asyncio.wait_for(said, 1)
+    await h.close()
+    assert result.status is PlaybackStatus.PLAYED and result.audio_ms == 600
+    audio = b"".join(base64.b64decode(f["media"]["payload"]) for f in h.wire.of("media"))
+    assert goertzel_digits(audio) == "12#"
+    assert not h.wire.of("clear")
+    # only the spoken line is reported; the tones are not something the bot said
+    assert [e.type for e in h.events] == [EventType.SPEAKING, EventType.PLAYBACK_ENDED]
+    assert h.events[1].text == "One moment."

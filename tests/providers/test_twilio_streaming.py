@@ -208,3 +208,24 @@ async def test_an_agent_drives_turns_over_the_stream(tmp_path: Path) -> None:
         assert not stack.updates(record.provider_call_id)  # no <Gather>: the stream listens
         await stack.call("voicecall.end", callId=call_id)
         await stack.wait_ended(call_id)
+
+
+async def test_keys_on_a_streamed_call_are_tones_in_the_stream(tmp_path: Path) -> None:
+    from voice_call.media.dtmf import goertzel_digits
+
+    async with streaming_stack(tmp_path, (LINE,)) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        record = await stack.wait_record(call_id, lambda r: len(r.transcript) == 3, timeout=20)
+        call = stack.emulated(record)
+        before = len(call.extra["audio_in"])
+        await stack.call("voicecall.dtmf", callId=call_id, digits="1w2#")
+        # played whole before the RPC returned, into the stream: a live update (<Play
+        # digits>) would have replaced the <Connect><Stream> and ended it
+        assert goertzel_digits(bytes(call.extra["audio_in"][before:])) == "12#"
+        assert not stack.updates(record.provider_call_id)
+        session = stack.runtime.media.get(call_id)
+        assert session is not None and not session.closed
+        rows = await stack.runtime.store.events(call_id=call_id)
+        assert not [r for r in rows if r.type == "bot.spoke" and "DTMF" in str(r.data)]
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)

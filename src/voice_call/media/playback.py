@@ -74,6 +74,7 @@ class PlaybackJob:
         self.sent_frames = 0
         self.heard_frames = 0
         self.task: asyncio.Task[None] | None = None
+        self.announce = True  # reported to the manager (speaking, playback-ended)
         self.ack_timer: asyncio.TimerHandle | None = None
         self.future: asyncio.Future[PlaybackResult] = asyncio.get_running_loop().create_future()
 
@@ -81,8 +82,20 @@ class PlaybackJob:
     def done(self) -> bool:
         return self.future.done()
 
+    def preload(self, ulaw: bytes) -> None:
+        """Audio made already (DTMF tones): framed now, nothing to synthesize, nothing said."""
+        framer = Framer()
+        self.frames.extend(framer.push(ulaw))
+        tail = framer.flush()
+        if tail is not None:
+            self.frames.append(tail)
+        self.sentences = []
+        self.synthesized = True
+        self.total_frames = len(self.frames)
+        self.announce = False
+
     def start_synthesis(self) -> None:
-        if self.task is None:
+        if self.task is None and not self.synthesized:
             self.task = asyncio.create_task(self._synthesize(), name=f"tts {self.id}")
 
     async def _synthesize(self) -> None:

@@ -110,15 +110,21 @@ class MediaSession:
 
         Raises PlaybackQueueFull when 8 jobs already wait, SessionClosed after `close`.
         """
+        job = PlaybackJob(self._next_seq(), text, self.voice, interruptible=interruptible)
+        if not job.sentences:
+            job.resolve(PlaybackStatus.PLAYED)
+            return job.future
+        return self._enqueue(job)
+
+    def _next_seq(self) -> int:
         if self.closed:
             raise SessionClosed("the media stream for this call has ended")
         if len(self._queue) >= MAX_QUEUED_JOBS:
             raise PlaybackQueueFull(f"playback queue is full ({MAX_QUEUED_JOBS} waiting)")
         self._seq += 1
-        job = PlaybackJob(self._seq, text, self.voice, interruptible=interruptible)
-        if not job.sentences:
-            job.resolve(PlaybackStatus.PLAYED)
-            return job.future
+        return self._seq
+
+    def _enqueue(self, job: PlaybackJob) -> asyncio.Future[PlaybackResult]:
         if self._current is None and not self._queue:
             self._current = job  # plays next tick; synthesis starts now
             job.start_synthesis()
@@ -128,6 +134,16 @@ class MediaSession:
                 job.start_synthesis()  # one ahead, so it follows the current one back to back
         self._pacer.start()
         return job.future
+
+    def play(self, ulaw: bytes, label: str) -> asyncio.Future[PlaybackResult]:
+        """Queue audio made already (µ-law 8 kHz, e.g. DTMF tones) after what is queued.
+
+        Never interrupted by the far end's speech (an IVR talking over its own menu is not a
+        barge-in) and never reported as something the bot said.
+        """
+        job = PlaybackJob(self._next_seq(), label, self.voice, interruptible=False)
+        job.preload(ulaw)
+        return self._enqueue(job)
 
     def clear(self) -> None:
         """Stop everything we are saying now (protected or not) and drop what is queued."""
@@ -240,7 +256,7 @@ class MediaSession:
                 self._send_frame(job.frames.popleft(), due)
                 job.sent_frames += 1
                 self.audio_frames += 1
-                if job.sent_frames == 1:
+                if job.sent_frames == 1 and job.announce:
                     self._emit(type=EventType.SPEAKING, text=job.text[:MAX_TRANSCRIPT])
                 if job.sent_frames % MARK_EVERY_FRAMES == 0:
                     self._mark(job, final=False)
@@ -311,7 +327,7 @@ class MediaSession:
             del self._marks[name]
 
     def _report(self, job: PlaybackJob, result: PlaybackResult | None) -> None:
-        if result is None or not result.audio_sent:
+        if result is None or not result.audio_sent or not job.announce:
             return
         self._emit(
             type=EventType.PLAYBACK_ENDED,

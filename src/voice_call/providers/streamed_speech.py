@@ -5,7 +5,8 @@ Telnyx `stream_url` on dial/answer, Plivo `<Stream>`) and then speaks through th
 MediaSession instead of the carrier's own voice. This helper holds the provider's side of that:
 pre-warming while the phone rings, the stream URL and its token, speaking over the session with
 the one-path rule (the carrier's voice only when the stream failed before any audio left), and
-letting the goodbye finish before a hang-up.
+letting the goodbye finish before a hang-up, and keys sent as in-band tones on carriers
+whose stream has no DTMF message (media/dtmf.py).
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ class StreamedSpeech:
         from voice_call.media.playback import PlaybackStatus
 
         return None if result.status == PlaybackStatus.PLAYED else result.heard_text
+
+    async def send_digits(self, call: CallRecord, digits: str) -> bool:
+        """Play `digits` as touch tones into the live stream (after what is queued) and wait
+        until they have played; False when the call has no live stream."""
+        from voice_call.media.dtmf import dtmf_ulaw
+        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus
+
+        session = self.media.get(call.call_id) if self.media is not None else None
+        if session is None or session.closed:
+            return False
+        try:
+            result = await asyncio.shield(session.play(dtmf_ulaw(digits), f"[DTMF {digits}]"))
+        except PlaybackQueueFull as exc:
+            raise ProviderError(str(exc)) from None
+        if result.status != PlaybackStatus.PLAYED:
+            raise ProviderError(f"the digits were not all played ({result.status.value})")
+        return True
 
     async def finish(self, call: CallRecord) -> None:
         """Let what is still playing (the goodbye) be heard before the carrier hangs up."""

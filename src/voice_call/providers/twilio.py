@@ -238,6 +238,10 @@ class TwilioProvider:
         return None  # a Gather ends by itself (a stream's STT never stops); nothing to do
 
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
+        # A live update would replace the <Connect><Stream>: on a streamed call the keys go
+        # into the stream as touch tones instead, as a handset would send them.
+        if await self.streamed.send_digits(call, digits):
+            return
         doc = Twiml().play_digits(digits)
         self._listen(doc, call.call_id, self._speech(call), None)
         await self._update(call, doc.render(), "send digits")
