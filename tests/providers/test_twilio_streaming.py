@@ -10,6 +10,7 @@ the same call uses `<Say>` (tests/providers/test_twilio_calls.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -32,7 +33,13 @@ from voice_call.media.g711 import FRAME_BYTES
 from voice_call.models import Speaker
 from voice_call.runtime import Runtime
 from voice_call.server.serve import start_background
-from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript, Turn
+from voice_call.sim.openai import (
+    ChatScript,
+    FakeOpenAI,
+    SpeechScript,
+    TranscriptionScript,
+    Turn,
+)
 from voice_call.sim.twilio import TwilioEmulator
 from voice_call.sim.voice import synthetic_speech
 
@@ -77,7 +84,7 @@ def streaming(fake: FakeOpenAI) -> dict[str, Any]:
 
 @asynccontextmanager
 async def streaming_stack(
-    tmp_path: Path, lines: tuple[str, ...], **overrides: Any
+    tmp_path: Path, lines: tuple[str, ...], chat: ChatScript | None = None, **overrides: Any
 ) -> AsyncIterator[TwilioStack]:
     source = CalleeLines()
     transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
@@ -85,7 +92,7 @@ async def streaming_stack(
     port = free_port()
     webhook = f"http://127.0.0.1:{port}/voice/webhook"
     async with (
-        FakeOpenAI(KEY, speech=speech, transcription=transcription) as fake,
+        FakeOpenAI(KEY, chat=chat, speech=speech, transcription=transcription) as fake,
         TwilioEmulator(
             ACCOUNT_SID,
             AUTH_TOKEN,
@@ -97,6 +104,9 @@ async def streaming_stack(
         ) as emu,
     ):
         source.emu = emu
+        if chat is not None:  # the OpenAI responder, on the fake's chat completions
+            overrides["responder"] = {"provider": "openai", "baseUrl": fake.url, "apiKey": KEY}
+            overrides["responseModel"] = "openai/gpt-test"
         config = parse_config(raw_config(emu, port, **{**streaming(fake), **overrides}), env={})
         home = tmp_path / "home"
         runtime = Runtime(config, home)
@@ -227,5 +237,29 @@ async def test_keys_on_a_streamed_call_are_tones_in_the_stream(tmp_path: Path) -
         assert session is not None and not session.closed
         rows = await stack.runtime.store.events(call_id=call_id)
         assert not [r for r in rows if r.type == "bot.spoke" and "DTMF" in str(r.data)]
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
+
+
+async def test_a_reply_s_next_sentence_is_handed_over_while_the_one_before_plays(
+    tmp_path: Path,
+) -> None:
+    sentences = ["Let me look at the calendar for you.", "Tuesday at three is open.", "Book it?"]
+    chat = ChatScript(reply=" ".join(sentences), first_token_ms=40, per_token_ms=5)
+    async with streaming_stack(tmp_path, (LINE,), chat=chat) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        record = await stack.wait_record(
+            call_id, lambda r: [e.text for e in r.transcript][1:] == [LINE, *sentences], timeout=20
+        )
+        session = stack.runtime.media.get(call_id)
+        assert session is not None
+        rows = await stack.runtime.store.events(call_id=call_id)
+        kinds = ("bot.speaking", "bot.spoke")
+        order = [(r.type, r.data.get("text")) for r in rows if r.type in kinds]
+        # each sentence was queued while the one before was still playing ...
+        for before, after in itertools.pairwise(sentences):
+            assert order.index(("bot.speaking", after)) < order.index(("bot.spoke", before))
+        # ... and the transcript keeps them in order, each heard whole
+        assert [e.text for e in record.transcript][-3:] == sentences
         await stack.call("voicecall.end", callId=call_id)
         await stack.wait_ended(call_id)

@@ -43,7 +43,7 @@ from voice_call.models import (
     TurnLatency,
     can_transition,
 )
-from voice_call.providers.base import DialRequest, Provider, ProviderError
+from voice_call.providers.base import DialRequest, Provider, ProviderError, SpeechQueue
 from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
 
 log = logging.getLogger("voice_call.manager")
@@ -52,6 +52,10 @@ MOCK_FROM = "+15550000000"
 REAPER_INTERVAL_S = 30.0
 Mutation = Callable[[CallRecord], LoggedEvent | None]
 TurnListener = Callable[[CallRecord, TurnLatency], None]
+
+
+async def _done(value: str | None) -> str | None:
+    return value
 
 
 @dataclass(frozen=True)
@@ -494,8 +498,21 @@ class CallManager:
     # ---------------------------------------------------------------- speaking and listening
 
     async def _speak(self, call_id: str, text: str) -> Spoken:
-        """Say `text` on a live call; returns when it was handed over and how long the provider
-        took to accept it."""
+        """Say `text` on a live call; returns once it was said (or handed over, for a provider
+        that does not wait for playback), with when it was handed over."""
+        spoken, said = await self._start_speaking(call_id, text)
+        await said
+        return spoken
+
+    async def _start_speaking(
+        self, call_id: str, text: str, after: asyncio.Future[None] | None = None
+    ) -> tuple[Spoken, asyncio.Future[None]]:
+        """Hand `text` to the provider; (when, and a future done once it was said and put in
+        the transcript — after `after`, the line before it, so lines keep their order).
+
+        A provider that queues speech (SpeechQueue) returns as soon as the text is queued:
+        the next sentence of a reply can be handed over while this one plays.
+        """
 
         def begin(rec: CallRecord) -> LoggedEvent:
             self._require_live_record(rec)
@@ -512,29 +529,56 @@ class CallManager:
         record = await self._mutate(call_id, begin)
         started = time.monotonic()
         try:
-            heard = await self.provider.speak(record, text)
+            queued = None
+            if isinstance(self.provider, SpeechQueue):
+                queued = await self.provider.queue_speech(record, text)
+            heard: Awaitable[str | None] = (
+                queued if queued is not None else _done(await self.provider.speak(record, text))
+            )
         except ProviderError as exc:
-            error = str(exc)
-            with contextlib.suppress(Conflict):
-                await self._mutate(call_id, lambda rec: self._after_speak_failure(rec, error))
-            raise Unavailable(f"could not speak on the call: {error}") from None
-        elapsed_ms = (time.monotonic() - started) * 1000
+            raise await self._speak_failed(call_id, exc) from None
+        spoken = Spoken(started, (time.monotonic() - started) * 1000)
+        said = asyncio.ensure_future(self._record_spoken(call_id, text, spoken, heard, after))
+        said.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by its waiter
+        return spoken, said
 
-        def spoken(rec: CallRecord) -> LoggedEvent:
+    async def _record_spoken(
+        self,
+        call_id: str,
+        text: str,
+        spoken: Spoken,
+        heard_later: Awaitable[str | None],
+        after: asyncio.Future[None] | None,
+    ) -> None:
+        try:
+            heard = await heard_later
+        except ProviderError as exc:
+            raise await self._speak_failed(call_id, exc) from None
+        finally:
+            if after is not None:
+                with contextlib.suppress(Exception):
+                    await after  # the line before is in the transcript first
+
+        def record(rec: CallRecord) -> LoggedEvent:
             # Cut off by the caller: the transcript keeps only what they heard of it.
             said = text if heard is None else heard
             if said:
                 rec.transcript.append(
                     TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=said)
                 )
-            data: dict[str, Any] = {"text": text, "ms": round(elapsed_ms, 3)}
+            data: dict[str, Any] = {"text": text, "ms": round(spoken.accepted_ms, 3)}
             if heard is not None:
                 data["heard"] = heard
             return self._entry(rec, "bot.spoke", data)
 
         with contextlib.suppress(Conflict):
-            await self._mutate(call_id, spoken)
-        return Spoken(started, elapsed_ms)
+            await self._mutate(call_id, record)
+
+    async def _speak_failed(self, call_id: str, exc: ProviderError) -> Unavailable:
+        error = str(exc)
+        with contextlib.suppress(Conflict):
+            await self._mutate(call_id, lambda rec: self._after_speak_failure(rec, error))
+        return Unavailable(f"could not speak on the call: {error}")
 
     def _after_speak_failure(self, rec: CallRecord, error: str) -> LoggedEvent:
         self._move(rec, CallState.LISTENING)  # never left stuck in speaking
@@ -684,10 +728,28 @@ class CallManager:
     ) -> tuple[float | None, str]:
         """Speak the reply's sentences as they come; (when the first was handed over, outcome).
 
-        A provider whose `speak` replaces what is playing (`queues_speech = False`, e.g. a live
-        TwiML update) gets the whole reply at once instead: later sentences would cut off
-        earlier ones.
+        Returns once every line was said (or cut off) and put in the transcript. A provider
+        that queues speech gets each sentence as soon as it comes, while the one before plays.
         """
+        lines: list[asyncio.Future[None]] = []
+        try:
+            first_sent, outcome = await self._say_sentences(call_id, run, timeout_ms, lines)
+        finally:
+            results = await asyncio.gather(*lines, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            log.info("auto-reply on %s stopped: %s", call_id, failures[0])
+            run.drop()
+            if outcome in ("spoken", "apology"):
+                outcome = "failed"
+        return first_sent, outcome
+
+    async def _say_sentences(
+        self, call_id: str, run: ReplyRun, timeout_ms: int, lines: list[asyncio.Future[None]]
+    ) -> tuple[float | None, str]:
+        """A provider whose `speak` replaces what is playing (`queues_speech = False`, e.g. a
+        live TwiML update) gets the whole reply at once: later sentences would cut off
+        earlier ones."""
         batch = not self.provider.queues_speech
         first_sent: float | None = None
         failure: str | None = None
@@ -710,7 +772,7 @@ class CallManager:
             if batch:
                 held.append(sentence)
                 continue
-            sent = await self._say_part(call_id, run, sentence)
+            sent = await self._say_part(call_id, run, sentence, lines)
             if sent is None:
                 return first_sent, "failed"
             first_sent = first_sent or sent
@@ -718,7 +780,7 @@ class CallManager:
             return first_sent, "interrupted"
         if failure is None:
             if held:
-                first_sent = await self._say_part(call_id, run, " ".join(held))
+                first_sent = await self._say_part(call_id, run, " ".join(held), lines)
                 if first_sent is None:
                     return None, "failed"
             return first_sent, "spoken" if first_sent is not None else "silent"
@@ -727,15 +789,25 @@ class CallManager:
             await self._mutate(
                 call_id, lambda rec: self._entry(rec, "bot.reply-failed", {"error": failure})
             )
-        sent = await self._say_part(call_id, run, self.config.responder.apology_text)
+        sent = await self._say_part(call_id, run, self.config.responder.apology_text, lines)
         if sent is None:
             return first_sent, "failed"
         return first_sent or sent, "apology"
 
-    async def _say_part(self, call_id: str, run: ReplyRun, text: str) -> float | None:
-        """Speak one part of a reply; when it was handed over, or None if the call can't."""
+    async def _say_part(
+        self, call_id: str, run: ReplyRun, text: str, lines: list[asyncio.Future[None]]
+    ) -> float | None:
+        """Hand one part of a reply over; when it was, or None if the call can't take it.
+
+        Pipelined (SpeechQueue): returns once queued, its line said later, in order.
+        Otherwise: returns once said, as `speak` does.
+        """
         try:
-            return (await self._speak(call_id, text)).sent_at
+            spoken, said = await self._start_speaking(call_id, text, lines[-1] if lines else None)
+            lines.append(said)
+            if not isinstance(self.provider, SpeechQueue):
+                await said
+            return spoken.sent_at
         except (Conflict, Unavailable) as exc:
             log.info("auto-reply on %s stopped: %s", call_id, exc)
             run.drop()

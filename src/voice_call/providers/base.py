@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from voice_call.models import CallEvent, CallRecord
 
@@ -73,6 +73,19 @@ class WebhookError(ValueError):
 
 class ProviderError(RuntimeError):
     """A carrier refused or failed an action."""
+
+
+@runtime_checkable
+class SpeechQueue(Protocol):
+    """Optional: a provider that can queue speech and report later what was heard (a media
+    stream). The manager then hands a reply's next sentence over while the one before is
+    still playing, so its synthesis overlaps that playback (no silent gap at each sentence)."""
+
+    async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
+        """Queue `text` behind what is playing; an awaitable settling once it played (None)
+        or was cut off (what was heard). None: cannot queue now (no stream) — use `speak`.
+        The awaitable raises ProviderError when the speech failed after audio went out."""
+        ...
 
 
 class Provider(Protocol):

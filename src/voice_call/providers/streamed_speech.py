@@ -12,6 +12,7 @@ whose stream has no DTMF message (media/dtmf.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from voice_call.config import Config
@@ -89,6 +90,52 @@ class StreamedSpeech:
         if not result.audio_sent:
             return None
         raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
+
+    async def queue(
+        self, call: CallRecord, text: str, native: Callable[[], Awaitable[str | None]]
+    ) -> Awaitable[str | None] | None:
+        """Queue `text` on the call's stream behind what is playing (its synthesis starts while
+        that plays); an awaitable of what was heard (None: all of it). `native` says it with
+        the carrier's voice if the stream fails before any of its audio went out.
+
+        None: the call has no stream (say it natively now).
+        """
+        from voice_call.media.playback import PlaybackQueueFull, SessionClosed
+
+        session = await self.session(call)
+        if session is None:
+            return None
+        protect = self.config.streaming.protect_greeting
+        greeting = call.metadata.get("initialMessage") == text
+        try:
+            queued = session.speak(text, interruptible=not (protect and greeting))
+        except PlaybackQueueFull as exc:
+            raise ProviderError(str(exc)) from None
+        except SessionClosed:
+            return None
+        return self._settle(queued, native)
+
+    async def _settle(
+        self, queued: asyncio.Future[PlaybackResult], native: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        from voice_call.media.playback import PlaybackStatus
+
+        # Shielded: a reply dropped on barge-in must not cancel the job; the session
+        # settles it (cut, skipped) and reports what was heard.
+        result = await asyncio.shield(queued)
+        if result.status != PlaybackStatus.FAILED:
+            return self.heard(result)
+        if not result.audio_sent:
+            return await native()
+        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
+
+    async def say(
+        self, call: CallRecord, text: str, native: Callable[[], Awaitable[str | None]]
+    ) -> str | None:
+        """Say `text` (over the stream when there is one, else `native`) and wait until it
+        was heard; what was heard when cut off, None when heard whole."""
+        queued = await self.queue(call, text, native)
+        return await (queued if queued is not None else native())
 
     @staticmethod
     def heard(result: PlaybackResult) -> str | None:

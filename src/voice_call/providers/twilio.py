@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -203,7 +204,21 @@ class TwilioProvider:
         await self.rest.update_call(call.provider_call_id, {"Twiml": twiml}, what=what)
 
     async def speak(self, call: CallRecord, text: str) -> str | None:
-        """Say `text` as the prompt of a Gather, so the caller may answer (or interrupt) it.
+        """Say `text`: over the call's media stream when it has one (returns once heard;
+        what was heard when the caller cut it off), else as the prompt of a Gather."""
+        if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
+            speech = self._speech(call)
+            await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
+            return None
+        return await self.streamed.say(call, text, lambda: self._say_natively(call, text))
+
+    async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
+        if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
+            return None
+        return await self.streamed.queue(call, text, lambda: self._say_natively(call, text))
+
+    async def _say_natively(self, call: CallRecord, text: str) -> None:
+        """`text` as the prompt of a Gather, so the caller may answer (or interrupt) it.
 
         A live update replaces whatever the call is running, and the manager asks us to listen
         right after it asks us to speak: so speaking already ends in listening, and
@@ -212,19 +227,10 @@ class TwilioProvider:
         (`metadata["turnToken"]`) when the manager puts it there; without it the Gather carries
         no token, and a transcript without one answers whichever turn is waiting.
         """
-        speech = self._speech(call)
-        if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
-            await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
-            return None
-        streamed = await self.streamed.speak(call, text)
-        if streamed is not None:  # what was heard, when the caller cut it off
-            return self.streamed.heard(streamed)
         token = call.metadata.get("turnToken")  # set by a manager that persists the turn
-        doc = self._listen(
-            Twiml(), call.call_id, speech, token if isinstance(token, str) else None, text
-        )
+        turn = token if isinstance(token, str) else None
+        doc = self._listen(Twiml(), call.call_id, self._speech(call), turn, text)
         await self._update(call, doc.render(), "speak")
-        return None
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if self.streamed.live(call.call_id):
