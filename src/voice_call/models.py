@@ -140,6 +140,10 @@ class CallEvent(WireModel):
     text: str | None = Field(default=None, max_length=8000)
     is_final: bool = True
     confidence: float | None = Field(default=None, ge=0, le=1)
+    # measured on a media stream: caller's last speech frame → final transcript (call.speech);
+    # text handed to TTS → first audio byte (call.speaking)
+    endpointing_ms: float | None = Field(default=None, ge=0, le=600_000)
+    tts_first_byte_ms: float | None = Field(default=None, ge=0, le=600_000)
     # call.dtmf
     digits: str | None = Field(default=None, max_length=64)
     # call.silence

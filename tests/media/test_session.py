@@ -349,3 +349,19 @@ async def test_prerecorded_audio_plays_after_speech_unannounced_and_uninterrupte
     # only the spoken line is reported; the tones are not something the bot said
     assert [e.type for e in h.events] == [EventType.SPEAKING, EventType.PLAYBACK_ENDED]
     assert h.events[1].text == "One moment."
+
+
+async def test_turn_figures_ride_on_the_speech_and_speaking_events() -> None:
+    h = Harness()
+    h.stt.speech_stopped(ago_s=0.25)  # the caller's last word, by the STT's VAD
+    h.stt.final("book it")
+    playback = h.session.speak("Done.")
+    await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    h.ack_marks()
+    await asyncio.wait_for(playback, 1)
+    await h.close()
+    speech = next(e for e in h.events if e.type is EventType.SPEECH)
+    assert speech.endpointing_ms is not None and 250 <= speech.endpointing_ms < 400
+    speaking = next(e for e in h.events if e.type is EventType.SPEAKING)
+    # FakeTts: first chunk after 30 ms
+    assert speaking.tts_first_byte_ms is not None and 30 <= speaking.tts_first_byte_ms < 300

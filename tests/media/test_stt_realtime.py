@@ -164,3 +164,27 @@ async def test_reconnects_run_out_and_report_a_fatal_error() -> None:
     assert waits == [1.0, 2.0, 4.0]
     assert not stt.connected
     await stt.close()
+
+
+async def test_the_end_of_speech_is_placed_on_our_clock_without_the_vad_s_wait() -> None:
+    script = TranscriptionScript(["yes please"], first_delta_ms=0, per_word_ms=0)
+    async with FakeOpenAI(KEY, transcription=script) as fake:
+        heard = Heard()
+        stt = OpenAIRealtimeStt(settings(fake), heard)
+        await stt.connect()
+        assert stt.speech_ended_at is None
+        loop = asyncio.get_running_loop()
+        for index in range(25):  # half a second of speech, then quiet, in real time
+            stt.send_audio(loud_frame(index))
+            await asyncio.sleep(0.02)
+        last_word = loop.time()
+        for _ in range(40):
+            stt.send_audio(SILENT)
+            await asyncio.sleep(0.02)
+            if stt.speech_ended_at is not None:
+                break
+        await heard.wait("final")
+        await stt.close()
+    # audio_end_ms counts the 200 ms the VAD waited; the last loud frame was sent before that
+    assert stt.speech_ended_at is not None
+    assert abs(stt.speech_ended_at - last_word) < 0.1, stt.speech_ended_at - last_word

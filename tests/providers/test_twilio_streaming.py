@@ -84,7 +84,11 @@ def streaming(fake: FakeOpenAI) -> dict[str, Any]:
 
 @asynccontextmanager
 async def streaming_stack(
-    tmp_path: Path, lines: tuple[str, ...], chat: ChatScript | None = None, **overrides: Any
+    tmp_path: Path,
+    lines: tuple[str, ...],
+    chat: ChatScript | None = None,
+    scale: float = SCALE,
+    **overrides: Any,
 ) -> AsyncIterator[TwilioStack]:
     source = CalleeLines()
     transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
@@ -97,7 +101,7 @@ async def streaming_stack(
             ACCOUNT_SID,
             AUTH_TOKEN,
             script=script(replies=lines, reply_delay_ms=2000),
-            time_scale=SCALE,
+            time_scale=scale,
             voice_url=webhook,
             status_callback=webhook,
             speech=synthetic_speech,
@@ -261,5 +265,29 @@ async def test_a_reply_s_next_sentence_is_handed_over_while_the_one_before_plays
             assert order.index(("bot.speaking", after)) < order.index(("bot.spoke", before))
         # ... and the transcript keeps them in order, each heard whole
         assert [e.text for e in record.transcript][-3:] == sentences
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
+
+
+async def test_a_streamed_reply_s_figures_are_measured_where_audio_meets_the_carrier(
+    tmp_path: Path,
+) -> None:
+    chat = ChatScript(reply="Tuesday works. See you then.", first_token_ms=80, per_token_ms=5)
+    # Real time: the callee's audio arrives at 50 frames a second, as from a carrier.
+    async with streaming_stack(tmp_path, (LINE,), chat=chat, scale=1.0) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        record = await stack.wait_record(call_id, lambda r: bool(r.latency), timeout=20)
+        turn = record.latency[-1]
+        assert turn.kind.value == "reply" and turn.outcome == "spoken"
+        # the fake STT ends an utterance after 300 ms of quiet (silenceDurationMs), the fake
+        # TTS answers after 30 ms, the fake model's first token after 80 ms
+        assert turn.endpointing_ms is not None and 300 <= turn.endpointing_ms < 2000
+        assert turn.tts_first_byte_ms is not None and 30 <= turn.tts_first_byte_ms < 1000
+        assert turn.responder_first_token_ms is not None and turn.responder_first_token_ms >= 80
+        assert turn.voice_to_voice_ms is not None
+        parts = turn.endpointing_ms + turn.responder_first_token_ms + turn.tts_first_byte_ms
+        # ours: the reply handed over, queued, paced onto the next 20 ms frame
+        overhead = turn.voice_to_voice_ms - parts
+        assert 0 <= overhead <= 40, (turn, overhead)
         await stack.call("voicecall.end", callId=call_id)
         await stack.wait_ended(call_id)

@@ -29,8 +29,14 @@ class ReplyTimeout(Exception):
 
 
 class ReplyRun:
-    def __init__(self, heard_at: float) -> None:
+    def __init__(self, heard_at: float, endpointing_ms: float | None = None) -> None:
         self.heard_at = heard_at  # monotonic: when the caller's final words were received
+        # Measured on a media stream: the caller's last speech frame came this long before
+        # the final words, and the first reply audio frame went out at `first_audio_at`.
+        self.endpointing_ms = endpointing_ms
+        self.first_handed = False
+        self.first_audio_at: float | None = None
+        self.tts_first_byte_ms: float | None = None
         self.context = ReplyContext()
         self.started: float | None = None  # responder asked
         self.finished: float | None = None  # responder done (or stopped)
@@ -111,6 +117,19 @@ class ReplyRun:
 
     def ms_since_heard(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.heard_at) * 1000, 3)
+
+    def audio_started(self, at: float, tts_first_byte_ms: float | None) -> None:
+        """The first audio frame of this reply left for the carrier (media streams)."""
+        if self.first_handed and self.first_audio_at is None:
+            self.first_audio_at = at
+            self.tts_first_byte_ms = tts_first_byte_ms
+
+    def voice_to_voice_ms(self, first_sent: float | None) -> float | None:
+        """Caller's last speech frame → our first reply frame, where a stream measured both;
+        else final words received → first reply handed to the provider."""
+        if self.first_audio_at is not None and self.endpointing_ms is not None:
+            return round((self.first_audio_at - self.heard_at) * 1000 + self.endpointing_ms, 3)
+        return self.ms_since_heard(first_sent)
 
     def ms_since_started(self, at: float | None) -> float | None:
         if at is None or self.started is None:

@@ -353,6 +353,9 @@ class CallManager:
                 effects.append(lambda: self._spawn(self._on_answered(rec.call_id)))
             return outcome
         if kind == EventType.SPEAKING:
+            run = self._replies.get(rec.call_id)
+            if run is not None:
+                run.audio_started(received, event.tts_first_byte_ms)
             self._mark_answered(rec, now, effects)
             return self._move(rec, CallState.SPEAKING)
         if kind == EventType.SPEECH:
@@ -427,7 +430,8 @@ class CallManager:
                 return "applied: stale turn token"
             effects.append(lambda: turn.resolve(text))
         elif self._auto_responds(rec) and "hangupAfterReply" not in rec.metadata:
-            effects.append(lambda: self._start_reply(rec.call_id, received))
+            endpointing = event.endpointing_ms
+            effects.append(lambda: self._start_reply(rec.call_id, received, endpointing))
         return "applied"
 
     def _move(self, rec: CallRecord, target: CallState) -> str:
@@ -657,10 +661,12 @@ class CallManager:
             return False
         return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
 
-    def _start_reply(self, call_id: str, heard_at: float) -> None:
+    def _start_reply(
+        self, call_id: str, heard_at: float, endpointing_ms: float | None = None
+    ) -> None:
         """Answer the caller's final words; a reply still running for earlier words is dropped."""
         self._drop_reply(call_id)
-        run = self._replies[call_id] = ReplyRun(heard_at)
+        run = self._replies[call_id] = ReplyRun(heard_at, endpointing_ms)
         self._spawn(self._reply(call_id, run))
 
     def _drop_reply(self, call_id: str) -> None:
@@ -703,7 +709,9 @@ class CallManager:
                 total_ms=run.ms_since_heard(handed_over) or 0.0,
                 responder_first_token_ms=run.ms_since_started(run.context.first_token_at),
                 responder_total_ms=run.ms_since_started(run.finished),
-                voice_to_voice_ms=run.ms_since_heard(first_sent),
+                endpointing_ms=run.endpointing_ms,
+                tts_first_byte_ms=run.tts_first_byte_ms,
+                voice_to_voice_ms=run.voice_to_voice_ms(first_sent),
                 outcome=outcome,
             )
             rec.latency.append(figures)
@@ -802,6 +810,7 @@ class CallManager:
         Pipelined (SpeechQueue): returns once queued, its line said later, in order.
         Otherwise: returns once said, as `speak` does.
         """
+        run.first_handed = True  # the stream's first audio frame from now on is this reply's
         try:
             spoken, said = await self._start_speaking(call_id, text, lines[-1] if lines else None)
             lines.append(said)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,6 +76,7 @@ class PlaybackJob:
         self.heard_frames = 0
         self.task: asyncio.Task[None] | None = None
         self.announce = True  # reported to the manager (speaking, playback-ended)
+        self.first_byte_ms: float | None = None  # first sentence: text to TTS → first audio
         self.ack_timer: asyncio.TimerHandle | None = None
         self.future: asyncio.Future[PlaybackResult] = asyncio.get_running_loop().create_future()
 
@@ -120,9 +122,12 @@ class PlaybackJob:
     async def _sentence(self, sentence: str, framer: Framer) -> int:
         resampler: Resampler | None = None
         self.partial_bytes = 0
+        asked = time.monotonic()
         chunks = self.voice.engine.synthesize(sentence)
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
+                if self.first_byte_ms is None and chunk.data:
+                    self.first_byte_ms = round((time.monotonic() - asked) * 1000, 3)
                 ulaw, resampler = _to_ulaw(chunk, resampler)
                 self.partial_bytes += len(ulaw)
                 self.frames.extend(framer.push(ulaw))

@@ -26,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -60,6 +61,7 @@ MAX_QUEUED_JOBS = 8
 MARK_EVERY_FRAMES = 10  # 200 ms: how finely we know what the caller heard
 ACK_GRACE_S = 2.0  # an end mark may take this long (plus the unplayed audio) to come back
 MAX_TRANSCRIPT = 8000
+MAX_ENDPOINTING_MS = 30_000  # older: a stale speech-stopped, not this utterance's
 
 EventSink = Callable[[CallEvent], Awaitable[object]]
 
@@ -238,7 +240,20 @@ class MediaSession:
             return
         if self._playing_jobs():
             self._interrupt()  # the caller finished a sentence over us: stop talking
-        self._emit(type=EventType.SPEECH, transcript=text[:MAX_TRANSCRIPT], is_final=True)
+        self._emit(
+            type=EventType.SPEECH,
+            transcript=text[:MAX_TRANSCRIPT],
+            is_final=True,
+            endpointing_ms=self._endpointing_ms(),
+        )
+
+    def _endpointing_ms(self) -> float | None:
+        """The caller's last speech frame → now (the final transcript), when the STT said."""
+        ended = self.stt.speech_ended_at
+        if ended is None:
+            return None
+        ms = (time.monotonic() - ended) * 1000
+        return round(ms, 3) if 0 <= ms <= MAX_ENDPOINTING_MS else None
 
     def on_error(self, message: str, fatal: bool) -> None:
         if fatal and self._on_fatal is not None:
@@ -257,7 +272,11 @@ class MediaSession:
                 job.sent_frames += 1
                 self.audio_frames += 1
                 if job.sent_frames == 1 and job.announce:
-                    self._emit(type=EventType.SPEAKING, text=job.text[:MAX_TRANSCRIPT])
+                    self._emit(
+                        type=EventType.SPEAKING,
+                        text=job.text[:MAX_TRANSCRIPT],
+                        tts_first_byte_ms=job.first_byte_ms,
+                    )
                 if job.sent_frames % MARK_EVERY_FRAMES == 0:
                     self._mark(job, final=False)
                 return True

@@ -30,6 +30,9 @@ class SttListener(Protocol):
 
 class SttSession(Protocol):
     listener: SttListener | None
+    # monotonic time of the caller's last speech frame, by the service's VAD (speech stopped);
+    # None until an utterance has ended
+    speech_ended_at: float | None
 
     @property
     def connected(self) -> bool: ...

@@ -7,6 +7,7 @@ It counts the audio it is sent, can be made to fail or be slow to connect, and `
 from __future__ import annotations
 
 import asyncio
+import time
 
 from voice_call.speech.stt.base import SttError, SttListener
 
@@ -14,6 +15,7 @@ from voice_call.speech.stt.base import SttError, SttListener
 class FakeStt:
     def __init__(self, *, connect_delay_s: float = 0.0, fail: str | None = None) -> None:
         self.listener: SttListener | None = None
+        self.speech_ended_at: float | None = None
         self.connect_delay_s = connect_delay_s
         self.fail = fail
         self.connects = 0
@@ -48,6 +50,10 @@ class FakeStt:
     def speech_started(self) -> None:
         if self.listener is not None:
             self.listener.on_speech_started()
+
+    def speech_stopped(self, ago_s: float = 0.0) -> None:
+        """The caller's last speech frame was `ago_s` seconds ago."""
+        self.speech_ended_at = time.monotonic() - ago_s
 
     def partial(self, text: str) -> None:
         if self.listener is not None:

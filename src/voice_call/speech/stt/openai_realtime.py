@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -107,6 +108,10 @@ class OpenAIRealtimeStt:
         self._closed = False
         self.reconnects = 0
         self.dropped_frames = 0
+        self.speech_ended_at: float | None = None
+        # Audio sent on this connection, in ms: the service's `audio_end_ms` counts on the
+        # same timeline, so what was sent after it is how long ago the caller stopped.
+        self._sent_ms = 0.0
 
     @property
     def connected(self) -> bool:
@@ -174,6 +179,7 @@ class OpenAIRealtimeStt:
         if len(self._queue) >= MAX_QUEUED_FRAMES:
             self._queue.popleft()
             self.dropped_frames += 1
+        self._sent_ms += len(ulaw) / 8  # µ-law 8 kHz: 8 bytes a millisecond
         audio = base64.b64encode(ulaw).decode()
         self._queue.append(f'{{"type":"input_audio_buffer.append","audio":"{audio}"}}')
         self._wake.set()
@@ -220,6 +226,7 @@ class OpenAIRealtimeStt:
                 log.warning("speech-to-text reconnect %d failed: %s", attempt, exc)
                 continue
             self.reconnects += 1
+            self._sent_ms = 0.0  # a new session: a new audio buffer
             return True
         return False
 
@@ -229,6 +236,14 @@ class OpenAIRealtimeStt:
         if kind == "input_audio_buffer.speech_started":
             if listener is not None:
                 listener.on_speech_started()
+        elif kind == "input_audio_buffer.speech_stopped":
+            end_ms = event.get("audio_end_ms")
+            if isinstance(end_ms, int | float) and 0 <= end_ms <= self._sent_ms:
+                # `audio_end_ms` includes the quiet the VAD waited for: the last word ended
+                # that much earlier.
+                last_word_ms = max(0.0, float(end_ms) - self.settings.silence_duration_ms)
+                since_ms = self._sent_ms - last_word_ms
+                self.speech_ended_at = time.monotonic() - since_ms / 1000
         elif kind == "conversation.item.input_audio_transcription.delta":
             item, delta = event.get("item_id"), event.get("delta")
             if isinstance(item, str) and isinstance(delta, str):
