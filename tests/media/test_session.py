@@ -254,6 +254,10 @@ async def test_barge_in_clears_drops_queued_and_ignores_stale_marks() -> None:
     h.stt.final("hold on")
     await h.close()
     assert h.events[-1].type is EventType.SPEECH and h.events[-1].transcript == "hold on"
+    # speech start is told at once (an empty partial): the manager drops a reply still
+    # being generated, before any of its next sentences can be queued over the caller
+    speech = [(e.transcript, e.is_final) for e in h.events if e.type is EventType.SPEECH]
+    assert speech == [("", False), ("hold on", True)]
 
 
 async def test_protected_job_ignores_speech_and_its_transcripts() -> None:

@@ -227,6 +227,9 @@ class MediaSession:
         if self._playing_jobs() or self._queue:
             self.barge_ins += 1
             self._interrupt()
+        # Told at once (an empty partial): a reply still being generated for the caller's
+        # earlier words is stale now, and must not queue its next sentence over them.
+        self._emit(type=EventType.SPEECH, transcript="", is_final=False)
 
     def on_partial(self, text: str) -> None:
         if self._protected():
