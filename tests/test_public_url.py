@@ -69,6 +69,21 @@ def test_host_validation() -> None:
     assert valid_host("[::1]:3334") and valid_host("localhost")
     for bad in ("user@evil.com", "", "a b", "[zz::1]", "host:port", "-bad.com"):
         assert not valid_host(bad)
+    for bad_port in ("calls.example.com:0", "calls.example.com:65536", "[::1]:99999"):
+        assert not valid_host(bad_port)
+    assert valid_host("calls.example.com:65535") and valid_host("[2001:db8::5]:1")
+
+
+def test_allowed_hosts_match_ipv6_and_ported_hosts_by_name() -> None:
+    trust = ForwardingTrust(allowed_hosts=["[2001:db8::5]", "calls.example.com"])
+    for forwarded, expected in (
+        ("[2001:db8::5]:8443", "https://[2001:db8::5]:8443/"),
+        ("[2001:db8::5]", "https://[2001:db8::5]/"),
+        ("calls.example.com:8443", "https://calls.example.com:8443/"),
+        ("[2001:db8::6]:8443", "https://127.0.0.1:3334/"),  # not allowed: ignored
+    ):
+        headers = {**FORWARDED, "x-forwarded-host": forwarded}
+        assert verification_url(LOCAL, headers, "1.2.3.4", trust=trust).startswith(expected)
 
 
 def test_invalid_forwarded_host_falls_back_to_host_header() -> None:

@@ -63,13 +63,29 @@ def trusts_forwarding(trust: ForwardingTrust, remote: str | None) -> bool:
 
 
 def valid_host(value: str) -> bool:
-    """A hostname or bracketed IPv6 with an optional numeric port; never userinfo."""
+    """A hostname or bracketed IPv6 with an optional port (1-65535); never userinfo."""
     if "@" in value or not value:
         return False
     match = _BRACKETED_V6.match(value)
     if match:
-        return normalise_ip(match.group(1)) is not None
-    return bool(_HOSTNAME.match(value))
+        if normalise_ip(match.group(1)) is None:
+            return False
+    elif not _HOSTNAME.match(value):
+        return False
+    port = split_host(value)[1]
+    return port is None or 1 <= port <= 65535
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """`host[:port]` or `[v6][:port]` → (host, port); the brackets stay on an IPv6 host."""
+    if value.startswith("["):
+        end = value.find("]")
+        rest = value[end + 1 :]
+        return value[: end + 1], int(rest[1:]) if rest.startswith(":") and rest[1:] else None
+    host, sep, port = value.rpartition(":")
+    if sep and port.isdigit():
+        return host, int(port)
+    return value, None
 
 
 def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str | None:
@@ -81,7 +97,7 @@ def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str |
         host = raw.split(",")[0].strip()
         if not valid_host(host):
             continue
-        if wanted and host.lower() not in wanted and host.lower().split(":")[0] not in wanted:
+        if wanted and host.lower() not in wanted and split_host(host.lower())[0] not in wanted:
             continue
         return host
     return None
