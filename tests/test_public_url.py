@@ -103,3 +103,19 @@ def test_untrusted_headers_never_change_scheme_or_path(
 ) -> None:
     url = verification_url(LOCAL, headers, remote)
     assert url.startswith("http://") and "/voice/webhook?callId=abc&type=status" in url
+
+
+def test_client_ip_is_the_peer_unless_a_trusted_proxy_forwarded_for_someone() -> None:
+    from voice_call.security.public_url import client_ip
+
+    xff = {"x-forwarded-for": "6.6.6.6, 203.0.113.9, 10.0.0.1", "x-real-ip": "198.51.100.4"}
+    untrusted = ForwardingTrust()
+    assert client_ip(untrusted, "10.0.0.1", xff) == "10.0.0.1"  # headers not trusted
+    behind = ForwardingTrust(trust_forwarding_headers=True, trusted_proxy_ips=["10.0.0.1"])
+    # right-most hop that is not our proxy; the spoofable left part is never used
+    assert client_ip(behind, "10.0.0.1", xff) == "203.0.113.9"
+    assert client_ip(behind, "10.0.0.2", xff) == "10.0.0.2"  # not our proxy talking
+    only_real = {"x-real-ip": "198.51.100.4"}
+    assert client_ip(behind, "::ffff:10.0.0.1", only_real) == "198.51.100.4"
+    assert client_ip(behind, "10.0.0.1", {"x-forwarded-for": "203.0.113.9, junk"}) == "10.0.0.1"
+    assert client_ip(untrusted, None, {}) == "unknown"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import TEST_LIMITS, Rpc, wait_for
+from tests.conftest import TEST_LIMITS, Rpc, server_config, wait_for
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
 from voice_call.server.limits import WEBHOOK_MAX_BYTES
@@ -364,3 +365,41 @@ async def test_a_parser_crash_frees_the_replay_key(
     monkeypatch.setattr(vc_runtime.provider, "parse_webhook", real)
     retry = await vc_http.post(HOOK, content=body)  # processed, not answered as a replay
     assert retry.json() == {"results": ["applied"]}
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_slots(
+    tmp_path: Path,
+) -> None:
+    from voice_call.server.serve import start_background
+
+    config = server_config(
+        webhookSecurity={
+            "trustForwardingHeaders": True,
+            "trustedProxyIPs": ["127.0.0.1"],
+            "maxInFlightPerClient": 2,
+        }
+    )
+    runtime = Runtime(config, tmp_path / "home")
+    server = await start_background(runtime, app=build_app(runtime, keepalive_s=0.2))
+
+    def head(client: str) -> bytes:
+        return stalled_head().replace(b"Host:", f"X-Forwarded-For: {client}\r\nHost:".encode())
+
+    stalled = [await raw_request(server, head("203.0.113.1")) for _ in range(2)]
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+            async def post(client: str) -> int:
+                headers = {"X-Forwarded-For": client}
+                return (await http.post(HOOK, content=b"{}", headers=headers)).status_code
+
+            async def full() -> bool:
+                return await post("203.0.113.1") == 429
+
+            await wait_for(full)  # that client's two slots are held by the stalled bodies
+            assert await post("203.0.113.2") == 400  # another carrier IP is admitted
+    finally:
+        for _, writer in stalled:
+            writer.close()
+        await server.stop()
+        await runtime.stop()

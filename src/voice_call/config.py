@@ -173,6 +173,9 @@ class WebhookSecurityConfig(_Section):
     allowed_hosts: list[str] = Field(default_factory=list)
     trust_forwarding_headers: Bool = False
     trusted_proxy_ips: list[str] = Field(default_factory=list, alias="trustedProxyIPs")
+    # webhook requests in progress per client (429 beyond); behind a trusted proxy the
+    # client is the forwarded-for address, not the proxy
+    max_in_flight_per_client: Int = Field(default=8, ge=1, le=10_000)
 
 
 class StreamingConfig(_Section):

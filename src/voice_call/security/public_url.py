@@ -62,6 +62,25 @@ def trusts_forwarding(trust: ForwardingTrust, remote: str | None) -> bool:
     return True
 
 
+def client_ip(trust: ForwardingTrust, remote: str | None, headers: Mapping[str, str]) -> str:
+    """Who a request is from, for per-client limits: the peer, or — behind a proxy we trust
+    (the same rule as for forwarded hosts) — the right-most `X-Forwarded-For` hop that is not
+    one of our trusted proxies (the left part is the client's to write), else `X-Real-IP`.
+    `headers` has lower-case names; "unknown" when there is no address at all."""
+    peer = normalise_ip(remote) or remote or "unknown"
+    if not trusts_forwarding(trust, remote):
+        return peer
+    proxies = {normalise_ip(p) for p in trust.trusted_proxy_ips}
+    hops = [normalise_ip(h.strip()) for h in headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed(hops):
+        if hop is None:
+            break  # garbage in the chain: trust nothing left of it
+        if hop not in proxies:
+            return hop
+    real = normalise_ip(headers.get("x-real-ip", "").strip())
+    return real or peer
+
+
 def valid_host(value: str) -> bool:
     """A hostname or bracketed IPv6 with an optional port (1-65535); never userinfo."""
     if "@" in value or not value:

@@ -42,7 +42,8 @@ def build_app(
     keepalive_s: float = KEEPALIVE_S,
     media: MediaRoute | None = None,
 ) -> Starlette:
-    limits = limits or Limits()
+    security = runtime.config.webhook_security
+    limits = limits or Limits(max_in_flight=security.max_in_flight_per_client)
     events = EventsRoute(runtime, keepalive_s)
     routes = [
         Route(

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 
+from voice_call.security.public_url import ForwardingTrust, client_ip
+
 WEBHOOK_MAX_BYTES = 64 * 1024
 RPC_MAX_BYTES = 1024 * 1024
 BODY_TIMEOUT_S = 5.0
@@ -60,9 +62,14 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
     return b"".join(chunks)
 
 
-def client_key(request: Request) -> str:
-    # A shared key when the peer address is unknown (e.g. a unix socket): still bounded.
-    return request.client.host if request.client else "unknown"
+def client_key(request: Request, trust: ForwardingTrust | None = None) -> str:
+    """The per-client limit's key: the peer, or the client a trusted proxy forwarded for (so
+    one proxy does not share a single slot count among every carrier request behind it).
+    A shared key when the peer address is unknown (e.g. a unix socket): still bounded."""
+    remote = request.client.host if request.client else None
+    if trust is None:
+        return remote or "unknown"
+    return client_ip(trust, remote, request.headers)
 
 
 class InFlightLimiter:

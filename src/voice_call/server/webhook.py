@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
 from voice_call.runtime import Runtime
+from voice_call.security.exposure import forwarding_trust
 from voice_call.security.replay import CachedResponse
 from voice_call.server.limits import BodyRejected, InFlightLimiter, Limits, client_key, read_body
 from voice_call.server.responses import json_error
@@ -65,6 +66,7 @@ class WebhookRoute:
         self.runtime = runtime
         self.limits = limits
         self.limiter = limiter
+        self.trust = forwarding_trust(runtime.config)
 
     async def handle(self, request: Request) -> Response:
         from voice_call.server.metrics import metrics_for  # webhooks by result (GET /metrics)
@@ -78,7 +80,7 @@ class WebhookRoute:
         skip = self.runtime.config.skip_signature_verification
         if not skip and not has_required_headers(provider.required_headers, request.headers):
             return json_error(401, "missing signature headers")
-        with self.limiter.slot(client_key(request)) as admitted:
+        with self.limiter.slot(client_key(request, self.trust)) as admitted:
             if not admitted:
                 return json_error(429, "too many requests in flight from this client")
             try:
