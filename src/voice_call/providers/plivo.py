@@ -15,6 +15,17 @@ How a call runs (carrier-protocols.md §3, anatomy §3.3):
   (`<Hangup reason="rejected"/>`).
 - every XML reply for a call the store says has ended is `<Hangup/>`: no line is kept open
   for a call we no longer track.
+
+Streaming (`streaming.enabled`): a conversation's answer XML (outbound answer URL; inbound, the
+`answered` request after acceptance, whose URL then names our call) is a bidirectional
+`<Stream keepCallAlive>` to our media WebSocket, its token in the URL, built from the webhook
+as the carrier reached it (any instance); STT and TTS warm from the dial on. We then speak
+through the call's MediaSession (our TTS, paced µ-law frames) and hear the caller through
+streaming STT; the session reports playback ends and barge-ins itself. A transfer replaces the
+running XML and would close the stream (and so end the call), so a streamed call is never
+transferred: listening is a no-op, and the native Speak transfer is used only when no stream
+came up at all. Notify calls stay native (Speak + Hangup from the answer URL): one path, the
+callee hears the message once. DTMF goes over REST either way.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import logging
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from voice_call.clock import Clock
@@ -40,13 +52,17 @@ from voice_call.providers.base import (
     WebhookRequest,
     WebhookResult,
 )
-from voice_call.providers.plivo_replies import SPEAK_LEAD_S, Replies
+from voice_call.providers.plivo_replies import SPEAK_LEAD_S, PlivoWebhookResult, Replies
 from voice_call.providers.plivo_rest import NotFound, PlivoRest
 from voice_call.providers.plivo_urls import Callback, Flow, TextTooLong, callback_url, encode_text
 from voice_call.providers.plivo_voice import our_route, route_for, voice_for
 from voice_call.providers.plivo_webhooks import parse, verify
+from voice_call.providers.streamed_speech import StreamedSpeech
 from voice_call.security.exposure import forwarding_trust
 from voice_call.security.public_url import verification_url
+
+if TYPE_CHECKING:
+    from voice_call.media.registry import MediaSessions
 
 log = logging.getLogger("voice_call.plivo")
 
@@ -60,6 +76,7 @@ _HANGUP_CODES = {
     3010: "busy",
     3020: "no-answer",
 }
+MAX_ANSWERING = 1000  # inbound calls accepted whose reply has not been built yet
 
 
 class PlivoProvider:
@@ -69,8 +86,8 @@ class PlivoProvider:
         ("x-plivo-signature-v2", "x-plivo-signature-v2-nonce"),
     )
     delivers_notify_inline = True  # the answer URL's XML says it, then hangs up
-    reports_playback_end = True  # each Speak is followed by a Redirect back to us
-    queues_speech = False  # a transfer replaces the XML the call is running
+    # Each Speak is followed by a Redirect back to us; on a stream the session reports it.
+    reports_playback_end = True
 
     def __init__(self, config: Config, clock: Clock, rest: PlivoRest) -> None:
         self.config = config
@@ -81,14 +98,36 @@ class PlivoProvider:
         self.trust = forwarding_trust(config)
         self.pinned_url = config.public_url
         self.replies = Replies(config)
+        self.streamed = StreamedSpeech(config)
+        # Plivo CallUUID → our call id, from `answer` to the reply to the accepted inbound
+        # request (the same request): its `answered` URL must name the call for the token.
+        self._answering: dict[str, str] = {}
+
+    @property
+    def queues_speech(self) -> bool:
+        # A stream queues what we say; a transfer replaces the XML the call is running.
+        return self.streamed.enabled
+
+    def _streamed(self, call: CallRecord) -> bool:
+        """The call's audio runs over our media stream: every call once streaming is on, but
+        an outbound notify (its message is the answer XML's Speak) unless it streams anyway."""
+        if not self.streamed.enabled:
+            return False
+        notify = call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND
+        return not notify or self.streamed.live(call.call_id)
+
+    def _stream_url(self, base: str, call_id: str) -> str:
+        url, _token = self.streamed.setup(base, call_id)  # the token rides in the URL
+        return url
 
     # ---------------------------------------------------------------- wiring
 
     def attach(self, sink: EventSink) -> None:
         return None  # every Plivo event arrives over HTTP
 
-    def attach_media(self, media: object) -> None:
-        return None  # Plivo media streaming is not wired yet: speech stays native
+    def attach_media(self, media: MediaSessions) -> None:
+        self.streamed.attach(media)
+        self.replies.stream_url = self._stream_url if self.streamed.enabled else None
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
@@ -132,10 +171,16 @@ class PlivoProvider:
             "time_limit": min(86_400, self.config.max_duration_seconds + CARRIER_LIMIT_MARGIN_S),
         }
         request_uuids = await self.rest.create_call(body)
+        if self.streamed.enabled and not notify:
+            self.streamed.setup(base, request.call_id)  # STT and TTS warm while it rings
         return DialResult(provider_call_id=request_uuids[0], status="queued")
 
     async def answer(self, call: CallRecord) -> None:
-        return None  # an inbound call is answered by the XML our answer URL returns
+        # The XML our answer URL returns answers it; a streamed call's needs our id there.
+        if self.streamed.enabled and call.provider_call_id:
+            if len(self._answering) >= MAX_ANSWERING:
+                del self._answering[next(iter(self._answering))]  # the oldest never came
+            self._answering[call.provider_call_id] = call.call_id
 
     async def hangup(self, call: CallRecord, reason: str) -> None:
         refused = reason == "inbound-policy" and call.direction == Direction.INBOUND
@@ -144,6 +189,7 @@ class PlivoProvider:
         uuid = call.provider_call_id
         if not uuid:
             return
+        await self.streamed.finish(call)  # let the goodbye be heard
         try:
             await self.rest.hangup_call(uuid)
             return
@@ -159,9 +205,18 @@ class PlivoProvider:
                 continue
         log.info("plivo: nothing to hang up for %s: the call is over", call.call_id)
 
-    async def speak(self, call: CallRecord, text: str) -> None:
-        """Transfer the call to a document that says `text` — after whatever we said just
-        before that may not have been played yet (see `_unplayed`)."""
+    async def speak(self, call: CallRecord, text: str) -> str | None:
+        """Say `text` over the call's stream, and return what was heard when the caller cut it
+        off (None: all of it). Without a stream, transfer the call to a document that says it
+        — after whatever we said just before that may not have been played yet (`_unplayed`).
+        """
+        if self._streamed(call):
+            streamed = await self.streamed.speak(call, text)
+            if streamed is not None:
+                return self.streamed.heard(streamed)
+            if self.streamed.live(call.call_id):
+                # Nothing was said; a transfer would close the stream and end the call.
+                raise ProviderError("the call's media stream could not say this text")
         voice = voice_for(self.config, our_route(self.config, call))
         # In a conversation the caller may answer what we said, so a Speak not followed by a
         # listen (an agent's plain `speak`) listens once it is over; a notify call just waits.
@@ -177,8 +232,11 @@ class PlivoProvider:
         if url is None:
             raise ProviderError(_too_long(text))
         await self.rest.transfer(_live_uuid(call), url)
+        return None
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        if self._streamed(call) and await self.streamed.session(call) is not None:
+            return  # the stream's speech-to-text is always listening
         voice = voice_for(self.config, our_route(self.config, call))
         listen = Callback(
             flow=Flow.LISTEN,
@@ -191,6 +249,8 @@ class PlivoProvider:
         await self.rest.transfer(_live_uuid(call), url)
 
     async def stop_listening(self, call: CallRecord) -> None:
+        if self._streamed(call):
+            return  # a stream's STT never stops, and a transfer would close the stream
         url = self._url(Callback(flow=Flow.KEEPALIVE, call_id=call.call_id))
         with contextlib.suppress(NotFound):  # the call is over: nothing is listening
             await self.rest.transfer(_live_uuid(call), url)
@@ -282,7 +342,10 @@ class PlivoProvider:
     def webhook_response(
         self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
     ) -> WebhookResult:
-        return self.replies.after(result, outcomes)
+        call_id = None
+        if isinstance(result, PlivoWebhookResult) and result.inbound_answer:
+            call_id = self._answering.pop(result.call_uuid, None)
+        return self.replies.after(result, outcomes, call_id)
 
 
 def _too_long(text: str) -> str:

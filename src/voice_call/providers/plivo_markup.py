@@ -15,6 +15,7 @@ CONTENT_TYPE = "text/xml"
 # A keep-alive's Wait; the Redirect after it asks again, so a quiet line is never dropped by
 # the XML running out (Plivo hangs up at the end of the document).
 KEEPALIVE_S = 300
+STREAM_CONTENT_TYPE = "audio/x-mulaw;rate=8000"  # what the media route accepts, both ways
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -116,6 +117,28 @@ def listen(listen: Listen, prompt: str | None, voice: Voice, again_url: str) -> 
     if prompt:
         _speak(get_input, prompt, voice)
     _redirect(root, again_url)
+    return render(root)
+
+
+def stream(url: str, timeout_s: int) -> str:
+    """Connect the call's audio to our media WebSocket at `url` (its token in the query).
+
+    Bidirectional, so we speak by sending audio; µ-law 8 kHz, the caller's track only (the one
+    a bidirectional stream allows). keepCallAlive: the XML waits on the stream, which thus
+    lasts the whole call, and its end (ours or the caller's) ends the call; anything that
+    replaces this document (a transfer) closes the stream.
+    """
+    root = ET.Element("Response")
+    _element(
+        root,
+        "Stream",
+        url,
+        bidirectional="true",
+        keepCallAlive="true",
+        contentType=STREAM_CONTENT_TYPE,
+        audioTrack="inbound",
+        streamTimeout=str(timeout_s),
+    )
     return render(root)
 
 

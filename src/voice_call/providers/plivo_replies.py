@@ -2,11 +2,15 @@
 
 parse_webhook picks the document assuming the call is still ours; once the manager has applied
 the events, `after` overrides it from the outcomes: an inbound call is answered or refused by
-policy, and a call the store no longer runs gets `<Hangup/>` instead of a keep-alive.
+policy, a call the store no longer runs gets `<Hangup/>` instead of a keep-alive, and with
+streaming on a live conversation's answer (outbound `answer`, inbound `answered`) becomes the
+`<Stream>` to our media WebSocket — only then, so no stream token is minted and no STT
+pre-warmed for a call that is over.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voice_call.config import Config
@@ -20,6 +24,11 @@ from voice_call.providers.plivo_webhooks import Parsed
 # Seconds of silence a speak transfer starts with: a listen (or the next sentence) that follows
 # at once replaces it before a word is played, and says it again, whole.
 SPEAK_LEAD_S = 1
+MAX_STREAM_TIMEOUT_S = 86_400  # Plivo's default and ceiling for <Stream streamTimeout>
+STREAM_TIMEOUT_MARGIN_S = 60  # the stream outlives our own max duration, which ends the call
+
+# (webhook base as the carrier reached it, our call id) → the wss:// URL, token in its query
+StreamUrl = Callable[[str, str], str]
 
 
 @dataclass
@@ -27,8 +36,10 @@ class PlivoWebhookResult(WebhookResult):
     """What parse_webhook decided, kept for webhook_response (which may not raise)."""
 
     inbound_answer: bool = False
-    answered_url: str = ""
+    base: str = ""  # our webhook as the carrier reached it: callbacks in the reply go there
+    call_uuid: str = ""
     serves_xml: bool = True
+    stream_call_id: str | None = None  # a conversation's answer: stream it once it is live
 
 
 class Replies:
@@ -38,21 +49,37 @@ class Replies:
         # transcript timeout, not this, decides how long a turn waits.
         self.listen_timeout_s = int(min(60, max(5, config.transcript_timeout_ms // 1000)))
         self.speech_end_timeout = str(min(10, max(2, round(config.silence_timeout_ms / 1000))))
+        limit = config.max_duration_seconds + STREAM_TIMEOUT_MARGIN_S
+        self.stream_timeout_s = min(MAX_STREAM_TIMEOUT_S, limit)
+        self.stream_url: StreamUrl | None = None  # set when the provider streams its calls
 
     def reply(self, parsed: Parsed, base: str) -> PlivoWebhookResult:
         """`base`: our webhook URL as the carrier reached it; callbacks in the reply go there."""
-        result = PlivoWebhookResult(
+        return PlivoWebhookResult(
             events=parsed.events,
             body=self._document(parsed, base),
             content_type=markup.CONTENT_TYPE,
             inbound_answer=parsed.inbound_answer,
+            base=base,
+            call_uuid=parsed.get("CallUUID"),
             serves_xml=parsed.callback.flow not in (Flow.RING, Flow.HANGUP),
+            stream_call_id=self._streams(parsed),
         )
-        if parsed.inbound_answer:
-            result.answered_url = callback_url(base, Callback(flow=Flow.ANSWERED))
-        return result
 
-    def after(self, result: WebhookResult, outcomes: list[str]) -> WebhookResult:
+    def _streams(self, parsed: Parsed) -> str | None:
+        """Our call id when this request answers a conversation that streams its audio."""
+        cb = parsed.callback
+        answering = cb.flow in (Flow.ANSWER, Flow.ANSWERED)
+        ended = any(e.type == EventType.ENDED for e in parsed.events)
+        if self.stream_url is None or not answering or ended:
+            return None
+        return cb.call_id
+
+    def after(
+        self, result: WebhookResult, outcomes: list[str], call_id: str | None = None
+    ) -> WebhookResult:
+        """The reply once the events were applied; `call_id`: an accepted inbound call's id
+        (its `answered` request then names it, which its stream token needs)."""
         if not isinstance(result, PlivoWebhookResult) or not result.serves_xml:
             return result
         # The manager's outcome strings: "rejected: <why>" for a refused inbound call, and
@@ -64,9 +91,13 @@ class Replies:
             if refused or over:
                 result.body = markup.hangup("rejected")
             else:
-                result.body = markup.inbound_accept(result.answered_url)
+                answered = Callback(flow=Flow.ANSWERED, call_id=call_id)
+                result.body = markup.inbound_accept(callback_url(result.base, answered))
         elif over:
             result.body = markup.hangup()
+        elif result.stream_call_id and self.stream_url is not None:
+            url = self.stream_url(result.base, result.stream_call_id)
+            result.body = markup.stream(url, self.stream_timeout_s)
         return result
 
     def _document(self, parsed: Parsed, base: str) -> str:

@@ -14,8 +14,10 @@ Frames (carrier-protocols.md §3.5; field types as in Plivo's own stream SDK mod
 The callee speaks after it has heard the bot: once the app's audio has played and the line has
 then been quiet for `UTTERANCE_GAP_FRAMES`, the callee "hears" `[audio N ms]` and, after its
 reply delay, its next line is sent as speech audio (`voice.speech_audio`); the text is in
-`callee.said` for the fake speech-to-text service. Everything the app played is kept, µ-law,
-in `call.extra["heard_audio"]`.
+`callee.said` and, once its audio is queued, `call.extra["said_via_stream"]`, for the fake
+speech-to-text service. Everything the app played is kept, µ-law, in `call.extra["heard_audio"]`;
+the StreamLog notes when each app frame arrived (monotonic clock) and each playAudio's size, so
+tests can check the app's pacing and how fast it stops on a barge-in.
 
 A stream with keepCallAlive="true" holds the XML until the socket closes (a transfer closes it);
 one without runs alongside the rest of the XML until the call ends.
@@ -73,6 +75,8 @@ class StreamLog:
     checkpoints: list[str] = field(default_factory=list)  # names acknowledged, in order
     cleared: int = 0
     received: list[str] = field(default_factory=list)  # event names the app sent
+    received_at: list[float] = field(default_factory=list)  # their arrival, time.monotonic()
+    audio_sizes: list[int] = field(default_factory=list)  # µ-law bytes of each playAudio
     error: str | None = None
     closed_by: str | None = None  # "app" | "call" | "timeout" | "transfer" | "error"
 
@@ -264,6 +268,7 @@ class PlivoStream:
         line = callee.next_line()
         if line is not None:
             audio = await asyncio.to_thread(speech_audio, line)  # espeak-ng may take a while
+            self.leg.call.extra.setdefault("said_via_stream", []).append(line)
             self._speech.extend(frames(audio))
 
     async def _played_stream(self, ws: ClientConnection, name: str) -> None:
@@ -274,6 +279,7 @@ class PlivoStream:
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:
+            self.log.received_at.append(time.monotonic())
             try:
                 data = json.loads(message)
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -293,6 +299,7 @@ class PlivoStream:
                 return
             content_type = str(media.get("contentType") or "audio/x-mulaw")
             audio = _to_ulaw(raw, content_type, int(media.get("sampleRate") or 8000))
+            self.log.audio_sizes.append(len(audio))
             self._play.extend(audio)
             self._queued += len(audio)
         elif event == "checkpoint":
