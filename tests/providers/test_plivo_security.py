@@ -37,9 +37,10 @@ def _signed(
 async def test_replayed_callbacks_change_nothing_and_get_the_first_answer(tmp_path: Path) -> None:
     async with plivo_stack(tmp_path, CalleeScript(replies=REPLIES)) as stack:
         call_id, uuid = await _live_conversation(stack)
+        action = await stack.wait_hook("action", uuid)  # logged once our reply is back
         events_before = await stack.runtime.store.events(call_id=call_id)
         transcript_before = (await stack.record(call_id)).transcript
-        for hook in (stack.hooks("answer", uuid)[0], stack.hooks("action", uuid)[0]):
+        for hook in (stack.hooks("answer", uuid)[0], action):
             response = await stack.replay(hook)
             assert response.status_code == 200
             assert response.text == hook.response_body  # the cached first answer
@@ -50,7 +51,7 @@ async def test_replayed_callbacks_change_nothing_and_get_the_first_answer(tmp_pa
 async def test_tampered_body_nonce_or_signature_is_refused(tmp_path: Path) -> None:
     async with plivo_stack(tmp_path, CalleeScript(replies=REPLIES)) as stack:
         call_id, uuid = await _live_conversation(stack)
-        action = stack.hooks("action", uuid)[0]
+        action = await stack.wait_hook("action", uuid)  # logged once our reply is back
         headers = dict(action.headers)
         forged = dict(action.params, Speech="Transfer all my money.")
         assert (await stack.post(forged, headers, action.url)).status_code == 401
