@@ -1,10 +1,18 @@
-"""The Telnyx provider: Call Control v2 calls, Telnyx's own speak and transcription.
+"""The Telnyx provider: Call Control v2 calls, spoken by Telnyx or over our media stream.
 
 Outbound: dial with `client_state` = base64 of our call id; on `call.answered` the manager
 speaks (notify) or speaks and listens (conversation, `transcription_start`). Inbound: Telnyx
 parks the call and sends `call.initiated`; the manager screens it and we really `answer`
 (the seed's calls rang forever) or `reject` it. Telnyx reports `call.speak.ended`, so a
 notify call hangs up after the message was heard whole, never after a blind delay.
+
+Streaming (`streaming.enabled`): the Dial (outbound) or the answer (inbound) carries
+`stream_url` with the call's token in its query (telnyx_stream_fields.py), and STT and TTS
+warm while the phone rings. Once Telnyx opens the socket, everything is said as our own TTS
+audio over it and heard through its speech-to-text: no `speak`, no `transcription_start`. The
+media session reports `call.playback-ended` itself, so a notify call still hangs up right
+after its message. Telnyx's own voice is the fallback only when the stream never came or
+failed before any audio left; DTMF stays the REST `send_dtmf`.
 
 Nothing about a call is kept here: webhooks name their call through `client_state`, and
 everything else is in the store, so any instance serves any webhook. Shapes: REST in
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -33,8 +42,13 @@ from voice_call.providers.base import (
     WebhookRequest,
     WebhookResult,
 )
+from voice_call.providers.streamed_speech import StreamedSpeech
 from voice_call.providers.telnyx_rest import TelnyxApiError, TelnyxRest
+from voice_call.providers.telnyx_stream_fields import stream_fields
 from voice_call.security.signatures import telnyx as signatures
+
+if TYPE_CHECKING:
+    from voice_call.media.registry import MediaSessions
 
 log = logging.getLogger("voice_call.telnyx")
 
@@ -47,8 +61,10 @@ class TelnyxProvider:
         (signatures.SIGNATURE_HEADER, signatures.TIMESTAMP_HEADER),
     )
     delivers_notify_inline = False
-    reports_playback_end = True  # call.speak.ended → call.playback-ended
-    queues_speech = True  # Telnyx queues speak commands (each has its own speak.ended)
+    # call.speak.ended → call.playback-ended; over a stream the media session reports it.
+    reports_playback_end = True
+    # Telnyx queues speak commands (each has its own speak.ended); a stream's session queues.
+    queues_speech = True
 
     def __init__(
         self,
@@ -66,12 +82,13 @@ class TelnyxProvider:
         self.partials = partials  # pass interim transcripts on (logged, never a turn)
         self.connection_id = (config.telnyx or TelnyxConfig()).connection_id or ""
         self.webhook_url = ""
+        self.streamed = StreamedSpeech(config)
 
     def attach(self, sink: EventSink) -> None:
         return None  # every Telnyx event arrives over HTTP
 
-    def attach_media(self, media: object) -> None:
-        return None  # Telnyx media streaming is not wired yet: speech stays native
+    def attach_media(self, media: MediaSessions) -> None:
+        self.streamed.attach(media)
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url  # Ed25519 signs the body, not the URL: nothing to pin
@@ -79,18 +96,21 @@ class TelnyxProvider:
     # -- calls ------------------------------------------------------------------------------
 
     async def initiate_call(self, request: DialRequest) -> DialResult:
-        ring_s = round(self.config.ring_timeout_ms / 1000)
-        body = {
+        ring_s = min(MAX_RING_S, max(MIN_RING_S, round(self.config.ring_timeout_ms / 1000)))
+        webhook_url = request.webhook_url or self.webhook_url
+        body: dict[str, object] = {
             "connection_id": self.connection_id,
             "to": request.to_number,
             "from": request.from_number,
-            "webhook_url": request.webhook_url or self.webhook_url,
+            "webhook_url": webhook_url,
             "webhook_url_method": "POST",
             "client_state": hooks.encode_client_state(request.call_id),
-            "timeout_secs": min(MAX_RING_S, max(MIN_RING_S, ring_s)),
+            "timeout_secs": ring_s,
             # Derived from our id: a Dial retried after a lost answer is not placed twice.
             "command_id": f"dial-{request.call_id}",
         }
+        if self.streamed.enabled:  # the socket opens once answered: its token outlasts ringing
+            body |= stream_fields(self.streamed, webhook_url, request.call_id, ring_s=ring_s)
         data = await self.rest.dial(body)
         pid = data.get("call_control_id")
         if not isinstance(pid, str) or not pid:
@@ -99,9 +119,10 @@ class TelnyxProvider:
 
     async def answer(self, call: CallRecord) -> None:
         # client_state from here on names our call in every webhook of this leg.
-        await self._command(
-            call, "answer", {"client_state": hooks.encode_client_state(call.call_id)}
-        )
+        body: dict[str, object] = {"client_state": hooks.encode_client_state(call.call_id)}
+        if self.streamed.enabled:
+            body |= stream_fields(self.streamed, self.webhook_url, call.call_id, record=call)
+        await self._command(call, "answer", body)
 
     async def hangup(self, call: CallRecord, reason: str) -> None:
         if not call.provider_call_id:
@@ -111,6 +132,8 @@ class TelnyxProvider:
             and call.direction == Direction.INBOUND
             and call.answered_at is None
         )
+        if not refuse:
+            await self.streamed.finish(call)  # let the goodbye be heard
         try:
             if refuse:  # a parked call we will not take: decline it rather than answer+hang up
                 try:
@@ -126,7 +149,13 @@ class TelnyxProvider:
                 raise
             log.info("hang-up of %s: the call had already ended", call.call_id)
 
-    async def speak(self, call: CallRecord, text: str) -> None:
+    async def speak(self, call: CallRecord, text: str) -> str | None:
+        """Say `text`: over the call's stream when it has one (returns once played; what was
+        heard when the caller cut it off), else as Telnyx `speak` commands (returns once
+        accepted; Telnyx queues them)."""
+        streamed = await self.streamed.speak(call, text)
+        if streamed is not None:
+            return self.streamed.heard(streamed)
         voice, language = speech.voice_and_language(self.config, call)
         # Longer than one speak allows: Telnyx queues the pieces and plays them in order.
         for piece in speech.chunks(text):
@@ -135,8 +164,11 @@ class TelnyxProvider:
                 "speak",
                 {"payload": piece, "payload_type": "text", "voice": voice, "language": language},
             )
+        return None
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        if await self._streamed(call):
+            return  # the stream's speech-to-text is always listening
         body: dict[str, object] = {
             "language": speech.transcription_language(self.config, call),
             "transcription_tracks": "inbound",
@@ -148,7 +180,14 @@ class TelnyxProvider:
         await self._command(call, "transcription_start", body)
 
     async def stop_listening(self, call: CallRecord) -> None:
+        if self.streamed.live(call.call_id):
+            return  # a stream's speech-to-text never stops; Telnyx's was never started
         await self._command(call, "transcription_stop", {})
+
+    async def _streamed(self, call: CallRecord) -> bool:
+        """The call's audio is on our stream: waits for one that is still opening (right
+        after the answer), so Telnyx's transcription never doubles the stream's."""
+        return self.streamed.enabled and await self.streamed.session(call) is not None
 
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
         await self._command(call, "send_dtmf", {"digits": speech.telnyx_digits(digits)})

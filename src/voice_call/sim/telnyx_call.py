@@ -102,6 +102,7 @@ class TelnyxCall(StreamListener):
             webhook_url=webhook_url,
             audio_in=bytearray(),
             mp3_in=[],
+            frames_in=[],  # AppFrame per frame the app sent on the stream, as it arrived
             commands=[],
             start_time=self.start_time,
         )
@@ -333,6 +334,7 @@ class TelnyxCall(StreamListener):
             time_scale=self.ctx.time_scale,
             send_silence=self.ctx.stream_silence,
             mp3_in=self.call.extra["mp3_in"],
+            frames_in=self.call.extra["frames_in"],
         )
         self._stream, self._stream_started = stream, False
         try:

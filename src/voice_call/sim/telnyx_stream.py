@@ -11,7 +11,8 @@ snake_case and counters are strings, as in the documented `start` example. The `
   stop   {"event","sequence_number","stream_id","stop":{"user_id","call_control_id"}}
 Frames in: `media` (`{"media":{"payload"}}`: µ-law in RTP mode, an MP3 file in mp3 mode),
 `mark`, `clear`. App audio is "played" to the callee at real-time pace (scaled): a mark comes back
-once the audio before it has played, `clear` drops queued audio and returns queued marks.
+once the audio before it has played, `clear` drops queued audio and returns queued marks. Every
+frame the app sends is logged with its arrival time (`AppFrame`), so tests can check its pacing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -63,6 +64,14 @@ class CallInfo:
     client_state: str | None
 
 
+class AppFrame(NamedTuple):
+    """A frame from the app, as it arrived: loop time, event, decoded payload bytes (media)."""
+
+    at: float
+    event: str
+    size: int = 0
+
+
 @dataclass
 class _Mark:
     name: str
@@ -89,12 +98,14 @@ class TelnyxMediaStream:
         time_scale: float,
         send_silence: bool,
         mp3_in: list[bytes] | None = None,
+        frames_in: list[AppFrame] | None = None,
     ) -> None:
         self.params = params
         self.info = info
         self.listener = listener
         self.audio_in = audio_in  # every µ-law byte the callee heard from the app
         self.mp3_in = mp3_in if mp3_in is not None else []
+        self.frames_in = frames_in if frames_in is not None else []
         self.time_scale = time_scale
         self.send_silence = send_silence
         self.stream_id = str(uuid.uuid4())
@@ -120,6 +131,13 @@ class TelnyxMediaStream:
     @property
     def bot_playing(self) -> bool:
         return self._played_ms > 0 or any(isinstance(i, bytes) for i in self._playout)
+
+    async def wait_closed(self) -> tuple[int | None, str | None]:
+        """Once the socket has closed: its close code and reason (the app refusing it: 1008)."""
+        if self._ws is None:
+            return None, None
+        await self._ws.wait_closed()
+        return self._ws.close_code, self._ws.close_reason
 
     async def open(self) -> None:
         """Connect and send `connected` + `start`; raises OSError/WebSocketException on failure."""
@@ -317,6 +335,7 @@ class TelnyxMediaStream:
                 await self._handle(message)
 
     async def _handle(self, message: str | bytes) -> None:
+        arrived = asyncio.get_running_loop().time()
         try:
             frame = json.loads(message)
             event = frame["event"]
@@ -324,8 +343,10 @@ class TelnyxMediaStream:
             await self._error("100003", "malformed_frame", "Frame is not a JSON object with event")
             return
         if event == "media":
-            await self._on_media(frame.get("media") or {})
-        elif event == "mark":
+            await self._on_media(frame.get("media") or {}, arrived)
+            return
+        self.frames_in.append(AppFrame(arrived, str(event)))
+        if event == "mark":
             name = str((frame.get("mark") or {}).get("name", ""))
             if any(isinstance(i, bytes) for i in self._playout):
                 self._playout.append(_Mark(name))
@@ -342,12 +363,13 @@ class TelnyxMediaStream:
         else:
             log.debug("telnyx stream: ignoring %r frame", event)
 
-    async def _on_media(self, media: dict[str, Any]) -> None:
+    async def _on_media(self, media: dict[str, Any], arrived: float) -> None:
         try:
             payload = base64.b64decode(str(media.get("payload", "")), validate=True)
         except (binascii.Error, ValueError):
             await self._error("100004", "invalid_media", "media.payload is not base64")
             return
+        self.frames_in.append(AppFrame(arrived, "media", len(payload)))
         if not payload:
             return
         if self.params.bidirectional_mode == "rtp":

@@ -1,0 +1,46 @@
+"""The `stream_*` fields that put a Telnyx call's audio on our media WebSocket (Dial, answer).
+
+Bidirectional RTP in PCMU both ways (carrier-protocols.md §2.4): Telnyx streams the caller
+(`inbound_track`) as µ-law 8 kHz, transcoding when the call's codec differs (`stream_codec`), and
+plays the µ-law we send back. The media route accepts nothing else.
+
+The token rides in the URL's query. Telnyx opens the socket only once the call is answered, so
+for a Dial it must outlive the ringing: when `timeout_secs` (plus the time Telnyx takes to
+connect) can exceed `streaming.tokenTtlSeconds`, that Dial's token lives as long as needed.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from voice_call.models import CallRecord
+from voice_call.providers.streamed_speech import StreamedSpeech
+
+CONNECT_SLACK_S = 30  # answer → socket open, with room for a slow handshake
+
+
+def stream_fields(
+    streamed: StreamedSpeech,
+    webhook_url: str,
+    call_id: str,
+    *,
+    ring_s: float = 0,
+    record: CallRecord | None = None,
+) -> dict[str, object]:
+    """The fields to add to a Dial (`ring_s` = its timeout_secs) or an answer; STT and TTS
+    start warming now."""
+    url, _ = streamed.setup(webhook_url, call_id, record)
+    media = streamed.media
+    assert media is not None  # setup() ran: streaming is attached
+    needed_s = ring_s + CONNECT_SLACK_S
+    if ring_s and needed_s > media.tokens.ttl_s:
+        token = media.tokens.mint(call_id, ttl_s=needed_s)
+        base = media.stream_url(webhook_url, call_id, token_in_query=False)
+        url = f"{base}?{urlencode({'token': token})}"
+    return {
+        "stream_url": url,
+        "stream_track": "inbound_track",
+        "stream_codec": "PCMU",
+        "stream_bidirectional_mode": "rtp",
+        "stream_bidirectional_codec": "PCMU",
+    }
