@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +99,7 @@ class PlivoProvider:
         self.trust = forwarding_trust(config)
         self.pinned_url = config.public_url
         self.replies = Replies(config)
-        self.streamed = StreamedSpeech(config)
+        self.streamed = StreamedSpeech(config, native_replaces_stream=True)
         # Plivo CallUUID → our call id, from `answer` to the reply to the accepted inbound
         # request (the same request): its `answered` URL must name the call for the token.
         self._answering: dict[str, str] = {}
@@ -211,12 +212,16 @@ class PlivoProvider:
         — after whatever we said just before that may not have been played yet (`_unplayed`).
         """
         if self._streamed(call):
-            streamed = await self.streamed.speak(call, text)
-            if streamed is not None:
-                return self.streamed.heard(streamed)
-            if self.streamed.live(call.call_id):
-                # Nothing was said; a transfer would close the stream and end the call.
-                raise ProviderError("the call's media stream could not say this text")
+            return await self.streamed.say(call, text, lambda: self._transfer_to_say(call, text))
+        await self._transfer_to_say(call, text)
+        return None
+
+    async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
+        if not self._streamed(call):
+            return None
+        return await self.streamed.queue(call, text, lambda: self._transfer_to_say(call, text))
+
+    async def _transfer_to_say(self, call: CallRecord, text: str) -> None:
         voice = voice_for(self.config, our_route(self.config, call))
         # In a conversation the caller may answer what we said, so a Speak not followed by a
         # listen (an agent's plain `speak`) listens once it is over; a notify call just waits.
@@ -232,7 +237,6 @@ class PlivoProvider:
         if url is None:
             raise ProviderError(_too_long(text))
         await self.rest.transfer(_live_uuid(call), url)
-        return None
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if self._streamed(call) and await self.streamed.session(call) is not None:

@@ -28,10 +28,20 @@ STREAM_WAIT_S = 5.0  # how long a speak waits for the call's media stream to sta
 FINISH_PLAYBACK_S = 10.0  # a goodbye still playing may finish before the hang-up
 
 
+Native = Callable[[], Awaitable[str | None]]
+MAX_MISSING = 1000
+
+
 class StreamedSpeech:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, native_replaces_stream: bool = False) -> None:
+        """`native_replaces_stream`: the carrier's own voice would replace the call's stream
+        (a Twilio live update, a Plivo transfer), so once a stream is up it is never used."""
         self.config = config
+        self.native_replaces_stream = native_replaces_stream
         self.media: MediaSessions | None = None
+        # Calls whose stream never came: later speech falls back at once, not after another
+        # STREAM_WAIT_S each time (a cache; a stream that does come still wins).
+        self._missing: dict[str, None] = {}
 
     def attach(self, media: MediaSessions) -> None:
         self.media = media if self.config.streaming.enabled else None
@@ -57,42 +67,17 @@ class StreamedSpeech:
     async def session(self, call: CallRecord) -> MediaSession | None:
         if self.media is None:
             return None
-        session = self.media.get(call.call_id) or await self.media.wait_for(
-            call.call_id, STREAM_WAIT_S
-        )
+        session = self.media.get(call.call_id)
+        if session is None and call.call_id not in self._missing:
+            session = await self.media.wait_for(call.call_id, STREAM_WAIT_S)
+            if session is None:
+                if len(self._missing) >= MAX_MISSING:
+                    del self._missing[next(iter(self._missing))]
+                self._missing[call.call_id] = None
         return None if session is None or session.closed else session
 
-    async def speak(self, call: CallRecord, text: str) -> PlaybackResult | None:
-        """Say `text` over the call's stream and wait until it has played (or was cut off).
-
-        None: no stream, or it failed before any audio left, so the caller hears it from the
-        carrier's voice instead (never both on one call).
-        """
-        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus, SessionClosed
-
-        session = await self.session(call)
-        if session is None:
-            return None
-        protect = self.config.streaming.protect_greeting
-        greeting = call.metadata.get("initialMessage") == text
-        try:
-            # Shielded: a reply dropped on barge-in must not cancel the job; the session
-            # settles it (cut, skipped) and reports what was heard.
-            result = await asyncio.shield(
-                session.speak(text, interruptible=not (protect and greeting))
-            )
-        except PlaybackQueueFull as exc:
-            raise ProviderError(str(exc)) from None
-        except SessionClosed:
-            return None
-        if result.status != PlaybackStatus.FAILED:
-            return result
-        if not result.audio_sent:
-            return None
-        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
-
     async def queue(
-        self, call: CallRecord, text: str, native: Callable[[], Awaitable[str | None]]
+        self, call: CallRecord, text: str, native: Native
     ) -> Awaitable[str | None] | None:
         """Queue `text` on the call's stream behind what is playing (its synthesis starts while
         that plays); an awaitable of what was heard (None: all of it). `native` says it with
@@ -113,10 +98,10 @@ class StreamedSpeech:
             raise ProviderError(str(exc)) from None
         except SessionClosed:
             return None
-        return self._settle(queued, native)
+        return self._settle(session, queued, native)
 
     async def _settle(
-        self, queued: asyncio.Future[PlaybackResult], native: Callable[[], Awaitable[str | None]]
+        self, session: MediaSession, queued: asyncio.Future[PlaybackResult], native: Native
     ) -> str | None:
         from voice_call.media.playback import PlaybackStatus
 
@@ -125,13 +110,14 @@ class StreamedSpeech:
         result = await asyncio.shield(queued)
         if result.status != PlaybackStatus.FAILED:
             return self.heard(result)
-        if not result.audio_sent:
-            return await native()
-        raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
+        if result.audio_sent:
+            raise ProviderError(f"speech synthesis failed mid-sentence: {result.error}")
+        if self.native_replaces_stream and not session.closed:
+            # The carrier's voice would end the stream, and with it the call.
+            raise ProviderError(f"speech synthesis failed: {result.error}")
+        return await native()
 
-    async def say(
-        self, call: CallRecord, text: str, native: Callable[[], Awaitable[str | None]]
-    ) -> str | None:
+    async def say(self, call: CallRecord, text: str, native: Native) -> str | None:
         """Say `text` (over the stream when there is one, else `native`) and wait until it
         was heard; what was heard when cut off, None when heard whole."""
         queued = await self.queue(call, text, native)

@@ -22,6 +22,7 @@ telnyx_rest.py, webhooks in telnyx_webhooks.py, voices and text in telnyx_speech
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -153,9 +154,12 @@ class TelnyxProvider:
         """Say `text`: over the call's stream when it has one (returns once played; what was
         heard when the caller cut it off), else as Telnyx `speak` commands (returns once
         accepted; Telnyx queues them)."""
-        streamed = await self.streamed.speak(call, text)
-        if streamed is not None:
-            return self.streamed.heard(streamed)
+        return await self.streamed.say(call, text, lambda: self._speak_natively(call, text))
+
+    async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
+        return await self.streamed.queue(call, text, lambda: self._speak_natively(call, text))
+
+    async def _speak_natively(self, call: CallRecord, text: str) -> None:
         voice, language = speech.voice_and_language(self.config, call)
         # Longer than one speak allows: Telnyx queues the pieces and plays them in order.
         for piece in speech.chunks(text):
@@ -164,7 +168,6 @@ class TelnyxProvider:
                 "speak",
                 {"payload": piece, "payload_type": "text", "voice": voice, "language": language},
             )
-        return None
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if await self._streamed(call):

@@ -83,7 +83,7 @@ class TwilioProvider:
         self.trust = forwarding_trust(config)
         self.webhook_url = config.public_url or ""
         self.pinned_url = config.public_url
-        self.streamed = StreamedSpeech(config)
+        self.streamed = StreamedSpeech(config, native_replaces_stream=True)
         # Twilio sid → our call id, from `answer` to the accepted inbound request's reply:
         # its stream token needs our id, which Twilio's own Voice URL request does not carry.
         self._answering: dict[str, str] = {}
