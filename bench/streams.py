@@ -4,16 +4,23 @@ The server (`bench/streams_server.py`) runs in its own process pinned to core 0;
 plays the carrier, pinned to core 1 when there is one: it opens N Twilio-protocol media sockets,
 sends each a 20 ms µ-law frame every 20 ms, reads everything the server sends and echoes its
 marks as Twilio would. Every call talks the whole time (one long reply after another), so each
-stream carries 50 frames a second each way.
+stream carries 50 frames a second each way; each call's first reply starts at a random word of
+the reply, so calls finish their replies at independent moments, as real calls do.
 
 Measured in the server over a window after a warm-up: outbound frame lateness (when the frame
 was handed to the socket minus when it was due on the pacer's absolute clock) at p50 / p99 /
-max, the server's CPU as a share of its one core, and frames per second both ways.
+max, the server's CPU as a share of its one core and per media frame (both ways), and frames
+per second both ways.
 
 Environment knobs: `VOICECALL_BENCH_STREAMS="100,500"` (levels), `VOICECALL_BENCH_WINDOW=10`
 (seconds), `VOICECALL_BENCH_REPEAT=3` (run each level that often and keep the least disturbed
 run: on a shared machine a neighbour only ever makes figures worse), `VOICECALL_BENCH_PROFILE=500`
 (profile the server at that level; the top functions and own time per package go to stderr).
+Comparisons: `VOICECALL_BENCH_WS=websockets-sansio` (another uvicorn WebSocket implementation:
+the media route then takes the plain ASGI path), `VOICECALL_BENCH_LOOP=uvloop` (if importable),
+`VOICECALL_BENCH_DEFLATE=1` (the carrier offers permessage-deflate), `VOICECALL_BENCH_ALIGNED=1`
+(every call says the whole reply from the start, so all N replies end within 2 s of each other
+every ~12 s: N syntheses and their events at once).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -34,6 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SILENT_B64 = "/" * 216  # 160 bytes of 0xFF, base64
 LEVELS = (50, 100, 200, 300, 400, 500)
 PHASES = 10
+# Carriers are not known to offer permessage-deflate; VOICECALL_BENCH_DEFLATE=1 offers it.
+COMPRESSION: Literal["deflate"] | None = (
+    "deflate" if os.environ.get("VOICECALL_BENCH_DEFLATE") == "1" else None
+)
 
 
 def _pin(core: int) -> None:
@@ -56,7 +67,7 @@ class Carrier:
     async def open(self) -> None:
         for index, (call_sid, token) in enumerate(self.calls):
             sid = f"MZ{index:032x}"
-            ws = await connect(self.url, proxy=None, compression=None, max_size=None)
+            ws = await connect(self.url, proxy=None, compression=COMPRESSION, max_size=None)
             await ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}')
             start = {
                 "streamSid": sid,
@@ -130,6 +141,8 @@ async def level(streams: int, warmup_s: float, window_s: float, profile: bool) -
         "0",
         "--spread",
         str(spread_s),
+        *(["--ws", ws] if (ws := os.environ.get("VOICECALL_BENCH_WS")) else []),
+        *(["--aligned"] if os.environ.get("VOICECALL_BENCH_ALIGNED") == "1" else []),
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -159,6 +172,7 @@ async def level(streams: int, warmup_s: float, window_s: float, profile: bool) -
             server.kill()
             await server.wait()
     wall = report["wall_s"]
+    frames = report["written"] + report.get("inbound", 0)
     return {
         "streams": streams,
         "live": report["streams"],
@@ -169,6 +183,9 @@ async def level(streams: int, warmup_s: float, window_s: float, profile: bool) -
         "max ms": round(report["max_ms"], 1),
         "pacer wake p50/p99 ms": f"{report['wake_p50_ms']:.1f} / {report['wake_p99_ms']:.1f}",
         "server CPU (1 core)": f"{report['cpu_s'] / wall:.0%}",
+        # CPU per media frame, both ways: the per-message cost, steadier than lateness on a
+        # shared machine (a neighbour on the core delays frames but does not add to this).
+        "server µs/frame": round(report["cpu_s"] * 1e6 / max(1, frames), 1),
         "client CPU": f"{client_cpu / wall:.0%}",
         "resyncs": report["resyncs"],
         "gc max ms": max(report["gc"]["max_ms"]),

@@ -31,6 +31,7 @@ from voice_call.media.lateness import LatenessStats
 from voice_call.media.playback import SessionClosed
 from voice_call.models import Mode
 from voice_call.runtime import Runtime
+from voice_call.server import serve as serve_module
 from voice_call.server.serve import start_background
 
 REPLY = (
@@ -89,16 +90,25 @@ class GcPauses:
 GC = GcPauses()
 
 
-async def keep_talking(runtime: Runtime, call_id: str, offset_s: float) -> None:
+async def keep_talking(runtime: Runtime, call_id: str, offset_s: float, aligned: bool) -> None:
+    """One reply after another. The first is the tail of the reply from a random word on, so
+    the calls' replies end at independent moments, as real calls' do; `aligned`: the whole reply
+    every time, so all N replies end within the start spread of each other, every ~12 s (a
+    stress case: N syntheses and their events at once)."""
     session = await runtime.media.wait_for(call_id, 120)
+    text = REPLY
+    if not aligned:
+        words = REPLY.split()
+        text = " ".join(words[random.randrange(len(words)) :])
     if session is not None:
         session._pacer.stats = WAKES
         await asyncio.sleep(offset_s)  # calls do not all start talking in the same instant
     while session is not None:
         try:
-            await session.speak(REPLY)
+            await session.speak(text)
         except SessionClosed:
             return
+        text = REPLY
 
 
 class Window:
@@ -169,7 +179,7 @@ def by_package(stats: pstats.Stats) -> str:
     return "own time by package:\n" + "\n".join(lines[:30])
 
 
-async def main(streams: int, port: int, spread_s: float) -> None:
+async def main(streams: int, port: int, spread_s: float, aligned: bool) -> None:
     with tempfile.TemporaryDirectory() as home:
         runtime = Runtime(parse_config(config(streams, port), env={}), Path(home))
         server = await start_background(runtime, announce=False)
@@ -188,7 +198,8 @@ async def main(streams: int, port: int, spread_s: float) -> None:
                 assert record is not None and record.provider_call_id
                 out.append([record.provider_call_id, runtime.media.token(call_id)])
                 offset_s = random.uniform(0, spread_s)
-                talkers.append(asyncio.create_task(keep_talking(runtime, call_id, offset_s)))
+                talker = keep_talking(runtime, call_id, offset_s, aligned)
+                talkers.append(asyncio.create_task(talker))
             print(json.dumps({"port": server.port, "calls": out}), flush=True)
             await commands(runtime)
             for task in talkers:
@@ -230,8 +241,19 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--core", type=int, default=None)
     parser.add_argument("--spread", type=float, default=2.0, help="start replies within N s")
+    parser.add_argument("--ws", default=None, help="uvicorn's ws implementation (a comparison)")
+    parser.add_argument("--aligned", action="store_true", help="all replies end together")
     args = parser.parse_args()
+    if args.ws:
+        serve_module.WS_PROTOCOL = args.ws
     if args.core is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {args.core})
-    asyncio.run(main(args.streams, args.port, args.spread))
+    # VOICECALL_BENCH_LOOP=uvloop: the same server on uvloop (not a dependency; a comparison).
+    factory = None
+    if os.environ.get("VOICECALL_BENCH_LOOP") == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(args.streams, args.port, args.spread, args.aligned))

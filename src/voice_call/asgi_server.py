@@ -19,6 +19,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         lifespan: Literal["auto", "on", "off"] = "auto",
+        ws: str | type[asyncio.Protocol] = "websockets-sansio",
     ) -> None:
         self._config = uvicorn.Config(
             app,
@@ -26,7 +27,7 @@ class BackgroundServer:
             port=port,
             log_level="warning",
             lifespan=lifespan,
-            ws="websockets-sansio",
+            ws=ws,
         )
         self._server = uvicorn.Server(self._config)
         self._task: asyncio.Task[None] | None = None

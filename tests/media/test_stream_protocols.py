@@ -42,6 +42,7 @@ from voice_call.media.stream_protocols import (
     TwilioStream,
     protocol_for,
 )
+from voice_call.media.stream_protocols.base import loads
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall
 from voice_call.sim.plivo_call import PlivoLeg, Target
@@ -378,3 +379,45 @@ def test_any_input_parses_to_a_frame_or_malformed(name: str, raw: str | bytes) -
         assert result.call_id and isinstance(result.sample_rate, int)
     if isinstance(result, Media):
         assert isinstance(result.payload, bytes)
+
+
+b64_like = st.text(alphabet="ABCXYZabxyz0189+/=\n -_é\x00", max_size=24) | st.binary(
+    max_size=18
+).map(lambda b: base64.b64encode(b).decode())
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(sorted(PROTOCOLS)), b64_like)
+def test_media_payloads_decode_exactly_as_strict_b64decode(name: str, payload: str) -> None:
+    """The payload decoder accepts what `b64decode(validate=True)` accepts, nothing else."""
+    try:
+        expected: Inbound = Media(base64.b64decode(payload, validate=True))
+    except ValueError:  # binascii.Error included
+        expected = Malformed("media: media.payload is not valid base64")
+    frame = json.dumps({"event": "media", "media": {"payload": payload}})
+    assert protocol_for(name)().parse(frame) == expected
+
+
+def _json_outcome(text: str) -> tuple[str, str]:
+    try:
+        return "value", json.dumps(json.loads(text))  # dumps: NaN compares equal as text
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc).__name__
+
+
+@settings(max_examples=500)
+@given(
+    st.builds(json.dumps, json_values)
+    | st.text(alphabet=' \t\n{}[]":,0123456789.eE-+truefalsnNaI\\x', max_size=20)
+    | st.tuples(
+        st.sampled_from(["", " ", "\n"]),
+        st.builds(json.dumps, json_values),
+        st.text(alphabet=" \n}x", max_size=2),
+    ).map("".join)
+)
+def test_the_fast_json_loads_is_json_loads(text: str) -> None:
+    try:
+        ours = "value", json.dumps(loads(text))
+    except (ValueError, RecursionError) as exc:
+        ours = "error", type(exc).__name__
+    assert ours == _json_outcome(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 BIN_S = 0.0001
 BINS = 20_000  # 2 s
+_PER_S = round(1 / BIN_S)  # bins a second: a multiply, not a divide, per frame
 
 
 class LatenessStats:
@@ -18,8 +19,9 @@ class LatenessStats:
         self.max = 0.0
 
     def add(self, late_s: float) -> None:
-        late_s = max(late_s, 0.0)
-        index = int(late_s / BIN_S)
+        if late_s < 0.0:
+            late_s = 0.0
+        index = int(late_s * _PER_S)
         self.counts[index if index < BINS else BINS] += 1
         self.count += 1
         self.total += late_s

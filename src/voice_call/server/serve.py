@@ -27,10 +27,17 @@ from uvicorn.server import HANDLED_SIGNALS
 from voice_call.client import SERVER_FILE, local_url
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app, close_streams
+from voice_call.server.fast_ws import FastWebSocketProtocol
+from voice_call.server.media import MAX_FRAME_BYTES
 
 log = logging.getLogger("voice_call.server")
 # How long requests still running at shutdown may finish (a waiting `continue` can be long).
 GRACEFUL_SHUTDOWN_S = 5.0
+# uvicorn's WebSocket implementation, for the media streams' sockets: its sans-I/O websockets
+# one (the fastest of uvicorn's three here) with a direct lane for media frames (fast_ws),
+# which roughly halves the CPU a frame costs. A name uvicorn knows ("websockets-sansio",
+# "wsproto") works too: the media route then takes the plain ASGI path.
+WS_PROTOCOL: str | type[asyncio.Protocol] = FastWebSocketProtocol
 
 
 class PortInUse(Exception):
@@ -177,6 +184,13 @@ async def _start(
             lifespan="on",
             access_log=False,  # `/events?token=` must not end up in a log
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
+            ws=WS_PROTOCOL,
+            # A client that offers permessage-deflate would otherwise get it, and zlib on both
+            # sides of every 20 ms frame doubles a frame's CPU (bench/README.md, streams).
+            ws_per_message_deflate=False,
+            # The media route refuses frames over 64 KiB anyway; a peer may not make us
+            # buffer more than that of one message (uvicorn's default is 16 MiB).
+            ws_max_size=MAX_FRAME_BYTES + 1024,
         )
         listening = asyncio.Event()
         server = _Server(

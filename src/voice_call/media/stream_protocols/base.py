@@ -8,14 +8,32 @@ event we have no use for), since every byte of it came from the network.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
+import json.scanner
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
+
+# json's C scanner, called directly: `json.loads` adds two Python calls and two regex passes
+# (leading and trailing whitespace) to every frame, 50 a second per stream.
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())  # typeshed types the argument as a scanner: it is a decoder
+)
+
+
+def loads(text: str) -> Any:
+    """`json.loads(text)`, exactly: same value, same errors; faster for a bare JSON text."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:  # empty, or leading whitespace: let json.loads say what is wrong
+        return json.loads(text)
+    if end != len(text):  # trailing whitespace (allowed) or extra data (an error)
+        return json.loads(text)
+    return value
+
 
 # Ids we echo back inside JSON: kept to characters that need no escaping.
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -136,7 +154,8 @@ def media_frame(message: Mapping[str, Any]) -> Media:
     if not isinstance(raw, str):
         raise Bad("media.payload must be a base64 string")
     try:
-        data = base64.b64decode(raw, validate=True)
+        # strict: exactly what b64decode(validate=True) accepts, without its regex pass
+        data = binascii.a2b_base64(raw, strict_mode=True)
     except (binascii.Error, ValueError):
         raise Bad("media.payload is not valid base64") from None
     track = media.get("track")
@@ -202,7 +221,7 @@ class StreamProtocol(ABC):
         if isinstance(raw, bytes):
             return Malformed("binary frame: the carrier sends JSON text")
         try:
-            message = json.loads(raw)
+            message = loads(raw)
         except (ValueError, RecursionError):
             return Malformed("not valid JSON")
         if not isinstance(message, dict):
