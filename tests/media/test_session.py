@@ -369,3 +369,25 @@ async def test_turn_figures_ride_on_the_speech_and_speaking_events() -> None:
     speaking = next(e for e in h.events if e.type is EventType.SPEAKING)
     # FakeTts: first chunk after 30 ms
     assert speaking.tts_first_byte_ms is not None and 30 <= speaking.tts_first_byte_ms < 300
+
+
+async def test_a_long_line_is_converted_as_it_plays_and_never_times_out_for_that() -> None:
+    from voice_call.media.playback import AHEAD_FRAMES
+
+    # 40 ms a character: this line is ~2.1 s of audio, produced all at once by the fake TTS,
+    # and the synthesis timeout (1 s) is shorter than its playback
+    h = Harness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 200}), timeout_s=1.0)
+    text = "This one sentence goes on for a good few seconds of audio."
+    playback = h.session.speak(text)
+    most_ahead = 0
+    while not any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")):
+        job = h.session._current
+        if job is not None:
+            most_ahead = max(most_ahead, len(job.frames))
+        await asyncio.sleep(0.01)
+    h.ack_marks()
+    result = await asyncio.wait_for(playback, 2)
+    await h.close()
+    assert result.status is PlaybackStatus.PLAYED and result.error is None
+    assert result.audio_ms >= 2000
+    assert 0 < most_ahead <= AHEAD_FRAMES + 10  # one 200 ms TTS chunk past the mark, at most

@@ -24,6 +24,10 @@ from voice_call.speech.tts.base import TtsAudio, TtsError
 from voice_call.speech.tts.sentences import split_sentences
 
 SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
+# Audio converted ahead of playback, at most: past this, the TTS stream is read only as the
+# caller hears it, so converting a long reply (resample, µ-law, frames) is spread over its
+# playback instead of landing all at once (500 calls ending replies together stall the loop).
+AHEAD_FRAMES = 50  # 1 s
 # Speech runs at about 14 characters a second: µ-law bytes per character, for estimating how
 # far into a sentence whose synthesis has not finished the caller got.
 BYTES_PER_CHAR = SAMPLE_RATE // 14
@@ -69,6 +73,7 @@ class PlaybackJob:
         self.boundaries: list[int] = []  # µ-law bytes at the end of each synthesized sentence
         self.partial_bytes = 0  # of the sentence being synthesized
         self.frames: deque[bytes] = deque()
+        self.room: asyncio.Event | None = None  # set by the session as it drains `frames`
         self.synthesized = False  # no more frames will come
         self.error: str | None = None
         self.total_frames: int | None = None  # known once synthesis is over
@@ -105,8 +110,8 @@ class PlaybackJob:
         produced = 0
         try:
             for sentence in self.sentences:
-                async with asyncio.timeout(self.voice.timeout_s):
-                    produced += await self._sentence(sentence, framer)
+                async with asyncio.timeout(self.voice.timeout_s) as deadline:
+                    produced += await self._sentence(sentence, framer, deadline)
                 self.boundaries.append(produced)
         except TimeoutError:
             self.error = f"speech synthesis took longer than {self.voice.timeout_s:g} s"
@@ -119,7 +124,28 @@ class PlaybackJob:
             self.total_frames = self.sent_frames + len(self.frames)
             self.synthesized = True
 
-    async def _sentence(self, sentence: str, framer: Framer) -> int:
+    def drained(self) -> None:
+        """The session took a frame: wake synthesis once it is no longer far ahead."""
+        if self.room is not None and len(self.frames) <= AHEAD_FRAMES // 2:
+            self.room.set()
+
+    async def _wait_for_room(self, deadline: asyncio.Timeout) -> None:
+        """Hold the TTS stream while a second of audio is ready; the wait is playback, not
+        synthesis, so it does not count against the synthesis timeout."""
+        if len(self.frames) <= AHEAD_FRAMES:
+            return
+        loop = asyncio.get_running_loop()
+        paused = loop.time()
+        self.room = asyncio.Event()
+        try:
+            await self.room.wait()
+        finally:
+            self.room = None
+            when = deadline.when()
+            if when is not None:
+                deadline.reschedule(when + loop.time() - paused)
+
+    async def _sentence(self, sentence: str, framer: Framer, deadline: asyncio.Timeout) -> int:
         resampler: Resampler | None = None
         self.partial_bytes = 0
         asked = time.monotonic()
@@ -131,6 +157,7 @@ class PlaybackJob:
                 ulaw, resampler = _to_ulaw(chunk, resampler)
                 self.partial_bytes += len(ulaw)
                 self.frames.extend(framer.push(ulaw))
+                await self._wait_for_room(deadline)
         if resampler is not None:
             tail = pcm16_to_ulaw(resampler.flush())
             self.partial_bytes += len(tail)

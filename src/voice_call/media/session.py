@@ -273,6 +273,8 @@ class MediaSession:
             if job.frames:
                 self._send_frame(job.frames.popleft(), due)
                 job.sent_frames += 1
+                if job.room is not None:
+                    job.drained()
                 self.audio_frames += 1
                 if job.sent_frames == 1 and job.announce:
                     self._emit(
