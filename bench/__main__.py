@@ -8,12 +8,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import chaos, exposure, load, machine, startup, streams, turn_latency, webhooks
+from bench import (
+    chaos,
+    exposure,
+    load,
+    machine,
+    startup,
+    stream_turns,
+    streams,
+    turn_latency,
+    webhooks,
+)
 
 BENCHMARKS = {
     "startup": startup.run,
     "exposure": exposure.run,
     "turn_latency": turn_latency.run,
+    "stream_turns": stream_turns.run,
     "streams": streams.run,
     "webhooks": webhooks.run,
     "load": load.run,

@@ -34,3 +34,19 @@ def test_streams_smoke() -> None:
     row = out.strip().splitlines()[-1].split("|")
     assert row[1].strip() == "4" and row[2].strip() == "4"  # 4 streams asked, 4 live
     assert int(row[3]) > 100  # frames out per second (50 a stream)
+
+
+def test_stream_turns_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "stream_turns", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines()[2:]}
+    endpointing = rows["endpointing (last speech frame → final)"]
+    assert endpointing[3].strip() == "4"  # 2 calls x 2 reply turns, every one measured
+    assert float(endpointing[4]) >= 300  # the fake VAD's 300 ms of quiet, at least
+    assert rows["overhead (v2v − the three above)"][3].strip() == "4"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -391,3 +392,31 @@ async def test_a_long_line_is_converted_as_it_plays_and_never_times_out_for_that
     assert result.status is PlaybackStatus.PLAYED and result.error is None
     assert result.audio_ms >= 2000
     assert 0 < most_ahead <= AHEAD_FRAMES + 10  # one 200 ms TTS chunk past the mark, at most
+
+
+async def test_the_first_audio_leaves_when_it_is_ready_not_at_the_next_tick() -> None:
+    h = Harness(FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40}))
+    sent_at: list[float] = []
+    send = h.wire._send
+
+    async def timed(text: str) -> None:
+        sent_at.append(time.monotonic())
+        await send(text)
+
+    h.wire.outbox._send = timed  # type: ignore[method-assign]
+    asked = time.monotonic()
+    playback = h.session.speak("Hi.")
+    await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    h.ack_marks()
+    await asyncio.wait_for(playback, 1)
+    await h.close()
+    first = next(
+        i
+        for i, f in enumerate(h.wire.frames)
+        if f.get("media", {}).get("payload", SILENT) != SILENT
+    )
+    job_first_byte_ms = next(e for e in h.events if e.type is EventType.SPEAKING).tts_first_byte_ms
+    assert job_first_byte_ms is not None
+    # audio ready ~30 ms in, between the keep-alive ticks at 20 and 40 ms: sent at once
+    waited_ms = (sent_at[first] - asked) * 1000 - job_first_byte_ms
+    assert waited_ms < 6, waited_ms

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -74,6 +75,7 @@ class PlaybackJob:
         self.partial_bytes = 0  # of the sentence being synthesized
         self.frames: deque[bytes] = deque()
         self.room: asyncio.Event | None = None  # set by the session as it drains `frames`
+        self.on_first_audio: Callable[[], None] | None = None  # once, when audio is ready
         self.synthesized = False  # no more frames will come
         self.error: str | None = None
         self.total_frames: int | None = None  # known once synthesis is over
@@ -157,6 +159,9 @@ class PlaybackJob:
                 ulaw, resampler = _to_ulaw(chunk, resampler)
                 self.partial_bytes += len(ulaw)
                 self.frames.extend(framer.push(ulaw))
+                if self.on_first_audio is not None and self.frames:
+                    ready, self.on_first_audio = self.on_first_audio, None
+                    ready()
                 await self._wait_for_room(deadline)
         if resampler is not None:
             tail = pcm16_to_ulaw(resampler.flush())
