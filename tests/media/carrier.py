@@ -63,6 +63,7 @@ class FakeCarrier:
     close_code: int | None = None
     close_reason: str = ""
     stream_id: str = field(default_factory=lambda: "MZ" + uuid.uuid4().hex)
+    headers: dict[str, str] = field(default_factory=dict)  # extra handshake headers
 
     def __post_init__(self) -> None:
         self._ws: ClientConnection | None = None
@@ -83,7 +84,13 @@ class FakeCarrier:
         return self.url
 
     async def open(self, *, start: bool = True, pump: bool = True) -> None:
-        self._ws = await connect(self.connect_url(), proxy=None, compression=None, max_size=None)
+        self._ws = await connect(
+            self.connect_url(),
+            proxy=None,
+            compression=None,
+            max_size=None,
+            additional_headers=self.headers,
+        )
         self._tasks.append(asyncio.create_task(self._read()))
         if self.carrier in ("twilio", "telnyx"):
             connected = {"event": "connected", "version": "1.0.0"}

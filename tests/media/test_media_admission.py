@@ -168,3 +168,30 @@ async def test_malformed_frames_are_dropped_not_fatal(tmp_path: Path) -> None:
         await asyncio.sleep(0.1)
         assert not client.closed.is_set() and session.inbound_frames > 0
         await client.close()
+
+
+async def test_behind_a_trusted_proxy_pending_sockets_count_per_forwarded_client(
+    tmp_path: Path,
+) -> None:
+    security = {"trustForwardingHeaders": True, "trustedProxyIPs": ["127.0.0.1"]}
+    limits = MediaLimits(max_pending_per_client=2)
+    async with media_server(tmp_path, "twilio", limits=limits, webhookSecurity=security) as media:
+        call = await media.new_call()
+
+        def behind(client: str) -> FakeCarrier:
+            carrier = media.client(call)
+            carrier.headers = {"X-Forwarded-For": client}
+            return carrier
+
+        first = [behind("203.0.113.1") for _ in range(2)]
+        for client in first:
+            await client.open(start=False, pump=False)
+        other = behind("203.0.113.2")  # another carrier IP: its own two slots
+        await other.open(start=False, pump=False)
+        await until(lambda: media.route.pending == 3)
+        third = behind("203.0.113.1")
+        code, text = await refused(third, start=False, pump=False)
+        assert code == 1013 and text.startswith("too many media streams waiting to start from")
+        assert media.route.pending_by_client == {"203.0.113.1": 2, "203.0.113.2": 1}
+        for client in [*first, other]:
+            await client.close()

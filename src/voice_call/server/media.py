@@ -42,6 +42,8 @@ from voice_call.media.stream_protocols import (
 )
 from voice_call.models import CallRecord, CallState
 from voice_call.runtime import Runtime
+from voice_call.security.exposure import forwarding_trust
+from voice_call.security.public_url import client_ip
 from voice_call.security.stream_tokens import TokenProblem
 from voice_call.server.fast_ws import DIRECT, DirectChannel
 from voice_call.speech.stt.base import SttError
@@ -108,6 +110,7 @@ class MediaRoute:
         self.pending = 0
         self.pending_by_client: dict[str, int] = {}
         self.closing = False
+        self.trust = forwarding_trust(runtime.config)
 
     def close(self) -> None:
         """Shutdown has begun: refuse new streams (open ones end with the server)."""
@@ -147,7 +150,9 @@ class MediaRoute:
         await self._stream(sock, protocol, record)
 
     async def _pending(self, sock: Socket, protocol: StreamProtocol) -> Start:
-        client = sock.ws.client.host if sock.ws.client else "unknown"
+        # Behind a trusted proxy, the client it forwarded for (as for webhooks).
+        remote = sock.ws.client.host if sock.ws.client else None
+        client = client_ip(self.trust, remote, sock.ws.headers)
         per_client = self.pending_by_client.get(client, 0)
         if self.pending >= self.limits.max_pending:
             raise Refused(TRY_LATER, "too many media streams waiting to start")
