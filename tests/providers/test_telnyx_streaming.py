@@ -35,11 +35,11 @@ from tests.providers.telnyx_harness import (
 from voice_call.media.g711 import FRAME_BYTES, FRAME_MS
 from voice_call.models import CallState, Speaker
 from voice_call.sim.callee import CalleeScript
+from voice_call.sim.common import AppFrame
 from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript, Turn
 from voice_call.sim.telnyx import TelnyxEmulator
 from voice_call.sim.telnyx_call import TelnyxCall
 from voice_call.sim.telnyx_stream import (
-    AppFrame,
     CallInfo,
     StreamListener,
     StreamParams,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import statistics
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from voice_call.media.g711 import FRAME_BYTES
 from voice_call.models import Speaker
 from voice_call.runtime import Runtime
 from voice_call.server.serve import start_background
+from voice_call.sim.common import AppFrame
 from voice_call.sim.openai import (
     ChatScript,
     FakeOpenAI,
@@ -291,3 +293,61 @@ async def test_a_streamed_reply_s_figures_are_measured_where_audio_meets_the_car
         assert 0 <= overhead <= 40, (turn, overhead)
         await stack.call("voicecall.end", callId=call_id)
         await stack.wait_ended(call_id)
+
+
+def media_frames(call: Any) -> list[AppFrame]:
+    frames: list[AppFrame] = call.extra.get("frames_in", [])
+    return [f for f in frames if f.event == "media"]
+
+
+async def test_greeting_frames_are_whole_and_paced_every_20_ms(tmp_path: Path) -> None:
+    greeting = " ".join(["Hello, this is the clinic calling about your appointment."] * 3)
+    async with streaming_stack(tmp_path, (), responder={"provider": "none"}) as stack:
+        call_id = await stack.start_call("conversation", greeting)
+        record = await stack.wait_record(call_id, lambda r: len(r.transcript) == 1, timeout=20)
+        frames = media_frames(stack.emulated(record))  # the callee says nothing, nor do we
+        assert len(frames) >= 50  # a second or more of speech to judge the pacing by
+        assert {f.size for f in frames} == {FRAME_BYTES}
+        gaps_ms = [(b.at - a.at) * 1000 for a, b in itertools.pairwise(frames)]
+        assert abs(statistics.median(gaps_ms) - 20) <= 5
+        assert sorted(gaps_ms)[int(len(gaps_ms) * 0.95)] <= 35
+        span_ms = (frames[-1].at - frames[0].at) * 1000  # drift-free: as long as the audio
+        assert abs(span_ms / len(gaps_ms) - 20) <= 3
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
+
+
+async def test_the_callee_barging_in_stops_our_frames_within_40_ms(tmp_path: Path) -> None:
+    long_text = " ".join(f"Sentence number {n} is here to take a while to say." for n in range(6))
+    barge = "Sorry, can I stop you there?"
+    async with streaming_stack(tmp_path, (LINE,), scale=1.0) as stack:
+        call_id = await stack.start_call("conversation", GREETING)
+        record = await stack.wait_record(call_id, lambda r: len(r.transcript) == 3, timeout=20)
+        call = stack.emulated(record)
+        await wait_until(lambda: _async(len(call.callee.heard) >= 2))  # the echo, heard whole
+        before = len(media_frames(call))
+        speaking = asyncio.create_task(
+            stack.call("voicecall.speak", callId=call_id, message=long_text)
+        )
+        await wait_until(lambda: _async(len(media_frames(call)) - before >= 50))
+        loop = asyncio.get_running_loop()
+        await call.extra["stream"].barge_in(barge)  # queued: out within the next 20 ms tick
+        barged_at = loop.time()
+        await speaking
+        frames = media_frames(call)[before:]
+        clear = next(f for f in call.extra["frames_in"] if f.event == "clear")
+        assert clear.at - barged_at <= 0.040 + 0.020
+        assert not [f for f in frames if f.at > clear.at]  # nothing after the clear
+        record = await stack.wait_record(
+            call_id, lambda r: r.transcript[-1].text == f"You said: {barge}", timeout=20
+        )
+        cut = record.transcript[3]
+        assert cut.speaker == Speaker.BOT and long_text.startswith(cut.text)
+        assert 0 < len(cut.text) < len(long_text)
+        assert [e.text for e in record.transcript[4:]] == [barge, f"You said: {barge}"]
+        await stack.call("voicecall.end", callId=call_id)
+        await stack.wait_ended(call_id)
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -6,9 +6,18 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
+
+
+class AppFrame(NamedTuple):
+    """A stream message from the app, as it arrived: loop time, event, payload bytes (media)."""
+
+    at: float
+    event: str
+    size: int = 0
+
 
 # Which script a dialled number gets: one script for all, or a function of the `To` number.
 ScriptChooser = CalleeScript | Callable[[str], CalleeScript]

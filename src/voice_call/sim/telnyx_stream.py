@@ -26,12 +26,13 @@ import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from voice_call.media.g711 import FRAME_BYTES, FRAME_MS, SILENCE_BYTE
+from voice_call.sim.common import AppFrame
 from voice_call.sim.telnyx_webhooks import iso_now
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,6 @@ class CallInfo:
     from_number: str
     to_number: str
     client_state: str | None
-
-
-class AppFrame(NamedTuple):
-    """A frame from the app, as it arrived: loop time, event, decoded payload bytes (media)."""
-
-    at: float
-    event: str
-    size: int = 0
 
 
 @dataclass

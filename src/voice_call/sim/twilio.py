@@ -691,4 +691,6 @@ class _Host:
             note=self.note,
             speech=emu.speech,
         )
-        return await MediaStreamSession(stream, peer).run()
+        session = MediaStreamSession(stream, peer)
+        leg.call.extra["stream"] = session  # the live stream, for tests (barge_in)
+        return await session.run()

@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from voice_call.media.g711 import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, frames
 from voice_call.security.signatures.twilio import HEADER, compute_signature
 from voice_call.sim.callee import SimulatedCallee
+from voice_call.sim.common import AppFrame
 from voice_call.sim.twilio_twiml import Stream
 from voice_call.sim.voice import speech_audio
 
@@ -213,24 +214,29 @@ class MediaStreamSession:
         return event, body if isinstance(body, dict) else {}
 
     async def _handle(self, raw: str) -> None:
+        arrived = asyncio.get_running_loop().time()
         parsed = self._parse(raw)
         if parsed is None:
             return
         event, body = parsed
+        log: list[AppFrame] = self.peer.extra.setdefault("frames_in", [])
         if event == "media":
             try:
                 audio = base64.b64decode(body["payload"], validate=True)
             except (KeyError, binascii.Error, ValueError, TypeError):
                 self._warn(31951, "Media Stream media payload is missing or not base64")
                 return
+            log.append(AppFrame(arrived, event, len(audio)))
             if audio:
                 self._playout.append(audio)
-        elif event == "mark":
+        else:
+            log.append(AppFrame(arrived, event))
+        if event == "mark":
             if not isinstance(body.get("name"), str):
                 self._warn(31951, "Media Stream mark has no name")
                 return
             self._playout.append(_Mark(body["name"]))
-        else:  # clear
+        elif event == "clear":
             dropped = [item for item in self._playout if isinstance(item, _Mark)]
             self._playout.clear()
             for mark in dropped:  # marks whose audio was dropped come back at once
@@ -313,6 +319,11 @@ class MediaStreamSession:
                 )
             return
         self._speaking = asyncio.create_task(self._speak(value))
+
+    async def barge_in(self, line: str) -> None:
+        """The callee says `line` now, whoever is talking (over the app's audio, say)."""
+        self._reply_tick = None
+        await self._speak(line)
 
     async def _speak(self, line: str) -> None:
         # espeak-ng runs as a subprocess: keep it off the loop so the 20 ms clock keeps going.
