@@ -178,18 +178,43 @@ def transcript_table(entries: Iterable[Mapping[str, Any]], started: Any) -> Tabl
     return table
 
 
+LATENCY_COLUMNS = (
+    ("Turn", "turn"),
+    ("Kind", "kind"),
+    ("Speak", "speakMs"),
+    ("Listen wait", "listenWaitMs"),
+    ("Endpointing", "endpointingMs"),
+    ("First token", "responderFirstTokenMs"),
+    ("TTS first byte", "ttsFirstByteMs"),
+    ("Voice-to-voice", "voiceToVoiceMs"),
+    ("Total", "totalMs"),
+    ("Outcome", "outcome"),
+)
+
+
 def latency_table(turns: Iterable[Mapping[str, Any]]) -> Table:
+    """One row a turn; a column only when some turn has it (continue turns and reply turns
+    measure different things, and endpointing / TTS only exist on streamed calls)."""
+    turns = list(turns)
+    columns = [
+        (name, key)
+        for name, key in LATENCY_COLUMNS
+        if key == "turn" or any(turn.get(key) is not None for turn in turns)
+    ]
     table = Table(title="Turn latency (ms)", title_justify="left", show_edge=False)
-    for name in ("Turn", "Speak", "Listen wait", "Total"):
-        table.add_column(name, justify="right")
+    for name, key in columns:
+        table.add_column(name, justify="left" if key in ("kind", "outcome") else "right")
     for turn in turns:
-        table.add_row(
-            str(turn.get("turn", "-")),
-            _ms(turn.get("speakMs")),
-            _ms(turn.get("listenWaitMs")),
-            _ms(turn.get("totalMs")),
-        )
+        table.add_row(*(_cell(turn.get(key), key) for _, key in columns))
     return table
+
+
+def _cell(value: Any, key: str) -> str:
+    if key == "turn":
+        return str(value if value is not None else "-")
+    if key in ("kind", "outcome"):
+        return str(value) if value is not None else "-"
+    return _ms(value)
 
 
 def _ms(value: Any) -> str:
