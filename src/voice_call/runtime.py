@@ -82,6 +82,7 @@ class Runtime:
         if config.streaming.enabled:
             # Built now (a missing key fails at start) and handed to the provider.
             self.provider.attach_media(self.media)
+            self.manager.end_listeners.append(self.media.call_ended)
         self.rpc_token = ""
         self.restored: dict[str, int] = {}
         self._state = "new"

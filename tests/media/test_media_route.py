@@ -209,3 +209,12 @@ async def test_prewarm_opens_stt_before_the_stream_and_the_stream_reuses_it(tmp_
         await asyncio.sleep(0.1)
         await client.close()
     assert len(media.fake.sessions) == 1  # the pre-warmed one carried the call
+
+
+async def test_a_call_that_ends_before_its_stream_closes_the_warmed_stt(tmp_path: Path) -> None:
+    async with media_server(tmp_path, "telnyx") as media:
+        record = await media.new_call()
+        media.runtime.media.prewarm(record.call_id, record)  # as at dial, while it rings
+        await until(lambda: bool(media.fake.sessions and media.fake.sessions[0].received))
+        await media.runtime.manager.end(record.call_id)  # e.g. nobody answered
+        await until(lambda: media.fake.sessions[0].closed)

@@ -96,3 +96,17 @@ async def test_wait_for_times_out_without_a_stream() -> None:
     assert await media.wait_for("nobody", 0.01) is None
     assert media._waiters == {}
     await media.close()
+
+
+async def test_the_end_of_a_call_closes_what_was_warmed_for_it() -> None:
+    media, speech, clock = registry(tokenTtlSeconds=300)
+    media.prewarm("never-answered")
+    await clock.advance(0)
+    assert speech.stts[0].connected
+    media.call_ended("never-answered")
+    media.call_ended("never-answered")  # twice, or for a call never warmed: nothing happens
+    media.call_ended("other")
+    await clock.advance(0)
+    assert speech.stts[0].closed  # at once, not after the token's 300 s
+    assert media.take_stt("never-answered") is not speech.stts[0]
+    await media.close()

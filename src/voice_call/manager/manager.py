@@ -95,6 +95,8 @@ class CallManager:
         self._histories: dict[str, asyncio.Future[list[TranscriptEntry]]] = {}
         # Called with each turn's figures once persisted (metrics); must not raise or block.
         self.turn_listeners: list[TurnListener] = []
+        # told the id of each call that ends here (the media registry drops what it warmed)
+        self.end_listeners: list[Callable[[str], None]] = []
         self._started = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -893,6 +895,11 @@ class CallManager:
         if turn is not None:
             turn.fail(Conflict(f"Call ended: {reason.value}"))
         self._locks.pop(call_id, None)
+        for listener in self.end_listeners:
+            try:
+                listener(call_id)
+            except Exception:
+                log.exception("end listener failed")
 
     def _arm_max_duration(self, call_id: str, delay: float) -> None:
         async def expire() -> None:

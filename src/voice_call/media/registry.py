@@ -117,6 +117,14 @@ class MediaSessions:
         if entry is not None:
             await entry[0].close()
 
+    def call_ended(self, call_id: str) -> None:
+        """The call is over: STT warmed for it is closed now, not when its token expires (a
+        dial nobody answered would otherwise hold a speech-to-text socket for minutes)."""
+        entry = self._prewarmed.get(call_id)
+        if entry is not None:
+            entry[1].cancel()
+            self._spawn(self._drop_prewarmed(call_id))
+
     # ------------------------------------------------------------------ for the media route
 
     def take_stt(self, call_id: str) -> SttSession:
