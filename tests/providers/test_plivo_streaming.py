@@ -36,40 +36,19 @@ from tests.providers.plivo_harness import (
     PlivoStack,
     plivo_stack,
 )
+from tests.providers.streaming_support import KEY, CalleeLines, said_via_stream, streaming_config
 from tests.support import merge, wait_until
 from voice_call.media.g711 import FRAME_BYTES
 from voice_call.media.session import MediaSession
 from voice_call.models import CallRecord, CallState, Speaker
 from voice_call.sim.callee import CalleeScript
 from voice_call.sim.common import EmulatedCall
-from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript, Turn
-from voice_call.sim.plivo import PlivoEmulator
+from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript
 from voice_call.sim.plivo_stream import StreamLog
 
-KEY = "sk-test"
 GREETING = "Hello, this is the clinic."
 LINE = "Tuesday works for me."
 BARGE_IN_S = 0.040  # our outbound audio stops this soon after the caller starts talking
-
-
-class CalleeLines:
-    """The fake STT's transcript source: the callee's stream lines, each handed out once."""
-
-    def __init__(self) -> None:
-        self.emulator: PlivoEmulator | None = None
-        self.given = 0
-
-    def __call__(self, turn: Turn) -> str:
-        assert self.emulator is not None
-        said = [
-            line
-            for call in self.emulator.calls.values()
-            for line in call.extra.get("said_via_stream", [])
-        ]
-        if self.given >= len(said):
-            return ""  # a stretch of noise, not a line
-        self.given += 1
-        return str(said[self.given - 1])
 
 
 class SpeechStarts:
@@ -93,20 +72,6 @@ class SpeechStarts:
         self.session.on_error(message, fatal)
 
 
-def streaming(fake: FakeOpenAI) -> dict[str, Any]:
-    return {
-        "openaiApiKey": KEY,
-        "responder": {"provider": "echo"},
-        "streaming": {
-            "enabled": True,
-            "providers": {
-                "openai": {"url": fake.realtime_url, "silenceDurationMs": 300, "vadThreshold": 0.3}
-            },
-        },
-        "tts": {"provider": "openai", "providers": {"openai": {"baseUrl": fake.url, "speed": 2.5}}},
-    }
-
-
 def callee(*replies: str, reply_delay_ms: int = 300) -> CalleeScript:
     return CalleeScript(answer_delay_ms=200, replies=replies, reply_delay_ms=reply_delay_ms)
 
@@ -115,16 +80,16 @@ def callee(*replies: str, reply_delay_ms: int = 300) -> CalleeScript:
 async def streaming_stack(
     tmp_path: Path, script: CalleeScript, **config: Any
 ) -> AsyncIterator[tuple[PlivoStack, FakeOpenAI]]:
-    source = CalleeLines()
+    source = CalleeLines(said_via_stream)
     transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
     speech = SpeechScript(first_byte_ms=30, per_chunk_ms=20, chunk_bytes=4800)
     async with (
         FakeOpenAI(KEY, speech=speech, transcription=transcription) as fake,
         plivo_stack(
-            tmp_path, script, time_scale=1.0, config=merge(streaming(fake), config)
+            tmp_path, script, time_scale=1.0, config=merge(streaming_config(fake), config)
         ) as stack,
     ):
-        source.emulator = stack.emulator
+        source.calls = lambda: stack.emulator.calls.values()
         yield stack, fake
 
 

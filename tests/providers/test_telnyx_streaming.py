@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.providers.streaming_support import KEY, CalleeLines, streaming_config
 from tests.providers.telnyx_harness import (
     APP_NUMBER,
     CALLEE,
@@ -36,8 +37,7 @@ from voice_call.media.g711 import FRAME_BYTES, FRAME_MS
 from voice_call.models import CallState, Speaker
 from voice_call.sim.callee import CalleeScript
 from voice_call.sim.common import AppFrame
-from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript, Turn
-from voice_call.sim.telnyx import TelnyxEmulator
+from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript
 from voice_call.sim.telnyx_call import TelnyxCall
 from voice_call.sim.telnyx_stream import (
     CallInfo,
@@ -47,41 +47,9 @@ from voice_call.sim.telnyx_stream import (
 )
 from voice_call.sim.voice import synthetic_speech
 
-KEY = "sk-test"
 GREETING = "Hello, this is the clinic."
 LINE = "Tuesday works for me."
 NATIVE = ("speak", "transcription_start", "transcription_stop")  # never sent while streaming
-
-
-class CalleeLines:
-    """The fake STT's transcript source: the callees' lines in the order they chose them, each
-    handed out once (the emulator chooses a line just before it streams its audio)."""
-
-    def __init__(self) -> None:
-        self.emu: TelnyxEmulator | None = None
-        self.given = 0
-
-    def __call__(self, turn: Turn) -> str:
-        assert self.emu is not None
-        said = [line for call in self.emu.calls.values() for line in call.callee.said]
-        if self.given >= len(said):
-            return ""  # a stretch of noise, not a line
-        self.given += 1
-        return said[self.given - 1]
-
-
-def streaming(fake: FakeOpenAI) -> dict[str, Any]:
-    return {
-        "openaiApiKey": KEY,
-        "responder": {"provider": "echo"},
-        "streaming": {
-            "enabled": True,
-            "providers": {
-                "openai": {"url": fake.realtime_url, "silenceDurationMs": 300, "vadThreshold": 0.3}
-            },
-        },
-        "tts": {"provider": "openai", "providers": {"openai": {"baseUrl": fake.url, "speed": 2.5}}},
-    }
 
 
 @dataclass
@@ -98,7 +66,7 @@ class Streamed:
 async def streamed_stack(
     tmp_path: Path, replies: tuple[str, ...], **overrides: Any
 ) -> AsyncIterator[Streamed]:
-    source = CalleeLines()
+    source = CalleeLines(lambda call: call.callee.said)
     transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
     speech = SpeechScript(first_byte_ms=30, per_chunk_ms=20, chunk_bytes=4800)
     # The callee says "hello?" this long after the stream opens unless the greeting starts
@@ -106,9 +74,9 @@ async def streamed_stack(
     script = CalleeScript(replies=replies, answer_delay_ms=300, reply_delay_ms=6000)
     async with (
         FakeOpenAI(KEY, speech=speech, transcription=transcription) as fake,
-        telnyx_stack(tmp_path, script=script, **{**streaming(fake), **overrides}) as stack,
+        telnyx_stack(tmp_path, script=script, **{**streaming_config(fake), **overrides}) as stack,
     ):
-        source.emu = stack.emu
+        source.calls = lambda: stack.emu.calls.values()
         yield Streamed(stack, fake, transcription)
 
 

@@ -17,6 +17,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.providers.streaming_support import (
+    KEY,
+    CalleeLines,
+    said_via_stream,
+    streaming_config,
+)
 from tests.providers.twilio_harness import (
     ACCOUNT_SID,
     APP_NUMBER,
@@ -40,48 +46,12 @@ from voice_call.sim.openai import (
     FakeOpenAI,
     SpeechScript,
     TranscriptionScript,
-    Turn,
 )
 from voice_call.sim.twilio import TwilioEmulator
 from voice_call.sim.voice import synthetic_speech
 
-KEY = "sk-test"
 GREETING = "Hello, this is the clinic."
 LINE = "Tuesday works for me."
-
-
-class CalleeLines:
-    """The fake STT's transcript source: the callee's stream lines, each handed out once."""
-
-    def __init__(self) -> None:
-        self.emu: TwilioEmulator | None = None
-        self.given = 0
-
-    def __call__(self, turn: Turn) -> str:
-        assert self.emu is not None
-        said = [
-            line
-            for call in self.emu.calls.values()
-            for line in call.extra.get("said_via_stream", [])
-        ]
-        if self.given >= len(said):
-            return ""  # a stretch of noise, not a line
-        self.given += 1
-        return str(said[self.given - 1])
-
-
-def streaming(fake: FakeOpenAI) -> dict[str, Any]:
-    return {
-        "openaiApiKey": KEY,
-        "responder": {"provider": "echo"},
-        "streaming": {
-            "enabled": True,
-            "providers": {
-                "openai": {"url": fake.realtime_url, "silenceDurationMs": 300, "vadThreshold": 0.3}
-            },
-        },
-        "tts": {"provider": "openai", "providers": {"openai": {"baseUrl": fake.url, "speed": 2.5}}},
-    }
 
 
 @asynccontextmanager
@@ -92,7 +62,7 @@ async def streaming_stack(
     scale: float = SCALE,
     **overrides: Any,
 ) -> AsyncIterator[TwilioStack]:
-    source = CalleeLines()
+    source = CalleeLines(said_via_stream)
     transcription = TranscriptionScript(source=source, first_delta_ms=20, per_word_ms=10)
     speech = SpeechScript(first_byte_ms=30, per_chunk_ms=20, chunk_bytes=4800)
     port = free_port()
@@ -109,11 +79,13 @@ async def streaming_stack(
             speech=synthetic_speech,
         ) as emu,
     ):
-        source.emu = emu
+        source.calls = lambda: emu.calls.values()
         if chat is not None:  # the OpenAI responder, on the fake's chat completions
             overrides["responder"] = {"provider": "openai", "baseUrl": fake.url, "apiKey": KEY}
             overrides["responseModel"] = "openai/gpt-test"
-        config = parse_config(raw_config(emu, port, **{**streaming(fake), **overrides}), env={})
+        config = parse_config(
+            raw_config(emu, port, **{**streaming_config(fake), **overrides}), env={}
+        )
         home = tmp_path / "home"
         runtime = Runtime(config, home)
         server = await start_background(runtime)
