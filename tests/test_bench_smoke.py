@@ -9,42 +9,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_startup_smoke() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "startup", "--smoke"],
+def smoke(name: str) -> str:
+    """`python -m bench <name> --smoke`'s table."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", name, "--smoke"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
+
+
+def test_startup_smoke() -> None:
+    out = smoke("startup")
     assert "| voicecall --help | 3 |" in out
     assert "voicecall demo" in out
 
 
 def test_streams_smoke() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "streams", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = smoke("streams")
     row = out.strip().splitlines()[-1].split("|")
     assert row[1].strip() == "4" and row[2].strip() == "4"  # 4 streams asked, 4 live
     assert int(row[3]) > 100  # frames out per second (50 a stream)
 
 
 def test_stream_turns_smoke() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "stream_turns", "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
+    out = smoke("stream_turns")
     rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines()[2:]}
     endpointing = rows["endpointing (last speech frame → final)"]
     assert endpointing[3].strip() == "4"  # 2 calls x 2 reply turns, every one measured
