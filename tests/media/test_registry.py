@@ -110,3 +110,17 @@ async def test_the_end_of_a_call_closes_what_was_warmed_for_it() -> None:
     assert speech.stts[0].closed  # at once, not after the token's 300 s
     assert media.take_stt("never-answered") is not speech.stts[0]
     await media.close()
+
+
+async def test_a_long_ring_keeps_its_warm_stt_and_gets_a_longer_token() -> None:
+    media, speech, clock = registry(tokenTtlSeconds=60)
+    media.prewarm("slow", keep_s=330)  # a Dial that may ring five minutes
+    await clock.advance(61)
+    assert not speech.stts[0].closed  # kept past the default lifetime
+    await clock.advance(270)
+    assert speech.stts[0].closed
+    url = media.stream_url("https://voice.example.com/voice/webhook", "slow", min_ttl_s=330)
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    expiry = int(token.split(".")[1])
+    assert expiry - media.tokens._now() >= 329
+    await media.close()

@@ -74,31 +74,38 @@ class MediaSessions:
     # ------------------------------------------------------------------ for providers
 
     def stream_url(
-        self, webhook_url: str, call_id: str, *, token_in_query: bool | None = None
+        self,
+        webhook_url: str,
+        call_id: str,
+        *,
+        token_in_query: bool | None = None,
+        min_ttl_s: float = 0,
     ) -> str:
         """The wss:// URL a carrier should open for `call_id`, on the webhook's host.
 
-        Telnyx and Plivo get the token in the query; for Twilio (no query allowed) put
-        `token(call_id)` in a `<Parameter name="token">` instead.
+        Telnyx and Plivo get the token in the query (living at least `min_ttl_s`: a Telnyx
+        Dial's socket opens only once the phone is answered); for Twilio (no query allowed)
+        put `token(call_id)` in a `<Parameter name="token">` instead.
         """
         if token_in_query is None:
             token_in_query = protocol_for(self.config.provider).token_in_query
         url = stream_url(webhook_url, self.config.serve.path, self.config.streaming.stream_path)
         if token_in_query:
-            url += "?" + urlencode({"token": self.token(call_id)})
+            url += "?" + urlencode({"token": self.token(call_id, min_ttl_s)})
         return url
 
-    def token(self, call_id: str) -> str:
-        return self.tokens.mint(call_id)
+    def token(self, call_id: str, min_ttl_s: float = 0) -> str:
+        return self.tokens.mint(call_id, max(self.tokens.ttl_s, min_ttl_s))
 
-    def prewarm(self, call_id: str, record: CallRecord | None = None) -> None:
-        """Open STT (and the TTS connection) now, while the phone rings; idempotent."""
+    def prewarm(self, call_id: str, record: CallRecord | None = None, *, keep_s: float = 0) -> None:
+        """Open STT (and the TTS connection) now, while the phone rings; idempotent. Unused,
+        it is closed when the call ends or after the token lifetime (at least `keep_s`)."""
         if call_id in self._prewarmed or call_id in self._sessions:
             return
         stt = self.speech.new_stt()
         voice = self.voice_for(record)
         expire = self._clock.call_later(
-            float(self.config.streaming.token_ttl_seconds),
+            max(float(self.config.streaming.token_ttl_seconds), keep_s),
             lambda: self._spawn(self._drop_prewarmed(call_id)),
         )
         self._prewarmed[call_id] = (stt, expire)

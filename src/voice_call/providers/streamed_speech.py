@@ -55,14 +55,20 @@ class StreamedSpeech:
         return self.media is not None and self.media.get(call_id) is not None
 
     def setup(
-        self, webhook_url: str, call_id: str, record: CallRecord | None = None
+        self,
+        webhook_url: str,
+        call_id: str,
+        record: CallRecord | None = None,
+        *,
+        min_ttl_s: float = 0,
     ) -> tuple[str, str]:
         """(stream URL on the webhook's host, token) for the carrier; STT and TTS warm from
         now on, while the phone rings. Carriers that take the token in the query (Telnyx,
         Plivo) find it in the URL already."""
         assert self.media is not None
-        self.media.prewarm(call_id, record)
-        return self.media.stream_url(webhook_url, call_id), self.media.token(call_id)
+        self.media.prewarm(call_id, record, keep_s=min_ttl_s)
+        url = self.media.stream_url(webhook_url, call_id, min_ttl_s=min_ttl_s)
+        return url, self.media.token(call_id, min_ttl_s)
 
     async def session(self, call: CallRecord) -> MediaSession | None:
         if self.media is None:

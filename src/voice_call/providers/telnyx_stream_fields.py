@@ -11,8 +11,6 @@ connect) can exceed `streaming.tokenTtlSeconds`, that Dial's token lives as long
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from voice_call.models import CallRecord
 from voice_call.providers.streamed_speech import StreamedSpeech
 
@@ -29,14 +27,9 @@ def stream_fields(
 ) -> dict[str, object]:
     """The fields to add to a Dial (`ring_s` = its timeout_secs) or an answer; STT and TTS
     start warming now."""
-    url, _ = streamed.setup(webhook_url, call_id, record)
-    media = streamed.media
-    assert media is not None  # setup() ran: streaming is attached
-    needed_s = ring_s + CONNECT_SLACK_S
-    if ring_s and needed_s > media.tokens.ttl_s:
-        token = media.tokens.mint(call_id, ttl_s=needed_s)
-        base = media.stream_url(webhook_url, call_id, token_in_query=False)
-        url = f"{base}?{urlencode({'token': token})}"
+    # the token rides in the URL; a Dial's must outlive the ringing
+    needed_s = ring_s + CONNECT_SLACK_S if ring_s else 0
+    url, _ = streamed.setup(webhook_url, call_id, record, min_ttl_s=needed_s)
     return {
         "stream_url": url,
         "stream_track": "inbound_track",
