@@ -18,13 +18,15 @@ hosts the Twilio emulator the provider dials through and is the load generator.
 
 Environment knobs: `VOICECALL_BENCH_RATES="250,500,1000,2000,max"`, `VOICECALL_BENCH_SECONDS`
 (per level, default 10), `VOICECALL_BENCH_CALLS` (default 100), `VOICECALL_BENCH_PROFILE=1`
-(run the server under cProfile; the top functions by own time go to stderr; its figures are
-then not the ones to record).
+(run the server under cProfile; the top functions and own time per package go to stderr, and
+with `VOICECALL_BENCH_PROFILE_OUT=FILE` the raw profile is kept there; its figures are then not
+the ones to record).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
@@ -108,7 +110,36 @@ async def _place_calls(emu: RecordingTwilio, rpc: RpcClient, count: int) -> None
     )
 
 
-def _row(what: str, result: LoadResult, cpu_s: float) -> dict[str, Any]:
+class WalWatch:
+    """The largest the store's WAL file gets while the block runs (sampled every 20 ms)."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = db.with_name(db.name + "-wal")
+        self.largest = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WalWatch:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._sample()
+
+    async def _watch(self) -> None:
+        while True:
+            self._sample()
+            await asyncio.sleep(0.02)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError):
+            self.largest = max(self.largest, self.path.stat().st_size)
+
+
+def _row(what: str, result: LoadResult, cpu_s: float, wal_bytes: int) -> dict[str, Any]:
     bad = result.sent - result.ok
     return {
         "offered /s": what,
@@ -120,6 +151,7 @@ def _row(what: str, result: LoadResult, cpu_s: float) -> dict[str, Any]:
         "non-2xx": bad,
         "server CPU (1 core)": f"{cpu_s / result.wall_s:.0%}" if result.wall_s else "-",
         "server CPU µs/webhook": round(cpu_s / result.sent * 1e6) if result.sent else "-",
+        "WAL max MiB": round(wal_bytes / 2**20, 1),
     }
 
 
@@ -169,12 +201,16 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
                     count = int(rate * seconds) if rate else _closed_loop_count(smoke, seconds)
                     requests = callbacks.build(count)
                     cpu = server.cpu_seconds()
-                    result = await run_load(conns, requests, rate)
-                    rows.append(_row(level, result, server.cpu_seconds() - cpu))
+                    async with WalWatch(home / "calls.db") as wal:
+                        result = await run_load(conns, requests, rate)
+                    rows.append(_row(level, result, server.cpu_seconds() - cpu, wal.largest))
                     ok += result.ok
                 cpu = server.cpu_seconds()
-                ended = await run_load(conns, callbacks.completions(), None)
-                rows.append(_row("completed (ends call)", ended, server.cpu_seconds() - cpu))
+                async with WalWatch(home / "calls.db") as wal:
+                    ended = await run_load(conns, callbacks.completions(), None)
+                rows.append(
+                    _row("completed (ends call)", ended, server.cpu_seconds() - cpu, wal.largest)
+                )
                 for conn in conns:
                     await conn.close()
             finally:
@@ -201,10 +237,17 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
 
 def _print_profile(path: Path) -> None:
     import pstats
+    import shutil
 
+    from bench.streams_server import by_package
+
+    keep = os.environ.get("VOICECALL_BENCH_PROFILE_OUT")
+    if keep:
+        shutil.copy(path, keep)
     stats = pstats.Stats(str(path), stream=sys.stderr)
     stats.sort_stats("tottime").print_stats(40)
     stats.sort_stats("cumulative").print_stats(60)
+    print(by_package(stats), file=sys.stderr)
 
 
 def run(smoke: bool) -> list[dict[str, Any]]:

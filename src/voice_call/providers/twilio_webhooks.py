@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from pydantic import ValidationError
 
@@ -89,7 +89,40 @@ class TwilioResult(WebhookResult):
 def _fields(text: str) -> tuple[tuple[str, str], ...]:
     """A form or query string's fields. Memoised: verifying and parsing one request both read
     its body, and a call's callback URLs repeat; the tuple is immutable, so sharing is safe."""
-    return tuple(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS))
+    return form_fields(text)
+
+
+def form_fields(text: str) -> tuple[tuple[str, str], ...]:
+    """`parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)`, same pairs and
+    errors, without its per-field calls: only fields with a `+` or `%` are decoded."""
+    if not text:
+        return ()
+    if text.count("&") >= MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    plain = "%" not in text and "+" not in text
+    out: list[tuple[str, str]] = []
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if not plain:
+            if "%" in name or "+" in name:
+                name = _decoded(name)
+            if "%" in value or "+" in value:
+                value = _decoded(value)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _decoded(text: str) -> str:
+    """`unquote(text.replace("+", " "))`; ASCII text (the usual) skips unquote's regex split."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    if text.isascii():
+        return unquote_to_bytes(text).decode("utf-8", "replace")
+    return unquote(text)
 
 
 def _pairs(text: str, what: str) -> list[tuple[str, str]]:
@@ -301,21 +334,19 @@ def verify(
     except ValueError:
         return Verification(ok=False, reason="the request URL could not be parsed")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    signed: signatures.Params | bytes | None
     material: list[tuple[str, str]] | bytes
     if request.method.upper() == "GET":
-        signed, material = None, []
+        material = []
+        valid = signatures.validate(auth_token, url, None, signature)
     elif ctype == "application/json" or hashed_body:
-        signed = material = request.body
+        material = request.body
+        valid = signatures.validate(auth_token, url, material, signature)
     else:
         try:
-            pairs = list(_fields(request.body.decode("utf-8")))
+            material = list(_fields(request.body.decode("utf-8")))
         except (UnicodeDecodeError, ValueError):
             return Verification(ok=False, reason="body is not a form Twilio signed")
-        form: dict[str, list[str]] = {}
-        for name, value in pairs:
-            form.setdefault(name, []).append(value)
-        signed, material = form, pairs
-    if not signatures.validate(auth_token, url, signed, signature):
+        valid = signatures.validate_form(auth_token, url, material, signature)
+    if not valid:
         return Verification(ok=False, reason=f"invalid X-Twilio-Signature for {_shown(url)}")
     return Verification(ok=True, request_key=request_key(request.method, url, material))

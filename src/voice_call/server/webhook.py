@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +24,9 @@ from voice_call.security.exposure import forwarding_trust
 from voice_call.security.replay import CachedResponse
 from voice_call.server.limits import BodyRejected, InFlightLimiter, Limits, client_key, read_body
 from voice_call.server.responses import json_error
+
+if TYPE_CHECKING:
+    from voice_call.server.metrics import Metrics
 
 log = logging.getLogger("voice_call.server.webhook")
 
@@ -67,13 +71,20 @@ class WebhookRoute:
         self.limits = limits
         self.limiter = limiter
         self.trust = forwarding_trust(runtime.config)
+        self._metrics_obj: Metrics | None = None
 
     async def handle(self, request: Request) -> Response:
-        from voice_call.server.metrics import metrics_for  # webhooks by result (GET /metrics)
-
         response = await self._handle(request)
-        metrics_for(self.runtime).webhook(response.status_code)
+        self._metrics().webhook(response.status_code)
         return response
+
+    def _metrics(self) -> Metrics:
+        """Webhooks by result (GET /metrics); looked up once, not per request."""
+        if self._metrics_obj is None:
+            from voice_call.server.metrics import metrics_for
+
+            self._metrics_obj = metrics_for(self.runtime)
+        return self._metrics_obj
 
     async def _handle(self, request: Request) -> Response:
         provider = self.runtime.provider

@@ -20,6 +20,15 @@ when COMMIT returns, so it survives the process crashing or being killed (kill -
 the promise the manager relies on ("persist before side effects"). It does NOT promise to
 survive an OS crash or power loss: the last transactions before such an event may be lost
 (the database stays consistent). `synchronous=FULL` would buy that at an fsync per commit.
+
+Checkpoints (copying the WAL into the database file, with its fsyncs) never run on the caller's
+thread: the writer has `wal_autocheckpoint = 0` and a `Checkpointer` thread does them
+(checkpoint.py), which also keeps the WAL file bounded.
+
+A save writes as few pages as it can, since every page goes to the WAL and then again to the
+database: the event row goes first (a repeated dedupe key fails there, before anything else is
+written), and the snapshot's row is updated without touching the `calls` indexes when the
+indexed columns did not change (SQLite re-writes an index entry whenever its columns are SET).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +45,7 @@ from typing import Any
 
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
 from voice_call.store.base import DuplicateEvent, LoggedEvent
+from voice_call.store.checkpoint import DEFAULT_POLICY, Checkpointer, CheckpointPolicy
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
@@ -81,6 +92,28 @@ CREATE INDEX IF NOT EXISTS events_call ON events (call_id);
 
 _CALL_COLUMNS = "call_id, record"
 _EVENT_COLUMNS = "seq, call_id, type, at, dedupe_key, state, data"
+_DUPLICATE_KEY = "UNIQUE constraint failed: events.dedupe_key"
+_GET_CALL = f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?"
+_GET_TRANSCRIPT = "SELECT at, speaker, text, final FROM transcript WHERE call_id = ? ORDER BY idx"
+
+_INSERT_EVENT = (
+    "INSERT INTO events (call_id, type, at, dedupe_key, state, data) VALUES (?, ?, ?, ?, ?, ?)"
+)
+# The common save: same provider ids, terminal flag and start time, so no index changes.
+_UPDATE_UNINDEXED = (
+    "UPDATE calls SET state = ?, direction = ?, ended_at = ?, record = ?"
+    " WHERE call_id = ? AND provider = ? AND provider_call_id IS ? AND terminal = ?"
+    " AND started_at = ?"
+)
+_UPSERT_CALL = (
+    "INSERT INTO calls (call_id, provider, provider_call_id, state, terminal,"
+    " direction, started_at, ended_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (call_id) DO UPDATE SET provider = excluded.provider,"
+    " provider_call_id = excluded.provider_call_id, state = excluded.state,"
+    " terminal = excluded.terminal, direction = excluded.direction,"
+    " started_at = excluded.started_at, ended_at = excluded.ended_at,"
+    " record = excluded.record"
+)
 
 
 class StoreClosed(RuntimeError):
@@ -92,13 +125,24 @@ class ReadOnlyStore(PermissionError):
 
 
 class SqliteStore:
-    """CallStore on one SQLite file. `await store.open()` before use; `close()` when done."""
+    """CallStore on one SQLite file. `await store.open()` before use; `close()` when done.
 
-    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+    `checkpoints` says when the writer's background checkpointer runs (checkpoint.py).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        readonly: bool = False,
+        checkpoints: CheckpointPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.readonly = readonly
+        self.checkpoints = checkpoints
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self.checkpointer: Checkpointer | None = None  # the writer's; None when read-only
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +162,15 @@ class SqliteStore:
         if self._conn is not None:
             return
         conn = self._connect_readonly() if self.readonly else self._connect_writer()
+        if not self.readonly:
+            try:
+                checkpointer = Checkpointer(self.path, self._lock, self.checkpoints)
+            except BaseException:
+                conn.close()
+                raise
+            # A store dropped without close() must not leave its thread behind.
+            weakref.finalize(self, checkpointer.stop, False)
+            self.checkpointer = checkpointer
         self._conn = conn
 
     def _connect_writer(self) -> sqlite3.Connection:
@@ -143,6 +196,7 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_size_limit = 67108864")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer thread does them
             self._migrate(conn)
         except BaseException:
             conn.close()
@@ -198,7 +252,14 @@ class SqliteStore:
             raise
 
     async def close(self) -> None:
-        """Close the connection. Idempotent; the store may be opened again."""
+        """Close the connection. Idempotent; the store may be opened again.
+
+        The checkpointer stops first, so the writer's connection is the last one and SQLite
+        checkpoints and removes the WAL as it closes.
+        """
+        checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()  # outside the lock: its last pass may be waiting for it
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -206,12 +267,12 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ helpers
 
-    @contextmanager
-    def _reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise StoreClosed("call store is not open")
-            yield self._conn
+    def _live(self) -> sqlite3.Connection:
+        """The connection, for a caller holding `_lock` (a plain `with self._lock:` is cheaper
+        than a generator context manager on the per-webhook path)."""
+        if self._conn is None:
+            raise StoreClosed("call store is not open")
+        return self._conn
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -226,6 +287,8 @@ class SqliteStore:
             try:
                 yield conn
                 conn.execute("COMMIT")
+                if self.checkpointer is not None:
+                    self.checkpointer.note_commit()
             except BaseException:
                 # Guarded: sqlite may already have rolled back (e.g. after an I/O error), and
                 # a failed ROLLBACK must not hide the original error.
@@ -288,32 +351,10 @@ class SqliteStore:
         """
         snapshot = record.model_dump_json(by_alias=True, exclude={"transcript"})
         with self._writing() as conn:
-            if event is not None and event.dedupe_key is not None:
-                hit = conn.execute(
-                    "SELECT 1 FROM events WHERE dedupe_key = ?", (event.dedupe_key,)
-                ).fetchone()
-                if hit is not None:
-                    raise DuplicateEvent(event.dedupe_key)
-            conn.execute(
-                "INSERT INTO calls (call_id, provider, provider_call_id, state, terminal,"
-                " direction, started_at, ended_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (call_id) DO UPDATE SET provider = excluded.provider,"
-                " provider_call_id = excluded.provider_call_id, state = excluded.state,"
-                " terminal = excluded.terminal, direction = excluded.direction,"
-                " started_at = excluded.started_at, ended_at = excluded.ended_at,"
-                " record = excluded.record",
-                (
-                    record.call_id,
-                    record.provider,
-                    record.provider_call_id,
-                    record.state.value,
-                    int(record.terminal),
-                    record.direction.value,
-                    record.started_at,
-                    record.ended_at,
-                    snapshot,
-                ),
-            )
+            logged: tuple[int, str] | None = None
+            if event is not None:
+                logged = self._insert_event(conn, event, record.state.value)
+            self._upsert_call(conn, record, snapshot)
             if record.transcript:
                 stored = conn.execute(
                     "SELECT COALESCE(MAX(idx) + 1, 0) FROM transcript WHERE call_id = ?",
@@ -325,24 +366,61 @@ class SqliteStore:
                         " VALUES (?, ?, ?, ?, ?, ?)",
                         _transcript_rows(record.call_id, stored, record.transcript[stored:]),
                     )
-            if event is None:
-                return None
-            state = event.state if event.state is not None else record.state.value
-            cursor = conn.execute(
-                "INSERT INTO events (call_id, type, at, dedupe_key, state, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    event.call_id,
-                    event.type,
-                    event.at,
-                    event.dedupe_key,
-                    state,
-                    json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
-                ),
-            )
-            seq = cursor.lastrowid
-            assert seq is not None
+        if event is None or logged is None:
+            return None
+        seq, state = logged
         return event.model_copy(update={"seq": seq, "state": state})
+
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, event: LoggedEvent, state: str) -> tuple[int, str]:
+        """Append the event first: a repeated dedupe key fails here, before anything else."""
+        if event.state is not None:
+            state = event.state
+        data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+        row = (event.call_id, event.type, event.at, event.dedupe_key, state, data)
+        try:
+            cursor = conn.execute(_INSERT_EVENT, row)
+        except sqlite3.IntegrityError as exc:
+            if event.dedupe_key is not None and str(exc) == _DUPLICATE_KEY:
+                raise DuplicateEvent(event.dedupe_key) from None
+            raise
+        seq = cursor.lastrowid
+        assert seq is not None
+        return seq, state
+
+    @staticmethod
+    def _upsert_call(conn: sqlite3.Connection, record: CallRecord, snapshot: str) -> None:
+        provider_call_id, terminal = record.provider_call_id, int(record.terminal)
+        updated = conn.execute(
+            _UPDATE_UNINDEXED,
+            (
+                record.state.value,
+                record.direction.value,
+                record.ended_at,
+                snapshot,
+                record.call_id,
+                record.provider,
+                provider_call_id,
+                terminal,
+                record.started_at,
+            ),
+        ).rowcount
+        if updated:
+            return
+        conn.execute(
+            _UPSERT_CALL,
+            (
+                record.call_id,
+                record.provider,
+                provider_call_id,
+                record.state.value,
+                terminal,
+                record.direction.value,
+                record.started_at,
+                record.ended_at,
+                snapshot,
+            ),
+        )
 
     async def prune(self, ended_before: float) -> int:
         """Delete terminal calls that ended before this time, with their transcript and events.
@@ -365,18 +443,23 @@ class SqliteStore:
     # ------------------------------------------------------------------ reads
 
     async def get(self, call_id: str) -> CallRecord | None:
-        with self._reading() as conn:
-            row = conn.execute(
-                f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)
-            ).fetchone()
+        with self._lock:
+            conn = self._live()
+            row = conn.execute(_GET_CALL, (call_id,)).fetchone()
             if row is None:
                 return None
-            return self._records(conn, [row])[0]
+            record = CallRecord.model_validate_json(row[1])
+            record.transcript.extend(
+                TranscriptEntry(at=at, speaker=Speaker(speaker), text=text, final=bool(final))
+                for at, speaker, text, final in conn.execute(_GET_TRANSCRIPT, (call_id,))
+            )
+            return record
 
     async def find_by_provider_call_id(
         self, provider: str, provider_call_id: str
     ) -> CallRecord | None:
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             row = conn.execute(
                 f"SELECT {_CALL_COLUMNS} FROM calls WHERE provider = ? AND provider_call_id = ?"
                 " ORDER BY started_at DESC LIMIT 1",
@@ -388,7 +471,8 @@ class SqliteStore:
 
     async def list_active(self) -> list[CallRecord]:
         """Every non-terminal call, oldest first."""
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             rows = conn.execute(
                 f"SELECT {_CALL_COLUMNS} FROM calls WHERE terminal = 0 ORDER BY started_at, call_id"
             ).fetchall()
@@ -396,7 +480,8 @@ class SqliteStore:
 
     async def list_recent(self, limit: int = 50) -> list[CallRecord]:
         """Most recently started calls first, any state."""
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             rows = conn.execute(
                 f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY started_at DESC, call_id DESC LIMIT ?",
                 (max(0, limit),),
@@ -405,7 +490,8 @@ class SqliteStore:
 
     async def seen(self, dedupe_key: str) -> bool:
         """True when an event with this dedupe key was applied (and not pruned since)."""
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             row = conn.execute(
                 "SELECT 1 FROM events WHERE dedupe_key = ?", (dedupe_key,)
             ).fetchone()
@@ -415,7 +501,8 @@ class SqliteStore:
         self, *, since_seq: int = 0, call_id: str | None = None, limit: int = 1000
     ) -> list[LoggedEvent]:
         """Event-log rows with seq > since_seq, in order."""
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             if call_id is None:
                 cursor = conn.execute(
                     f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -431,7 +518,8 @@ class SqliteStore:
 
     async def last_seq(self) -> int:
         """The highest seq ever assigned (0 when none); it does not go down after `prune`."""
-        with self._reading() as conn:
+        with self._lock:
+            conn = self._live()
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             return int(row[0]) if row is not None else 0
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
-from urllib.parse import parse_qs, urlparse
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import parse_qs, urlparse, urlsplit, urlunsplit
 
 HEADER = "X-Twilio-Signature"
 
@@ -33,13 +33,26 @@ def _values(params: Params, name: str) -> list[str]:
 
 
 def _params_part(params: Params | None) -> str:
-    """What follows the URL in the string to sign; the same for every URL variant."""
+    """What follows the URL in the string to sign; the same for every URL variant.
+
+    Each name in sorted order with its de-duplicated values in sorted order: exactly the
+    order of the sorted set of (name, value) pairs.
+    """
     if not params:
         return ""
-    parts: list[str] = []
-    for name in sorted(set(params)):
-        parts.extend(name + value for value in sorted(set(_values(params, name))))
-    return "".join(parts)
+    if type(params) is dict:  # the common case, without a lookup per name
+        pairs = {
+            (name, value)
+            for name, values in params.items()
+            for value in ((values,) if isinstance(values, str) else map(str, values))
+        }
+    else:
+        pairs = {(name, value) for name in params for value in _values(params, name)}
+    return _pairs_part(pairs)
+
+
+def _pairs_part(pairs: Iterable[tuple[str, str]]) -> str:
+    return "".join([name + value for name, value in sorted(set(pairs))])
 
 
 def signing_string(url: str, params: Params | None = None) -> str:
@@ -47,8 +60,8 @@ def signing_string(url: str, params: Params | None = None) -> str:
 
 
 def _sign(auth_token: str, text: str) -> str:
-    mac = hmac.new(auth_token.encode(), text.encode(), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode()
+    mac = hmac.digest(auth_token.encode(), text.encode(), "sha1")  # one-shot, in C
+    return base64.b64encode(mac).decode()
 
 
 def compute_signature(auth_token: str, url: str, params: Params | None = None) -> str:
@@ -69,15 +82,22 @@ def json_signed_url(url: str, body: str | bytes) -> str:
 def _port_variants(url: str) -> tuple[str, str] | None:
     """(url without its port, url with an explicit port), or None when the URL is unparsable."""
     try:
-        parts = urlparse(url)
+        parts = urlsplit(url)  # memoised by urllib
         port = parts.port
     except ValueError:
         return None
-    default = f"{parts.netloc}:{443 if parts.scheme == 'https' else 80}"
+    scheme, netloc, path, query, fragment = parts
+    default = f"{netloc}:{443 if scheme == 'https' else 80}"
     # rpartition: the port follows the last colon even for IPv6 literals like [::1]:8080.
-    bare = parts.netloc.rpartition(":")[0] if port is not None else parts.netloc
-    with_port = parts.netloc if port is not None else default
-    return parts._replace(netloc=bare).geturl(), parts._replace(netloc=with_port).geturl()
+    bare = netloc.rpartition(":")[0] if port is not None else netloc
+    with_port = netloc if port is not None else default
+    if ";" in path:  # as Twilio's validator: urlparse's geturl() drops an empty ";params"
+        parsed = urlparse(url)
+        return parsed._replace(netloc=bare).geturl(), parsed._replace(netloc=with_port).geturl()
+    return (
+        urlunsplit((scheme, bare, path, query, fragment)),
+        urlunsplit((scheme, with_port, path, query, fragment)),
+    )
 
 
 def _equal(a: str, b: str) -> bool:
@@ -98,15 +118,26 @@ def validate(
     form: Params | None
     body_ok = True
     if isinstance(params, str | bytes):
-        query = parse_qs(urlparse(url).query)
+        query = parse_qs(urlsplit(url).query)
         if "bodySHA256" not in query:
             return False  # a raw body is only signed through its hash in the URL
         body_ok = _equal(body_sha256(params), query["bodySHA256"][0])
         form = None
     else:
         form = params
+    return _matches(auth_token, variants, _params_part(form), signature) and body_ok
+
+
+def validate_form(
+    auth_token: str, url: str, pairs: Iterable[tuple[str, str]], signature: str
+) -> bool:
+    """`validate` for a form POST given as its decoded (name, value) pairs, repeats kept."""
+    variants = _port_variants(url)
+    return variants is not None and _matches(auth_token, variants, _pairs_part(pairs), signature)
+
+
+def _matches(auth_token: str, variants: tuple[str, str], part: str, signature: str) -> bool:
     # Evaluate both variants before combining, so timing does not reveal which one matched.
     # The params part is built once: only the URL differs between the two.
-    part = _params_part(form)
     matches = [_equal(_sign(auth_token, v + part), signature) for v in variants]
-    return body_ok and any(matches)
+    return any(matches)
