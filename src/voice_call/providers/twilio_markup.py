@@ -98,4 +98,8 @@ class Twiml:
 
 
 def empty() -> str:
-    return Twiml().render()
+    """The empty document (every status callback's reply): built once."""
+    return _EMPTY
+
+
+_EMPTY = Twiml().render()
