@@ -30,7 +30,9 @@ from voice_call.server.fast_ws import DIRECT, DirectChannel, FastWebSocketProtoc
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True, mask: bytes = b""
+) -> bytes:
     head = bytes([(0x80 if fin else 0) | opcode])
     size = len(payload)
     bit = 0x80 if masked else 0
@@ -42,7 +44,7 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True)
         head += bytes([bit | 127]) + struct.pack("!Q", size)
     if not masked:
         return head + payload
-    mask = os.urandom(4)
+    mask = mask or os.urandom(4)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
@@ -203,6 +205,23 @@ async def test_control_frames_and_fragments_keep_their_order_through_websockets(
         (PONG, b"p2"),
         (TEXT, b"echo:d"),
     ]
+
+
+async def test_a_control_frame_read_piecemeal_by_websockets_never_looks_like_a_new_frame() -> None:
+    # websockets consumes a frame's header, then waits for its mask with an empty buffer: a
+    # mask that begins like a text frame's header (0x81, masked) must still be read as a mask.
+    app = Capture()
+    async with served(app) as port:
+        client = await RawClient.connect(port)
+        await client.send(frame(TEXT, b"hello"))
+        await until(lambda: app.channel is not None)
+        ping = frame(PING, b"ping!", mask=b"\x81\x85\x00\x00")
+        for part in (ping[:2], ping[2:4], ping[4:] + frame(TEXT, b"after")):
+            await client.send(part)
+            await asyncio.sleep(0.05)  # one read each on the server
+        got = [await asyncio.wait_for(client.read(), 5) for _ in range(2)]
+    assert got == [(PONG, b"ping!"), (TEXT, b"echo:after")]
+    assert app.messages == ["hello", "after"]
 
 
 async def test_messages_queued_before_attach_come_first() -> None:

@@ -86,8 +86,11 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._inbox = _Inbox()
         self.queue = self._inbox  # uvicorn's puts now pass through the inbox
-        self._pending = b""  # the start of a frame the direct lane is waiting to complete
-        self._lane = False  # parsing frames ourselves (attached, and websockets is as expected)
+        self._pending = b""  # the start of a frame not yet whole
+        self._lane = False  # delivering frames ourselves (attached, websockets as expected)
+        self._tracking = False  # walking frame boundaries (from the handshake on)
+        self._given_up = False  # the connection failed: websockets reads the rest
+        self._ws_left = 0  # bytes of the current frame that are websockets' to read
 
     async def run_asgi(self) -> None:
         self.scope["extensions"][DIRECT] = {"channel": self}
@@ -102,9 +105,9 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         while not inbox.empty():
             queued.append(inbox.get_nowait())
         inbox.sink = sink
-        # The lane reads websockets' parser state to hand over at frame boundaries; with a
-        # websockets whose internals differ, messages still reach the sink, through websockets.
-        self._lane = hasattr(self.conn, "current_size") and hasattr(self.conn.reader, "buffer")
+        # The lane asks websockets whether a fragmented message is open; with a websockets
+        # whose internals differ, messages still reach the sink, through websockets.
+        self._lane = hasattr(self.conn, "current_size")
         for item in queued:
             inbox.put_nowait(item)
         if self.read_paused:
@@ -142,46 +145,70 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        if self._pending:
-            data, self._pending = self._pending + data, b""
-        if (
-            not self._lane
-            or conn.reader.buffer  # websockets holds part of a frame: it goes on from there
-            or conn.current_size is not None  # in the middle of a fragmented message
-            or conn.state is not State.OPEN
-        ):
-            super().data_received(data)
+        if not self._tracking and not self._given_up and self.conn.state is State.OPEN:
+            # The first bytes after the handshake start at a frame boundary, unless the client
+            # sent frames before our 101 (websockets holds them): then it never gets the lane.
+            reader = getattr(self.conn, "reader", None)
+            self._tracking = not getattr(reader, "buffer", b"")
+            self._given_up = not self._tracking
+        if not self._tracking:
+            super().data_received(data)  # the handshake, or a connection the lane gave up on
             return
-        self._direct(data)
+        self._walk(self._pending + data if self._pending else data)
 
-    def _direct(self, buffer: bytes) -> None:
-        """Deliver the whole simple data frames at the front of `buffer`; keep a partial one;
-        hand the rest to websockets from the first frame that is not simple."""
+    def _to_websockets(self, data: bytes) -> bool:
+        """Feed `data` (whole or part of the frame websockets is reading) to websockets;
+        False when that ended the connection (the rest then goes to websockets too)."""
+        super().data_received(data)
+        if self.conn.state is State.OPEN:
+            return True
+        self._tracking, self._given_up = False, True
+        return False
+
+    def _walk(self, buffer: bytes) -> None:
+        """Split `buffer` at frame boundaries, in order: each whole simple data frame (final,
+        masked, no reserved bits, within the size cap, not inside a fragmented message) goes
+        straight to the attached sink; every other frame's bytes go to websockets, which
+        answers pings, reassembles fragments and fails broken frames. Bytes are counted, so
+        even a frame websockets reads piecemeal never puts the lane off its boundaries."""
+        self._pending = b""
         pos, end = 0, len(buffer)
         limit = self.config.ws_max_size
-        inbox = self._inbox
         while pos < end:
-            sink = inbox.sink
-            if sink is None:  # detached while delivering
-                break
+            if self._ws_left:  # the rest of a frame websockets is reading
+                take = min(self._ws_left, end - pos)
+                self._ws_left -= take
+                pos += take
+                if not self._to_websockets(buffer[pos - take : pos]):
+                    if pos < end:
+                        super().data_received(buffer[pos:])
+                    return
+                continue
             if end - pos < 2:
                 self._pending = buffer[pos:]
                 return
             first, second = buffer[pos], buffer[pos + 1]
-            size, head = second & 0x7F, 6
+            size, head = second & 0x7F, (6 if second & _MASKED else 2)
             if size >= 126:
-                head = 8 if size == 126 else 14
-                if end - pos < head - 4:
+                head += 2 if size == 126 else 8
+                if end - pos < head:
                     self._pending = buffer[pos:]
                     return
-                size = int.from_bytes(buffer[pos + 2 : pos + head - 4], "big")
-            if (
-                (first != _FIN_TEXT and first != _FIN_BINARY)
-                or not second & _MASKED
-                or size > limit
-            ):
-                break  # not ours to judge: websockets takes over at this frame boundary
+                size = int.from_bytes(
+                    buffer[pos + 2 : pos + head - (4 if second & _MASKED else 0)], "big"
+                )
+            sink = self._inbox.sink
+            simple = (
+                sink is not None
+                and self._lane
+                and first in (_FIN_TEXT, _FIN_BINARY)
+                and second & _MASKED
+                and size <= limit
+                and self.conn.current_size is None  # not inside a fragmented message
+            )
+            if not simple:
+                self._ws_left = head + size  # this whole frame is websockets' to read
+                continue
             stop = pos + head + size
             if stop > end:
                 self._pending = buffer[pos:]
@@ -190,17 +217,15 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             pos = stop
             if self.close_sent:
                 continue  # as uvicorn: after our close, data is dropped until the peer's close
+            assert sink is not None
             if first == _FIN_BINARY:
                 sink.message(body)
                 continue
             try:
                 text = body.decode()
             except UnicodeDecodeError:
-                self._pending = b""
                 self.conn.fail(1007, "invalid UTF-8 in a text frame")
                 self.handle_parser_exception()
+                self._tracking, self._given_up = False, True
                 return
             sink.message(text)
-        self._pending = b""
-        if pos < end:
-            super().data_received(buffer[pos:])
