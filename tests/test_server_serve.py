@@ -111,3 +111,41 @@ async def test_a_runtime_that_cannot_start_releases_the_port(tmp_path: Path) -> 
     with socket.socket() as again:  # free again
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
+
+
+def test_a_started_server_puts_the_loaded_heap_out_of_the_collectors_sight(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, gc, sys
+from pathlib import Path
+from tests.conftest import server_config
+from voice_call.runtime import Runtime
+from voice_call.server.serve import start_background
+
+async def main() -> None:
+    before = gc.get_freeze_count()
+    server = await start_background(Runtime(server_config(), Path(sys.argv[1])))
+    frozen = gc.get_freeze_count()
+    second = await start_background(Runtime(server_config(), Path(sys.argv[1]) / "b"))
+    print(before, frozen, gc.get_freeze_count() <= frozen)
+    await second.stop()
+    await server.stop()
+
+asyncio.run(main())
+"""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    before, frozen, once = int(out[0]), int(out[1]), out[2]
+    assert before == 0 and frozen > 10_000  # the libraries' objects, frozen at start
+    assert once == "True"  # once a process: a second server freezes nothing more

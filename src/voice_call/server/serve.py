@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import json
 import logging
 import os
@@ -210,7 +211,18 @@ async def _start(
     if announce:
         _announce(runtime.home, url)
     log.info("voice-call server listening on %s", url)
+    _freeze_heap()
     return RunningServer(url, port, server, task, runtime)
+
+
+def _freeze_heap() -> None:
+    """Everything loaded by now (modules, classes, config) lives as long as the process: put it
+    out of the cyclic collector's sight, so a full collection scans only what calls create.
+    Without it a gen-2 pass over the libraries' objects stops the loop ~50 ms (at 500 media
+    streams, frames late by that much). Once a process: garbage collected first, not frozen."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def _announce(home: Path, url: str) -> None:
