@@ -31,15 +31,12 @@ from tests.providers.twilio_harness import (
     SCALE,
     TwilioStack,
     free_port,
-    raw_config,
     script,
+    serving,
 )
 from tests.support import wait_until
-from voice_call.config import parse_config
 from voice_call.media.g711 import FRAME_BYTES
 from voice_call.models import Speaker
-from voice_call.runtime import Runtime
-from voice_call.server.serve import start_background
 from voice_call.sim.common import AppFrame
 from voice_call.sim.openai import (
     ChatScript,
@@ -83,18 +80,8 @@ async def streaming_stack(
         if chat is not None:  # the OpenAI responder, on the fake's chat completions
             overrides["responder"] = {"provider": "openai", "baseUrl": fake.url, "apiKey": KEY}
             overrides["responseModel"] = "openai/gpt-test"
-        config = parse_config(
-            raw_config(emu, port, **{**streaming_config(fake), **overrides}), env={}
-        )
-        home = tmp_path / "home"
-        runtime = Runtime(config, home)
-        server = await start_background(runtime)
-        stack = TwilioStack(emu, home, port, config, runtime, server)
-        stack._spy()
-        try:
+        async with serving(emu, tmp_path, port, {**streaming_config(fake), **overrides}) as stack:
             yield stack
-        finally:
-            await stack.server.stop()
 
 
 async def test_a_streamed_conversation_speaks_and_listens_over_the_stream(

@@ -162,14 +162,22 @@ async def twilio_stack(
         voice_url=webhook,
         status_callback=webhook,
     )
-    async with emu:
-        config = parse_config(raw_config(emu, port, **overrides), env={})
-        home = tmp_path / "home"
-        runtime = Runtime(config, home)
-        server = await start_background(runtime)
-        stack = TwilioStack(emu, home, port, config, runtime, server)
-        stack._spy()
-        try:
-            yield stack
-        finally:
-            await stack.server.stop()
+    async with emu, serving(emu, tmp_path, port, overrides) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def serving(
+    emu: TwilioEmulator, tmp_path: Path, port: int, overrides: dict[str, Any]
+) -> AsyncIterator[TwilioStack]:
+    """Our server on `port` against `emu` (already running), config `overrides` on top."""
+    config = parse_config(raw_config(emu, port, **overrides), env={})
+    home = tmp_path / "home"
+    runtime = Runtime(config, home)
+    server = await start_background(runtime)
+    stack = TwilioStack(emu, home, port, config, runtime, server)
+    stack._spy()
+    try:
+        yield stack
+    finally:
+        await stack.server.stop()
