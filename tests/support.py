@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from voice_call.client import RpcClient
@@ -66,3 +70,20 @@ class CallStackMixin:
 
     async def wait_ended(self, call_id: str, timeout: float = 10.0) -> CallRecord:
         return await self.wait_record(call_id, lambda r: r.terminal, timeout)
+
+
+HELPERS = Path(__file__).parent / "helpers"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def run_helper(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `tests/helpers/<script>` in a child Python that imports this checkout's source."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, str(HELPERS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from tests.support import run_helper
 from voice_call.models import CallRecord, CallState, Direction, Mode
 from voice_call.store.base import LoggedEvent
 from voice_call.store.checkpoint import CheckpointPolicy
 from voice_call.store.sqlite import SqliteStore
 
-HELPERS = Path(__file__).parent / "helpers"
-SRC = Path(__file__).resolve().parents[1] / "src"
 FRAME = 4096 + 24  # a WAL frame: one page and its header
 NEVER = CheckpointPolicy(every=10**9, interval_s=3600.0, restart_frames=10**9)
 
@@ -156,15 +152,7 @@ async def test_state_only_save_touches_no_call_index(tmp_path: Path) -> None:
 def test_sigkill_right_after_a_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = tmp_path / "calls.db"
     count = 1500
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
-    proc = subprocess.run(
-        [sys.executable, str(HELPERS / "store_burst_writer.py"), str(db), str(count)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = run_helper("store_burst_writer.py", str(db), str(count))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     acknowledged = proc.stdout.split()
     assert len(acknowledged) == count

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import run_helper
 from voice_call.models import (
     CallRecord,
     CallState,
@@ -28,9 +26,6 @@ from voice_call.models import (
 )
 from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
 from voice_call.store.sqlite import SCHEMA_VERSION, ReadOnlyStore, SqliteStore, StoreClosed
-
-HELPERS = Path(__file__).parent / "helpers"
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def make_record(
@@ -441,16 +436,8 @@ async def test_readonly_missing_file(tmp_path: Path) -> None:
 
 def test_acknowledged_saves_survive_sigkill(db_path: Path) -> None:
     count = 60
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
     db_path.parent.mkdir(parents=True)
-    proc = subprocess.run(
-        [sys.executable, str(HELPERS / "store_crash_writer.py"), str(db_path), str(count)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    proc = run_helper("store_crash_writer.py", str(db_path), str(count))
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     acknowledged = proc.stdout.split()
     assert len(acknowledged) == count
