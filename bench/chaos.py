@@ -44,7 +44,7 @@ from bench.twilio_bench import (
     stored_keys,
     webhook_url,
 )
-from voice_call.client import RpcClient
+from voice_call.client.rpc import RpcClient
 from voice_call.errors import VoiceCallError
 from voice_call.models import CallRecord
 from voice_call.security.rpc_token import read_rpc_token

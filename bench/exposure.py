@@ -77,7 +77,7 @@ def _setup_cli(root: Path, runs: int) -> tuple[list[float], list[float]]:
 
 
 async def _run_checks(config: Path, home: Path, runs: int) -> list[float]:
-    from voice_call.setup_checks import run_checks
+    from voice_call.cli.setup_checks import run_checks
 
     samples = []
     for _ in range(runs):

@@ -23,12 +23,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from voice_call.providers.base import WebhookRequest
-from voice_call.providers.twilio_webhooks import parse, verify
+from voice_call.providers.twilio.webhooks import parse, verify
 from voice_call.security.public_url import ForwardingTrust
 from voice_call.security.signatures.twilio import HEADER, compute_signature
 from voice_call.sim.common import SentWebhook
-from voice_call.sim.twilio import WEBHOOK_TIMEOUT_S, TwilioEmulator
-from voice_call.sim.twilio_rest import CreateCall
+from voice_call.sim.twilio.emulator import WEBHOOK_TIMEOUT_S, TwilioEmulator
+from voice_call.sim.twilio.rest import CreateCall
 
 ACCOUNT_SID = "AC" + "be7c" * 8
 AUTH_TOKEN = "bench-twilio-auth-token-0123456789"

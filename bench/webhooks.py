@@ -44,7 +44,7 @@ from bench.twilio_bench import (
     signed_headers,
     status_callback,
 )
-from voice_call.client import RpcClient
+from voice_call.client.rpc import RpcClient
 from voice_call.security.rpc_token import read_rpc_token
 from voice_call.sim.callee import CalleeScript
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from voice_call.client import RpcClient
+from voice_call.client.rpc import RpcClient
 from voice_call.models import CallRecord
 from voice_call.runtime import Runtime
 

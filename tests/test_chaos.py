@@ -19,7 +19,7 @@ from voice_call.models import CallRecord, CallState, Direction, Mode
 from voice_call.security.signatures.twilio import HEADER
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, SentWebhook
-from voice_call.sim.twilio_rest import CreateCall
+from voice_call.sim.twilio.rest import CreateCall
 from voice_call.store.sqlite import SqliteStore
 
 

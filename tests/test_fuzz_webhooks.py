@@ -1,7 +1,7 @@
 """Fuzzing the webhook route of each carrier provider, *past* the signature check.
 
 The parsers have their own property tests (tests/providers/test_*_webhooks.py) and the route
-has one with the mock provider (tests/test_server_properties.py). What was missing: the whole
+has one with the mock provider (tests/server/test_properties.py). What was missing: the whole
 path — gate, limits, verification, replay cache, parser, manager, store, reply — for Twilio,
 Telnyx and Plivo with requests that are *correctly signed*, so hypothesis reaches the parser
 and the manager instead of stopping at 401. Most examples are signed, some are tampered with.
@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from voice_call.config import parse_config
 from voice_call.models import CallRecord, CallState, Direction, Mode
-from voice_call.providers.telnyx_webhooks import encode_client_state
+from voice_call.providers.telnyx.webhooks import encode_client_state
 from voice_call.runtime import Runtime
 from voice_call.security.signatures import plivo as plivo_sig
 from voice_call.security.signatures import telnyx as telnyx_sig

@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["Client", "SyncClient", "__version__"]
 
 if TYPE_CHECKING:
-    from voice_call.api_client import Client, SyncClient
+    from voice_call.client.api import Client, SyncClient
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import voice_call` (and so `voicecall --help`) must not pay for httpx and pydantic.
     if name in ("Client", "SyncClient"):
-        from voice_call import api_client
+        from voice_call.client import api as api_client
 
         return getattr(api_client, name)
     raise AttributeError(f"module 'voice_call' has no attribute {name!r}")

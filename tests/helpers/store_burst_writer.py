@@ -1,4 +1,4 @@
-"""Crash-test child for tests/test_store_checkpoint.py (run as a script, not collected by pytest).
+"""Crash-test child for tests/store/test_checkpoint.py (run as a script, not collected by pytest).
 
 Usage: python store_burst_writer.py DB_PATH N
 

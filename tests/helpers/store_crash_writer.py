@@ -1,4 +1,4 @@
-"""Crash-test child for tests/test_store_sqlite.py (run as a script, not collected by pytest).
+"""Crash-test child for tests/store/test_sqlite.py (run as a script, not collected by pytest).
 
 Usage: python store_crash_writer.py DB_PATH N
 

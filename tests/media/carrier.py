@@ -1,7 +1,7 @@
 """A test carrier for the media route: sends each carrier's frames, plays back what it is sent.
 
-Frame shapes follow the emulators (`sim/twilio_media.py`, `sim/telnyx_stream.py`,
-`sim/plivo_stream.py`; the protocol tests check our classes against those directly). Unlike the
+Frame shapes follow the emulators (`sim/twilio/stream.py`, `sim/telnyx/stream.py`,
+`sim/plivo/stream.py`; the protocol tests check our classes against those directly). Unlike the
 emulators it timestamps everything it receives, so tests can measure cadence and barge-in
 latency, and it talks whenever a test says so (`talk`), also over the bot.
 
@@ -27,7 +27,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from voice_call.media.g711 import FRAME_BYTES, SILENCE_BYTE, pcm16_to_ulaw
+from voice_call.audio.g711 import FRAME_BYTES, SILENCE_BYTE, pcm16_to_ulaw
 
 SILENT = bytes([SILENCE_BYTE]) * FRAME_BYTES
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_call.media.framer import Framer
-from voice_call.media.g711 import FRAME_BYTES, SILENCE_BYTE
+from voice_call.audio.framer import Framer
+from voice_call.audio.g711 import FRAME_BYTES, SILENCE_BYTE
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import Pacer, SlotScheduler
 

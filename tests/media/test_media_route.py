@@ -18,7 +18,7 @@ import pytest
 
 from tests.media.carrier import loud_frames
 from tests.media.harness import CARRIERS, media_server, until
-from voice_call.media.g711 import FRAME_BYTES
+from voice_call.audio.g711 import FRAME_BYTES
 from voice_call.media.playback import PlaybackStatus
 from voice_call.models import CallState, EventType
 from voice_call.sim.openai import TranscriptionScript

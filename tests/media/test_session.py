@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.media.harness import until
+from voice_call.audio.g711 import FRAME_BYTES
 from voice_call.media import session as session_module
-from voice_call.media.g711 import FRAME_BYTES
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.outbox import Outbox
 from voice_call.media.playback import (
@@ -334,7 +334,7 @@ async def test_heard_text_follows_sentence_boundaries() -> None:
 
 
 async def test_prerecorded_audio_plays_after_speech_unannounced_and_uninterrupted() -> None:
-    from voice_call.media.dtmf import dtmf_ulaw, goertzel_digits
+    from voice_call.audio.dtmf import dtmf_ulaw, goertzel_digits
 
     h = Harness()
     said = h.session.speak("One moment.")

@@ -24,7 +24,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from voice_call.asgi_server import BackgroundServer
-from voice_call.media.g711 import FRAME_BYTES
+from voice_call.audio.g711 import FRAME_BYTES
 from voice_call.media.stream_protocols import (
     PROTOCOLS,
     Cleared,
@@ -45,11 +45,11 @@ from voice_call.media.stream_protocols import (
 from voice_call.media.stream_protocols.base import loads
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall
-from voice_call.sim.plivo_call import PlivoLeg, Target
-from voice_call.sim.plivo_stream import PlivoStream as PlivoEmulatorStream
-from voice_call.sim.telnyx_stream import CallInfo, StreamListener, StreamParams, TelnyxMediaStream
-from voice_call.sim.twilio_media import MediaStreamSession, StreamPeer
-from voice_call.sim.twilio_twiml import Stream
+from voice_call.sim.plivo.call import PlivoLeg, Target
+from voice_call.sim.plivo.stream import PlivoStream as PlivoEmulatorStream
+from voice_call.sim.telnyx.stream import CallInfo, StreamListener, StreamParams, TelnyxMediaStream
+from voice_call.sim.twilio.markup import Stream
+from voice_call.sim.twilio.stream import MediaStreamSession, StreamPeer
 
 SCALE = 0.25
 BOT_AUDIO = bytes(range(1, 161)) * 10  # 200 ms of "bot" µ-law, never silence

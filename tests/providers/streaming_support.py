@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from voice_call.sim.common import EmulatedCall
-from voice_call.sim.openai import FakeOpenAI, Turn
+from voice_call.sim.openai.server import FakeOpenAI, Turn
 
 KEY = "sk-test"
 

@@ -163,7 +163,7 @@ def run_tool_sync(args: dict[str, Any], config_path: str | Path | None = None) -
     except _BadArgs as exc:  # no need to find a server to say so
         return {"error": str(exc)}
     try:
-        from voice_call.client import RpcClient
+        from voice_call.client.rpc import RpcClient
         from voice_call.config import ConfigError, load_config, state_home
 
         try:

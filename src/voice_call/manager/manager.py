@@ -19,13 +19,13 @@ from typing import Any
 
 from voice_call.agent.memory import session_history
 from voice_call.agent.prompt import response_timeout_ms
-from voice_call.agent.reply_run import ReplyRun, ReplyTimeout
-from voice_call.agent.responder import ReplyContext, Responder
+from voice_call.agent.responders.base import ReplyContext, Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
 from voice_call.manager.bus import EventBus
 from voice_call.manager.inbound import screen
+from voice_call.manager.replies import ReplyRun, ReplyTimeout
 from voice_call.manager.timers import CallTimers
 from voice_call.manager.turns import Turn
 from voice_call.models import (

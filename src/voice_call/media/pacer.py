@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from voice_call.media.g711 import FRAME_MS
+from voice_call.audio.g711 import FRAME_MS
 from voice_call.media.lateness import LatenessStats
 
 FRAME_S = FRAME_MS / 1000

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from voice_call.media.framer import Framer
-from voice_call.media.g711 import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, pcm16_to_ulaw
-from voice_call.media.resample import Resampler, UnsupportedRate
+from voice_call.audio.framer import Framer
+from voice_call.audio.g711 import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, pcm16_to_ulaw
+from voice_call.audio.resample import Resampler, UnsupportedRate
 from voice_call.speech.stack import Voice
 from voice_call.speech.tts.base import TtsAudio, TtsError
 from voice_call.speech.tts.sentences import split_sentences

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from voice_call.media.g711 import FRAME_MS
+from voice_call.audio.g711 import FRAME_MS
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.outbox import Outbox
 from voice_call.media.pacer import Pacer, Scheduler

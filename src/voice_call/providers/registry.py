@@ -16,9 +16,9 @@ from voice_call.providers.base import Provider
 
 CARRIER_MODULES = {
     "mock": "voice_call.providers.mock",
-    "twilio": "voice_call.providers.twilio",
-    "telnyx": "voice_call.providers.telnyx",
-    "plivo": "voice_call.providers.plivo",
+    "twilio": "voice_call.providers.twilio.provider",
+    "telnyx": "voice_call.providers.telnyx.provider",
+    "plivo": "voice_call.providers.plivo.provider",
 }
 
 

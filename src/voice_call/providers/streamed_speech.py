@@ -6,7 +6,7 @@ MediaSession instead of the carrier's own voice. This helper holds the provider'
 pre-warming while the phone rings, the stream URL and its token, speaking over the session with
 the one-path rule (the carrier's voice only when the stream failed before any audio left), and
 letting the goodbye finish before a hang-up, and keys sent as in-band tones on carriers
-whose stream has no DTMF message (media/dtmf.py).
+whose stream has no DTMF message (audio/dtmf.py).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class StreamedSpeech:
     async def send_digits(self, call: CallRecord, digits: str) -> bool:
         """Play `digits` as touch tones into the live stream (after what is queued) and wait
         until they have played; False when the call has no live stream."""
-        from voice_call.media.dtmf import dtmf_ulaw
+        from voice_call.audio.dtmf import dtmf_ulaw
         from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus
 
         session = self.media.get(call.call_id) if self.media is not None else None

@@ -25,7 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.server import HANDLED_SIGNALS
 
-from voice_call.client import SERVER_FILE, local_url
+from voice_call.client.rpc import SERVER_FILE, local_url
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app, close_streams
 from voice_call.server.fast_ws import FastWebSocketProtocol

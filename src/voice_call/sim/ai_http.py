@@ -18,7 +18,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from voice_call.media.g711 import SAMPLE_RATE, ulaw_to_pcm16
+from voice_call.audio.g711 import SAMPLE_RATE, ulaw_to_pcm16
 from voice_call.sim.voice import synthetic_speech
 
 Handler = Callable[[Request], Awaitable[Response]]

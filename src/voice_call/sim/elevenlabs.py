@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from voice_call.asgi_server import BackgroundServer
-from voice_call.media.g711 import SAMPLE_RATE, pcm16_to_ulaw
+from voice_call.audio.g711 import SAMPLE_RATE, pcm16_to_ulaw
 from voice_call.sim.ai_http import LoggedRequest, logged, paced, parse_json, speech_pcm16, split
 from voice_call.sim.voice import synthetic_speech
 

@@ -14,7 +14,7 @@ import wave
 
 import numpy as np
 
-from voice_call.media.g711 import SAMPLE_RATE, pcm16_to_ulaw
+from voice_call.audio.g711 import SAMPLE_RATE, pcm16_to_ulaw
 
 SYLLABLE_MS = 90
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from voice_call.media.resample import SUPPORTED_RATES
+from voice_call.audio.resample import SUPPORTED_RATES
 from voice_call.speech.tts.base import TtsAudio, TtsError, TtsUnavailable
 from voice_call.speech.tts.settings import option
 

@@ -14,7 +14,7 @@ import struct
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from voice_call.media.resample import SUPPORTED_RATES
+from voice_call.audio.resample import SUPPORTED_RATES
 from voice_call.speech.tts.base import TtsAudio, TtsError, TtsUnavailable
 from voice_call.speech.tts.settings import option
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_call.media.resample import check_rate
+from voice_call.audio.resample import check_rate
 from voice_call.speech.tts.base import TtsAudio, TtsError
 from voice_call.speech.tts.settings import option
 

@@ -1,0 +1,3 @@
+from voice_call.cli.main import main
+
+main()

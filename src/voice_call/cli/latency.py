@@ -1,0 +1,165 @@
+"""`voicecall latency`: p50 / p95 / p99 of every per-turn latency component, from the store.
+
+Reads the call store read-only (it works with or without a running server) and summarises the
+most recent N turns: for auto-replies voice-to-voice (the caller's words received → our first
+reply sent to the carrier), responder first token and total, endpointing and TTS first byte
+where they exist; for `continue` turns the speak, listen-wait and total times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from voice_call.models import CallRecord, TurnLatency
+
+# (TurnLatency field, wire name, what it measures) in the order they are printed.
+COMPONENTS: tuple[tuple[str, str, str], ...] = (
+    ("voice_to_voice_ms", "voiceToVoiceMs", "voice-to-voice (reply)"),
+    ("endpointing_ms", "endpointingMs", "endpointing"),
+    ("responder_first_token_ms", "responderFirstTokenMs", "responder first token"),
+    ("responder_total_ms", "responderTotalMs", "responder total"),
+    ("tts_first_byte_ms", "ttsFirstByteMs", "TTS first byte"),
+    ("speak_ms", "speakMs", "speak (continue)"),
+    ("listen_wait_ms", "listenWaitMs", "listen wait (continue)"),
+    ("total_ms", "totalMs", "turn total"),
+)
+# At least this many recent calls are read: notify calls hold no turns.
+MIN_CALLS = 50
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); `ordered` sorted, non-empty."""
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError("q must be within 0..100")
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize(turns: Iterable[TurnLatency]) -> dict[str, dict[str, float | int]]:
+    """{wireName: {count, p50, p95, p99, min, max, mean}} for each component that has values."""
+    values: dict[str, list[float]] = {wire: [] for _, wire, _ in COMPONENTS}
+    for turn in turns:
+        for field, wire, _ in COMPONENTS:
+            value = getattr(turn, field)
+            if isinstance(value, int | float) and math.isfinite(value):
+                values[wire].append(float(value))
+    out: dict[str, dict[str, float | int]] = {}
+    for wire, samples in values.items():
+        if not samples:
+            continue
+        samples.sort()
+        out[wire] = {
+            "count": len(samples),
+            "p50": round(percentile(samples, 50), 3),
+            "p95": round(percentile(samples, 95), 3),
+            "p99": round(percentile(samples, 99), 3),
+            "min": round(samples[0], 3),
+            "max": round(samples[-1], 3),
+            "mean": round(sum(samples) / len(samples), 3),
+        }
+    return out
+
+
+def latest_turns(calls: Iterable[CallRecord], last: int) -> list[TurnLatency]:
+    """The `last` most recent turns across calls (by when each ended, then call start)."""
+    turns: list[tuple[float, int, TurnLatency]] = []
+    for call in calls:
+        for index, turn in enumerate(call.latency):
+            turns.append((turn.at if turn.at is not None else call.started_at, index, turn))
+    turns.sort(key=lambda item: (item[0], item[1]))
+    return [turn for _, _, turn in turns[-last:]] if last > 0 else []
+
+
+def report(calls: list[CallRecord], last: int) -> dict[str, Any]:
+    turns = latest_turns(calls, last)
+    return {
+        "callsScanned": len(calls),
+        "turns": len(turns),
+        "replies": sum(1 for t in turns if t.kind.value == "reply"),
+        "components": summarize(turns),
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    components = data["components"]
+    lines = [f"{data['turns']} turn(s) from {data['callsScanned']} call(s), milliseconds:"]
+    if not components:
+        lines.append("No turn latency recorded yet.")
+        return "\n".join(lines)
+    header = f"{'component':<26}{'count':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
+    lines += [header, "-" * len(header)]
+    for _, wire, label in COMPONENTS:
+        row = components.get(wire)
+        if row is None:
+            continue
+        lines.append(
+            f"{label:<26}{row['count']:>7}{row['p50']:>10.1f}{row['p95']:>10.1f}"
+            f"{row['p99']:>10.1f}{row['max']:>10.1f}"
+        )
+    return "\n".join(lines)
+
+
+async def _load(config_path: str | None, last: int) -> tuple[list[CallRecord], str | None]:
+    from voice_call.config import load_config, state_home
+    from voice_call.errors import VoiceCallError
+    from voice_call.store.factory import sqlite_path
+    from voice_call.store.sqlite import SqliteStore
+
+    config = load_config(config_path)
+    if config.store.backend != "sqlite":
+        raise VoiceCallError(
+            f"`voicecall latency` reads the SQLite store; the {config.store.backend} store is "
+            "not supported yet"
+        )
+    path = sqlite_path(config, state_home())
+    try:
+        store = await SqliteStore.open_readonly(path)
+    except FileNotFoundError:
+        return [], f"No call store at {path} yet."
+    try:
+        return await store.list_recent(max(MIN_CALLS, last)), None
+    finally:
+        await store.close()
+
+
+@click.command(name="latency")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1, max=100_000),
+    default=200,
+    show_default=True,
+    help="Summarise this many of the most recent turns.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def latency(ctx: click.Context, last: int, as_json: bool) -> None:
+    """Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed."""
+    import asyncio
+    import json
+
+    from voice_call.cli.main import Settings, _reported
+
+    settings = ctx.find_object(Settings)
+    config_path = settings.config_path if settings else None
+    as_json = as_json or bool(settings and settings.as_json)
+
+    @_reported
+    def run() -> None:
+        calls, note = asyncio.run(_load(config_path, last))
+        if note:
+            click.echo(note, err=True)
+        data = report(calls, last)
+        if as_json:
+            click.echo(json.dumps(data, indent=2))
+        else:
+            click.echo(render(data))
+
+    run()

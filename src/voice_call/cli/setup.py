@@ -1,0 +1,168 @@
+"""`voicecall setup` and `voicecall smoke`: catch a broken setup before a real call is paid for.
+
+`setup` prints one line per named check (`OK <check>: …`, `FAIL <check>: <how to fix>`,
+`SKIP <check>: …`) or `--json` `{ok, checks[]}`, and exits 1 on any FAIL. `smoke` runs the same
+checks; unless both `--to` and `--yes` are given it stops there (a dry run places nothing).
+With both, it places one call through the running server (RPC), follows its events until it
+ends, and reports how it went: `{ok, setup, liveCall, wouldCall?, callId?, outcome?}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Any
+
+import click
+
+from voice_call.cli.common import json_flag, root_settings
+from voice_call.cli.main import _print_json, _reported
+
+DEFAULT_MESSAGE = "This is a voice call smoke test. Everything works. Goodbye."
+DEFAULT_WAIT_S = 120.0
+_PHONE_SEPARATORS = re.compile(r"[\s\-().]")
+
+
+def _e164(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    from voice_call.models import E164
+
+    if value is None:
+        return None
+    compact = _PHONE_SEPARATORS.sub("", value)
+    if not E164.fullmatch(compact):
+        raise click.BadParameter(f"{value!r} is not an E.164 number — write it like +15550001234")
+    return compact
+
+
+def _print_checks(report: Any) -> None:
+    for check in report.checks:
+        click.echo(check.line())
+
+
+@click.command()
+@json_flag
+@_reported
+def setup() -> None:
+    """Check config, credentials, webhook exposure, speech keys and responder (exit 1 on FAIL).
+
+    The webhook-reachable check requests the public webhook URL from this machine, so run it
+    with `voicecall serve` running.
+    """
+    from voice_call.cli.setup_checks import run_checks
+
+    settings = root_settings()
+    report = asyncio.run(run_checks(settings.config_path, settings.home()))
+    if settings.as_json:
+        _print_json(report.wire())
+    else:
+        _print_checks(report)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@json_flag
+@click.option("-t", "--to", callback=_e164, help="Number to call (E.164) for the live call.")
+@click.option("--message", default=DEFAULT_MESSAGE, show_default=True, help="What the call says.")
+@click.option(
+    "--mode",
+    type=click.Choice(["notify", "conversation"]),
+    default="notify",
+    show_default=True,
+    help="notify: say the message and hang up.",
+)
+@click.option("--yes", is_flag=True, help="Really place the call (a real carrier charges for it).")
+@click.option(
+    "--wait",
+    type=click.FloatRange(1, 3600),
+    default=DEFAULT_WAIT_S,
+    show_default=True,
+    help="Seconds to wait for the call to end.",
+)
+@_reported
+def smoke(to: str | None, message: str, mode: str, yes: bool, wait: float) -> None:
+    """Run the setup checks; with --to and --yes, place one short call and report it."""
+    from voice_call.cli.setup_checks import run_checks
+
+    settings = root_settings()
+    report = asyncio.run(run_checks(settings.config_path, settings.home()))
+    result: dict[str, Any] = {"ok": report.ok, "setup": report.wire(), "liveCall": False}
+    note = "live-call: skipped (pass --to and --yes to place one)"
+    if report.ok and to and not yes:
+        result["wouldCall"] = to
+        note = f"live-call: dry run for {to} (add --yes to place it)"
+    elif not report.ok:
+        note = "live-call: not placed (fix the FAIL lines first)"
+    elif to and yes:
+        assert report.config is not None
+        from voice_call.client.rpc import RpcClient
+
+        client = RpcClient.from_home(report.config, settings.home())
+        outcome = asyncio.run(place_call(client, to, message, mode, wait))
+        result.update(liveCall=True, callId=outcome["callId"], outcome=outcome)
+        result["ok"] = outcome["ok"]
+        note = _describe(to, outcome)
+    if settings.as_json:
+        _print_json(result)
+    else:
+        _print_checks(report)
+        click.echo(note)
+    if not result["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+async def place_call(client: Any, to: str, message: str, mode: str, wait: float) -> dict[str, Any]:
+    """Initiate through the server, follow the call's events until it ends, then its record."""
+    started = await client.call("voicecall.initiate", {"to": to, "message": message, "mode": mode})
+    call_id = str(started["callId"])
+    ended = False
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(wait):
+            # since=0: this call's whole log, so an end that came before we listened counts
+            events = client.events(since=0, call_id=call_id)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if _terminal(event.get("state")):
+                        ended = True
+                        break
+    status = await client.call("voicecall.status", {"callId": call_id})
+    call = status.get("call") if isinstance(status.get("call"), dict) else {}
+    state = call.get("state")
+    answered = call.get("answeredAt") is not None
+    started_at, ended_at = call.get("startedAt"), call.get("endedAt")
+    seconds = (
+        round(ended_at - started_at, 1)
+        if isinstance(started_at, int | float) and isinstance(ended_at, int | float)
+        else None
+    )
+    return {
+        "ok": ended and (answered or state == "voicemail"),
+        "callId": call_id,
+        "ended": ended,
+        "state": state,
+        "endReason": call.get("endReason"),
+        "answered": answered,
+        "seconds": seconds,
+    }
+
+
+def _terminal(state: Any) -> bool:
+    from voice_call.models import CallState
+
+    try:
+        return CallState(state).terminal
+    except ValueError:
+        return False
+
+
+def _describe(to: str, outcome: dict[str, Any]) -> str:
+    head = f"live-call: {outcome['callId']} to {to}"
+    if not outcome["ended"]:
+        return (
+            f"{head} is still {outcome['state']} — follow it with "
+            f"`voicecall tail --call-id {outcome['callId']}`"
+        )
+    answered = "answered" if outcome["answered"] else "not answered"
+    took = f" after {outcome['seconds']} s" if outcome["seconds"] is not None else ""
+    return f"{head}: {answered}, ended {outcome['endReason'] or outcome['state']}{took}"

@@ -1,0 +1,16 @@
+"""Twilio Programmable Voice: calls over REST, TwiML served from our webhook, signed callbacks.
+
+The carrier's map:
+- `provider.py`  `TwilioProvider` and `build()`: what the registry loads.
+- `rest.py`      the Calls REST API out (create, update with TwiML, hang up, fetch).
+- `webhooks.py`  `X-Twilio-Signature` verification and status/Gather callbacks → normalised events.
+- `markup.py`    TwiML documents (`<Say>`, `<Gather>`, `<Connect><Stream>`), always escaped.
+- `voice.py`     which voice and language `<Say>`/`<Gather>` use on a call.
+- elsewhere:     media frames `media/stream_protocols/twilio.py`, signature algorithm
+                 `security/signatures/twilio.py`, emulator `sim/twilio/`, protocol notes
+                 `docs/carriers.md` §1.
+"""
+
+from voice_call.providers.twilio.provider import TwilioProvider, build
+
+__all__ = ["TwilioProvider", "build"]

@@ -1,0 +1,324 @@
+"""The Twilio provider: Programmable Voice over REST, TwiML, and signed webhooks.
+
+Notify calls hand Twilio the whole message at dial (`<Say>` then `<Hangup/>` as inline TwiML),
+so the callee hears it exactly once and the call ends on Twilio's side. Conversation calls get
+a keep-alive document from their Url and are then driven by live updates: each thing the bot
+says is a `<Gather>` whose prompt is the `<Say>`, followed by a `<Redirect>` back to us, so
+silence re-prompts instead of ending the call. A Gather's action reply replaces the running
+document, so it is never empty while the call should stay up.
+
+Stateless: every URL we give Twilio carries what a later request needs (our call id, the turn
+token, what the request is for, a nonce that keeps each document's requests distinct), and
+everything else comes from the call record the manager passes in.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from voice_call.clock import Clock
+from voice_call.config import Config
+from voice_call.models import CallRecord, Direction, EventType, Mode, Speaker
+from voice_call.providers.base import (
+    DialRequest,
+    DialResult,
+    EventSink,
+    ProviderError,
+    ProviderStatus,
+    Verification,
+    WebhookRequest,
+    WebhookResult,
+)
+from voice_call.providers.streamed_speech import StreamedSpeech
+from voice_call.providers.twilio.markup import MAX_INLINE_TWIML, Speech, Twiml, empty
+from voice_call.providers.twilio.rest import TwilioRest, api_base
+from voice_call.providers.twilio.voice import speech_for
+from voice_call.providers.twilio.webhooks import (
+    ANSWER_PAUSE_S,
+    GATHER_TIMEOUT_S,
+    HOLD_S,
+    Hook,
+    TwilioResult,
+    parse,
+    read_hook,
+    verify,
+)
+from voice_call.security.exposure import forwarding_trust
+
+if TYPE_CHECKING:
+    from voice_call.media.registry import MediaSessions
+
+CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
+TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# The carrier's own backstop: Twilio ends a call this long after our maxDurationSeconds even
+# if we are down and never hang it up.
+TIME_LIMIT_SLACK_S = 60
+REJECTED = "rejected"
+MAX_ANSWERING = 1000  # inbound calls accepted whose answer request has not come yet
+
+
+class TwilioProvider:
+    name = "twilio"
+    required_headers: tuple[tuple[str, ...], ...] = (("x-twilio-signature",),)
+    delivers_notify_inline = True
+    reports_playback_end = False
+
+    def __init__(self, config: Config, clock: Clock, rest: TwilioRest | None = None) -> None:
+        twilio = config.twilio
+        if twilio is None or not twilio.account_sid or not twilio.auth_token:
+            raise ProviderError("twilio.accountSid and twilio.authToken are required")
+        self.config = config
+        self.auth_token = twilio.auth_token
+        self.rest = rest or TwilioRest(
+            twilio.account_sid,
+            twilio.auth_token,
+            api_base(twilio.region, twilio.api_base_url),
+            sleep=clock.sleep,
+        )
+        self.trust = forwarding_trust(config)
+        self.webhook_url = config.public_url or ""
+        self.pinned_url = config.public_url
+        self.streamed = StreamedSpeech(config, native_replaces_stream=True)
+        # Twilio sid → our call id, from `answer` to the accepted inbound request's reply:
+        # its stream token needs our id, which Twilio's own Voice URL request does not carry.
+        self._answering: dict[str, str] = {}
+
+    @property
+    def queues_speech(self) -> bool:
+        # A stream queues what we say; a live TwiML update replaces what is playing.
+        return self.streamed.enabled
+
+    def _streams(self, call_id: str | None) -> bool:
+        return self.streamed.enabled and call_id is not None
+
+    # ---------------------------------------------------------------- wiring
+
+    def attach(self, sink: EventSink) -> None:
+        return None  # everything Twilio says arrives as a webhook
+
+    def attach_media(self, media: MediaSessions) -> None:
+        self.streamed.attach(media)
+
+    def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
+        self.webhook_url = url
+        self.pinned_url = url if pinned else self.config.public_url
+
+    async def close(self) -> None:
+        await self.rest.close()
+
+    def _url(self, kind: str, call_id: str | None = None, **extra: str | None) -> str:
+        """A URL of ours for Twilio to call: the webhook plus what the request is for."""
+        parts = urlsplit(self.webhook_url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = {"type": kind, "callId": call_id, **extra, "n": secrets.token_hex(6)}
+        query += [(k, v) for k, v in ours.items() if v]
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+    def _speech(self, call: CallRecord) -> Speech:
+        route_key = call.metadata.get("numberRouteKey")
+        return speech_for(
+            self.config,
+            call.direction,
+            call.to_number,
+            route_key if isinstance(route_key, str) else None,
+        )
+
+    # ---------------------------------------------------------------- documents
+
+    def _listen(
+        self,
+        doc: Twiml,
+        call_id: str | None,
+        speech: Speech,
+        turn_token: str | None,
+        prompt: str | None = None,
+    ) -> Twiml:
+        """Listen (saying `prompt` first, interruptible), then come back if nothing was said."""
+        action = self._url("gather", call_id, turnToken=turn_token)
+        gather = doc.gather(action, speech, GATHER_TIMEOUT_S)
+        if prompt:
+            doc.say(prompt, speech, parent=gather)
+        return doc.redirect(self._url("reprompt", call_id, turnToken=turn_token))
+
+    def _hold(self, call_id: str | None, seconds: int, then: str, token: str | None) -> str:
+        doc = Twiml().pause(seconds)
+        return doc.redirect(self._url(then, call_id, turnToken=token)).render()
+
+    def notify_twiml(self, message: str, speech: Speech) -> str:
+        return Twiml().say(message, speech).hangup().render()
+
+    # ---------------------------------------------------------------- calls
+
+    async def initiate_call(self, request: DialRequest) -> DialResult:
+        if urlsplit(self.webhook_url).scheme not in ("http", "https"):
+            raise ProviderError("no webhook URL for Twilio to call back yet: set publicUrl")
+        speech = speech_for(self.config, Direction.OUTBOUND, request.to_number, None)
+        form: dict[str, str | list[str]] = {
+            "To": request.to_number,
+            "From": request.from_number,
+            "StatusCallbackEvent": list(CALL_EVENTS),
+            "StatusCallbackMethod": "POST",
+            "Timeout": str(min(600, max(1, math.ceil(self.config.ring_timeout_ms / 1000)))),
+            "TimeLimit": str(self.config.max_duration_seconds + TIME_LIMIT_SLACK_S),
+        }
+        if request.mode == Mode.NOTIFY.value and request.message:
+            twiml = self.notify_twiml(request.message, speech)
+            if len(twiml) > MAX_INLINE_TWIML:
+                raise ProviderError(
+                    f"the notify message is too long for Twilio ({len(twiml)} characters of "
+                    f"TwiML, at most {MAX_INLINE_TWIML}): shorten it"
+                )
+            form["Twiml"] = twiml
+            form["StatusCallback"] = self._url("status", request.call_id, flow="inline")
+        else:
+            form["Url"] = self._url("voice", request.call_id)
+            form["Method"] = "POST"
+            form["StatusCallback"] = self._url("status", request.call_id)
+        body = await self.rest.create_call(form)
+        status = "queued" if body.get("status") == "queued" else "initiated"
+        return DialResult(provider_call_id=str(body["sid"]), status=status)
+
+    async def answer(self, call: CallRecord) -> None:
+        # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
+        if self.streamed.enabled and call.provider_call_id:
+            if len(self._answering) >= MAX_ANSWERING:
+                del self._answering[next(iter(self._answering))]  # the oldest never came
+            self._answering[call.provider_call_id] = call.call_id
+
+    async def hangup(self, call: CallRecord, reason: str) -> None:
+        if call.provider_call_id is None:
+            return
+        if reason == "inbound-policy" and call.direction == Direction.INBOUND:
+            return  # refused while ringing: the reply to its request is <Reject>
+        await self.streamed.finish(call)  # let the goodbye be heard
+        await self.rest.hangup(call.provider_call_id)
+
+    async def _update(self, call: CallRecord, twiml: str, what: str) -> None:
+        if call.provider_call_id is None:
+            raise ProviderError(f"cannot {what}: the call has no Twilio sid yet")
+        await self.rest.update_call(call.provider_call_id, {"Twiml": twiml}, what=what)
+
+    async def speak(self, call: CallRecord, text: str) -> str | None:
+        """Say `text`: over the call's media stream when it has one (returns once heard;
+        what was heard when the caller cut it off), else as the prompt of a Gather."""
+        if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
+            speech = self._speech(call)
+            await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
+            return None
+        return await self.streamed.say(call, text, lambda: self._say_natively(call, text))
+
+    async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
+        if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
+            return None
+        return await self.streamed.queue(call, text, lambda: self._say_natively(call, text))
+
+    async def _say_natively(self, call: CallRecord, text: str) -> None:
+        """`text` as the prompt of a Gather, so the caller may answer (or interrupt) it.
+
+        A live update replaces whatever the call is running, and the manager asks us to listen
+        right after it asks us to speak: so speaking already ends in listening, and
+        `start_listening` leaves a fresh prompt alone rather than cut it off mid-sentence.
+        The turn token therefore has to be known here: it is read from the record
+        (`metadata["turnToken"]`) when the manager puts it there; without it the Gather carries
+        no token, and a transcript without one answers whichever turn is waiting.
+        """
+        token = call.metadata.get("turnToken")  # set by a manager that persists the turn
+        turn = token if isinstance(token, str) else None
+        doc = self._listen(Twiml(), call.call_id, self._speech(call), turn, text)
+        await self._update(call, doc.render(), "speak")
+
+    async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
+        if self.streamed.live(call.call_id):
+            return  # the stream's speech-to-text is always listening
+        if call.transcript and call.transcript[-1].speaker == Speaker.BOT:
+            return  # the prompt just spoken is already followed by its Gather
+        doc = self._listen(Twiml(), call.call_id, self._speech(call), turn_token)
+        await self._update(call, doc.render(), "listen")
+
+    async def stop_listening(self, call: CallRecord) -> None:
+        return None  # a Gather ends by itself (a stream's STT never stops); nothing to do
+
+    async def send_dtmf(self, call: CallRecord, digits: str) -> None:
+        # A live update would replace the <Connect><Stream>: on a streamed call the keys go
+        # into the stream as touch tones instead, as a handset would send them.
+        if await self.streamed.send_digits(call, digits):
+            return
+        doc = Twiml().play_digits(digits)
+        self._listen(doc, call.call_id, self._speech(call), None)
+        await self._update(call, doc.render(), "send digits")
+
+    async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
+        try:
+            body = await self.rest.fetch_call(provider_call_id)
+        except ProviderError as exc:
+            if getattr(exc, "status", None) == 404:
+                return ProviderStatus(status="not-found", terminal=True)
+            return ProviderStatus(status=f"error: {exc}", terminal=False, unknown=True)
+        status = str(body.get("status") or "").lower()
+        if not status:
+            return ProviderStatus(status="unknown", terminal=False, unknown=True)
+        return ProviderStatus(status=status, terminal=status in TERMINAL_STATUSES)
+
+    # ---------------------------------------------------------------- webhooks
+
+    def verify_webhook(self, request: WebhookRequest) -> Verification:
+        return verify(request, self.auth_token, public_url=self.pinned_url, trust=self.trust)
+
+    def parse_webhook(
+        self, request: WebhookRequest, request_key: str | None = None
+    ) -> WebhookResult:
+        return parse(request, request_key)
+
+    def webhook_response(
+        self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
+    ) -> WebhookResult:
+        hook = result.hook if isinstance(result, TwilioResult) else None
+        ended_here = any(
+            event.type == EventType.ENDED and outcome == "applied"
+            for event, outcome in zip(result.events, outcomes, strict=False)
+        )
+        result.body = self.reply(hook or read_hook(request), outcomes, ended_here)
+        result.content_type = "application/xml"
+        return result
+
+    def reply(self, hook: Hook, outcomes: list[str], ended_here: bool = False) -> str:
+        """The TwiML for a request, once its events were applied with these outcomes."""
+        if not hook.answers_with_twiml:
+            return empty()  # status callbacks need no TwiML
+        if any(o.startswith(REJECTED) for o in outcomes):
+            return Twiml().reject(REJECTED).render()
+        if not outcomes or all(o == "unknown-call" for o in outcomes):
+            return empty()  # not a call of ours: an empty document ends it
+        if ended_here or "ignored: call already ended" in outcomes:
+            return Twiml().hangup().render()  # over for us (voicemail, max duration, ...)
+        if hook.kind == "inbound":
+            # Accepted: answer now (a Redirect is TwiML that is not <Reject>) and come straight
+            # back, so the greeting's live update reaches a call that is already in progress.
+            call_id = hook.call_id or self._answering.pop(hook.params.get("CallSid", ""), None)
+            return Twiml().redirect(self._url("answered", call_id)).render()
+        if hook.kind in ("voice", "answered") and self._streams(hook.call_id):
+            return self._stream_twiml(hook.call_id or "")
+        if hook.kind == "gather":
+            # Replaces the running document: hold while the bot replies, then listen again.
+            return self._hold(hook.call_id, ANSWER_PAUSE_S, "listen", hook.turn_token)
+        if hook.kind in ("listen", "reprompt"):
+            speech = self._hook_speech(hook)
+            return self._listen(Twiml(), hook.call_id, speech, hook.turn_token).render()
+        return self._hold(hook.call_id, HOLD_S, "hold", None)
+
+    def _stream_twiml(self, call_id: str) -> str:
+        """Connect the call to our media WebSocket, STT and TTS warming while it connects."""
+        url, token = self.streamed.setup(self.webhook_url, call_id)
+        return Twiml().stream(url, {"token": token}).render()
+
+    def _hook_speech(self, hook: Hook) -> Speech:
+        return speech_for(self.config, hook.direction, hook.params.get("To"), None)
+
+
+def build(config: Config, clock: Clock, home: Path) -> TwilioProvider:
+    return TwilioProvider(config, clock)

@@ -1,0 +1,16 @@
+"""A fake OpenAI API (`FakeOpenAI`) on a loopback port, speaking OpenAI's real wire protocol.
+
+- `server.py`           the server and its routes.
+- `chat.py`             `POST /v1/chat/completions` (SSE streaming or whole).
+- `speech.py`           `POST /v1/audio/speech`.
+- `realtime.py`         the Realtime transcription WebSocket; `realtime_config.py` its session
+                        settings in both wire dialects; `vad.py` its input audio and energy VAD.
+- `errors.py`           OpenAI's error shape and Bearer auth.
+"""
+
+from voice_call.sim.openai.chat import ChatScript
+from voice_call.sim.openai.realtime import TranscriptionScript
+from voice_call.sim.openai.server import FakeOpenAI
+from voice_call.sim.openai.speech import SpeechScript
+
+__all__ = ["ChatScript", "FakeOpenAI", "SpeechScript", "TranscriptionScript"]

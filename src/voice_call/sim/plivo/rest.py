@@ -1,0 +1,248 @@
+"""The Plivo Voice API subset the emulator serves (carrier-protocols.md §3.1).
+
+Every path ends in `/` and, as on the real API, a path without it is not found (no redirect).
+Bodies may be JSON (what the official SDK sends) or form-encoded [M]. Errors are
+`{"api_id": …, "error": "…"}` [M for the exact texts] with 400, 401, 404 or 405.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from voice_call.sim.plivo.call import PlivoLeg, Target, cdr_time, session_time
+
+if TYPE_CHECKING:
+    from voice_call.sim.plivo.emulator import PlivoEmulator
+
+METHODS = ("GET", "POST")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class BadRequest(Exception):
+    pass
+
+
+def api_id() -> str:
+    return str(uuid.uuid4())
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"api_id": api_id(), "error": message}, status_code=status)
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    if "json" in request.headers.get("content-type", "") or raw.lstrip().startswith(b"{"):
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest("invalid JSON body") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        return data
+    return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+
+
+def text_field(fields: dict[str, Any], name: str, required: bool = False) -> str | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"{name} is a required parameter")
+        return None
+    return str(value)
+
+
+def number_field(
+    fields: dict[str, Any], name: str, default: float | None, low: float, high: float
+) -> float | None:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"{name} must be a number") from exc
+    if not low <= number <= high:
+        raise BadRequest(f"{name} must be between {low:g} and {high:g}")
+    return number
+
+
+def target_field(fields: dict[str, Any], name: str, required: bool = False) -> Target | None:
+    url = text_field(fields, name, required)
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise BadRequest(f"{name} must be an http or https URL")
+    prefix = name.removesuffix("_url")
+    method = (text_field(fields, f"{prefix}_method") or "POST").upper()
+    if method not in METHODS:
+        raise BadRequest(f"{prefix}_method must be GET or POST")
+    return Target(url, method)
+
+
+def live_view(leg: PlivoLeg) -> dict[str, Any]:
+    call = leg.call
+    return {
+        "api_id": api_id(),
+        "call_status": call.status,
+        "call_uuid": call.id,
+        "caller_name": "",
+        "direction": call.direction,
+        "from": call.from_number,
+        "request_uuid": leg.request_uuid,
+        "session_start": session_time(leg.initiated_at),
+        "to": call.to_number,
+    }
+
+
+def cdr_view(leg: PlivoLeg, auth_id: str) -> dict[str, Any]:
+    call, how = leg.call, leg.ended
+    hangup = leg.hangup_params()
+    return {
+        "answer_time": cdr_time(leg.carrier_time(call.answered_at)),
+        "api_id": api_id(),
+        "bill_duration": int(hangup["BillDuration"]),
+        "billed_duration": int(hangup["BillDuration"]),
+        "call_direction": call.direction,
+        "call_duration": int(hangup["Duration"]),
+        "call_uuid": call.id,
+        "end_time": cdr_time(leg.carrier_time(call.ended_at)),
+        "from_number": call.from_number,
+        "hangup_cause_code": how.code if how else None,
+        "hangup_cause_name": how.name if how else None,
+        "hangup_source": how.source if how else None,
+        "initiation_time": cdr_time(leg.initiated_at),
+        "parent_call_uuid": None,
+        "resource_uri": f"/v1/Account/{auth_id}/Call/{call.id}/",
+        "to_number": call.to_number,
+        "total_amount": hangup["TotalCost"],
+        "total_rate": hangup["BillRate"],
+    }
+
+
+def build_rest_app(emu: PlivoEmulator) -> Starlette:
+    def authorized(request: Request) -> bool:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        good_user = hmac.compare_digest(user.encode(), emu.auth_id.encode())
+        good_password = hmac.compare_digest(password.encode(), emu.auth_token.encode())
+        path_ok = request.path_params.get("auth_id") == emu.auth_id
+        return good_user and good_password and path_ok
+
+    def guarded(handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            if not authorized(request):
+                return error(401, "authentication failed")
+            try:
+                return await handler(request)
+            except BadRequest as exc:
+                return error(400, str(exc))
+
+        return endpoint
+
+    async def calls(request: Request) -> Response:
+        return await create_call(await read_fields(request))
+
+    async def call(request: Request) -> Response:
+        call_uuid = request.path_params["call_uuid"]
+        if request.method == "GET":
+            return get_call(emu.legs.get(call_uuid), request.query_params.get("status"))
+        if request.method == "DELETE":
+            return Response(status_code=204) if emu.hangup(call_uuid) else error(404, "not found")
+        return transfer(call_uuid, await read_fields(request))
+
+    async def cancel_request(request: Request) -> Response:
+        if emu.cancel(request.path_params["request_uuid"]):
+            return Response(status_code=204)
+        return error(404, "request not found or no longer cancellable")
+
+    async def create_call(fields: dict[str, Any]) -> Response:
+        from_number = text_field(fields, "from", required=True)
+        to = text_field(fields, "to", required=True)
+        answer = target_field(fields, "answer_url", required=True)
+        assert from_number is not None and to is not None and answer is not None
+        destinations = [d for d in to.split("<") if d]
+        if from_number in destinations:
+            raise BadRequest("src and destination cannot overlap")
+        options: dict[str, Any] = {
+            "hangup": target_field(fields, "hangup_url"),
+            "ring": target_field(fields, "ring_url"),
+            "fallback": target_field(fields, "fallback_url"),
+            "ring_timeout": number_field(fields, "ring_timeout", 120.0, 0, 86400),
+            "time_limit": number_field(fields, "time_limit", 14400.0, 1, 86400),
+            "hangup_on_ring": number_field(fields, "hangup_on_ring", None, 0, 86400),
+            "machine_detection": (text_field(fields, "machine_detection") or "").lower() or None,
+            "machine_detection_time_ms": int(
+                number_field(fields, "machine_detection_time", 5000, 2000, 10000) or 5000
+            ),
+            "machine_detection_target": target_field(fields, "machine_detection_url"),
+        }
+        if options["machine_detection"] not in (None, "true", "hangup"):
+            raise BadRequest("machine_detection must be true or hangup")
+        legs = [emu.dial(from_number, d, answer, **options) for d in destinations]
+        request_uuids = [leg.request_uuid for leg in legs]
+        body = {
+            "api_id": api_id(),
+            "message": "call fired",
+            # [M] several destinations ("a<b") give a list, one id per call
+            "request_uuid": request_uuids[0] if len(request_uuids) == 1 else request_uuids,
+        }
+        return JSONResponse(body, status_code=201)
+
+    def get_call(leg: PlivoLeg | None, status: str | None) -> Response:
+        if status == "live":
+            if leg is None or leg.call.ended_at is not None:
+                return error(404, "not found")
+            return JSONResponse(live_view(leg))
+        if leg is None or leg.call.ended_at is None:
+            return error(404, "not found")  # [M] a CDR exists only once the call has ended
+        return JSONResponse(cdr_view(leg, emu.auth_id))
+
+    def transfer(call_uuid: str, fields: dict[str, Any]) -> Response:
+        legs = text_field(fields, "legs", required=True)
+        if legs not in ("aleg", "bleg", "both"):
+            raise BadRequest("legs must be aleg, bleg or both")
+        if legs != "aleg":
+            raise BadRequest("this call has no B leg to transfer")  # no bridging emulated
+        target = target_field(fields, "aleg_url", required=True)
+        assert target is not None
+        if not emu.transfer(call_uuid, target):
+            return error(404, "not found")
+        # [M] the docs' spelling; the SDK's fixture says "call transfered"
+        return JSONResponse({"api_id": api_id(), "message": "call transferred"}, status_code=202)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return error(status, "not found" if status == 404 else "method not allowed")
+
+    base = "/v1/Account/{auth_id}"
+    app = Starlette(
+        routes=[
+            Route(f"{base}/Call/", guarded(calls), methods=["POST"]),
+            Route(f"{base}/Call/{{call_uuid}}/", guarded(call), methods=["GET", "POST", "DELETE"]),
+            Route(f"{base}/Request/{{request_uuid}}/", guarded(cancel_request), methods=["DELETE"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    app.router.redirect_slashes = False
+    return app
