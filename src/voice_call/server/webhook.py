@@ -1,4 +1,4 @@
-"""The carrier webhook route, in DESIGN.md's order of security layers.
+"""The carrier webhook route, in the order of the security layers (docs/security.md).
 
 gate (required signature headers, 401 before the body) → in-flight limit (429) → body cap and
 timeout (413/408) → signature verification (401) → replay cache (a replay changes nothing and

@@ -16,7 +16,7 @@ from voice_call.providers.base import WebhookError, WebhookRequest
 from voice_call.providers.telnyx import webhooks as hooks
 from voice_call.security.signatures import telnyx as signatures
 
-# carrier-protocols.md §5.3: X1 (telnyx-php's fixed key pair) and X4 (a vector derived from it).
+# docs/carriers.md §5.3: X1 (telnyx-php's fixed key pair) and X4 (a vector derived from it).
 X1_PUBLIC = "+7E99DXiiQXvceNX4nHm3Lbm5mqPWad5RhDr2ufuCik="
 X1_SECRET = (
     "p68GNpDl9oAQohBiK0MEOFIjxnoFnz0uGGeJqxQ5PSb7sT30NeKJBe9x41ficebctubmao9Zp3lGEOva5+4KKQ=="

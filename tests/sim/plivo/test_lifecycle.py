@@ -1,4 +1,4 @@
-"""Plivo call lifecycles against carrier-protocols.md §4: callback order and parameters, the XML
+"""Plivo call lifecycles against docs/carriers.md §4: callback order and parameters, the XML
 verbs, and signatures checked by the official SDK validator on every request."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plivo signatures: every official vector (carrier-protocols.md §5.2), and agreement with the
+"""Plivo signatures: every official vector (docs/carriers.md §5.2), and agreement with the
 official plivo SDK's validators on random input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plivo `<Stream>`: the emulator dials the app's WebSocket (carrier-protocols.md §3.5)."""
+"""Plivo `<Stream>`: the emulator dials the app's WebSocket (docs/carriers.md §3.5)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from voice_call.asgi_server import BackgroundServer
 from voice_call.security.signatures import telnyx as sig
 from voice_call.sim.telnyx import TelnyxEmulator
 
-# X1 of carrier-protocols.md §5.3: the fixed pair of telnyx-php tests/Services/WebhooksTest.php
+# X1 of docs/carriers.md §5.3: the fixed pair of telnyx-php tests/Services/WebhooksTest.php
 # (the secret is seed ‖ public), the pair the docs advise giving the emulator.
 TEST_PUBLIC_KEY = "+7E99DXiiQXvceNX4nHm3Lbm5mqPWad5RhDr2ufuCik="
 TEST_SECRET_KEY = (

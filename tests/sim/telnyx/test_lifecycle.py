@@ -1,4 +1,4 @@
-"""Telnyx emulator lifecycles against carrier-protocols.md §4 "Telnyx": order and payloads."""
+"""Telnyx emulator lifecycles against docs/carriers.md §4 "Telnyx": order and payloads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Telnyx Ed25519 webhook signatures: carrier-protocols.md §5.3 vectors, key formats, properties."""
+"""Telnyx Ed25519 webhook signatures: docs/carriers.md §5.3 vectors, key formats, properties."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Call lifecycles against carrier-protocols.md §4 "Twilio": webhook order, parameters, signatures.
+"""Call lifecycles against docs/carriers.md §4 "Twilio": webhook order, parameters, signatures.
 
 The REST side is driven with the official twilio SDK; the application is a TwimlApp.
 """

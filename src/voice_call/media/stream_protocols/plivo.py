@@ -1,4 +1,4 @@
-"""Plivo audio streams, bidirectional with `audio/x-mulaw;rate=8000` (carrier-protocols.md §3.5).
+"""Plivo audio streams, bidirectional with `audio/x-mulaw;rate=8000` (docs/carriers.md §3.5).
 
 In: `start` (start.callId, start.streamId, start.mediaFormat, extra_headers), `media`, `dtmf`,
 `playedStream` (a checkpoint's audio has played), `clearedAudio`; Plivo sends no `stop` (the

@@ -1,4 +1,4 @@
-"""Telnyx media streaming, bidirectional RTP mode with PCMU 8 kHz (carrier-protocols.md §2.4).
+"""Telnyx media streaming, bidirectional RTP mode with PCMU 8 kHz (docs/carriers.md §2.4).
 
 In (snake_case, counters as strings): `connected`, `start` (stream_id, start.call_control_id,
 start.custom_parameters, start.media_format), `media` (track inbound/outbound), `dtmf`, `mark`,

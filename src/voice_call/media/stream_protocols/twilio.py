@@ -1,4 +1,4 @@
-"""Twilio Media Streams (bidirectional `<Connect><Stream>`), carrier-protocols.md §1.5.
+"""Twilio Media Streams (bidirectional `<Connect><Stream>`), docs/carriers.md §1.5.
 
 In: `connected`, `start` (streamSid, start.callSid, start.customParameters — our token rides
 there, since Twilio allows no query string on a Stream URL), `media` (base64 µ-law, 20 ms),

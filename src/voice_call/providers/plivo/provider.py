@@ -1,6 +1,6 @@
 """The Plivo provider: Voice API calls, Plivo XML served from our webhook, GetInput speech.
 
-How a call runs (carrier-protocols.md §3, anatomy §3.3):
+How a call runs (docs/carriers.md §3, anatomy §3.3):
 - dial: `POST Call/` with answer, ring and hangup URLs that carry our call id and a `flow`;
   Plivo reports the RequestUUID now and the CallUUID on the first callback, which the manager
   stores as the record's provider call id (the RequestUUID kept as an alias for cancelling a

@@ -1,4 +1,4 @@
-"""The Plivo Voice API subset we use (carrier-protocols.md §3.1): one httpx client per provider.
+"""The Plivo Voice API subset we use (docs/carriers.md §3.1): one httpx client per provider.
 
 Basic auth, JSON bodies, every path ends in `/`. Every failure becomes a ProviderError that says
 what was attempted, the HTTP status and Plivo's own error text — never the auth token, and

@@ -20,7 +20,7 @@ from voice_call.providers.base import ProviderError
 DEFAULT_API_BASE = "https://api.telnyx.com/v2"
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 RETRY_PAUSE_S = 0.25
-CALL_ENDED_CODE = "90018"  # "Call has already ended" (carrier-protocols.md §2.1)
+CALL_ENDED_CODE = "90018"  # "Call has already ended" (docs/carriers.md §2.1)
 
 Body = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """The `stream_*` fields that put a Telnyx call's audio on our media WebSocket (Dial, answer).
 
-Bidirectional RTP in PCMU both ways (carrier-protocols.md §2.4): Telnyx streams the caller
+Bidirectional RTP in PCMU both ways (docs/carriers.md §2.4): Telnyx streams the caller
 (`inbound_track`) as µ-law 8 kHz, transcoding when the call's codec differs (`stream_codec`), and
 plays the µ-law we send back. The media route accepts nothing else.
 

@@ -15,7 +15,7 @@ from typing import Any
 from voice_call.config import Config, NumberRoute
 from voice_call.models import CallRecord, Direction
 
-SPEAK_MAX_CHARS = 3000  # Telnyx `speak` payload limit (carrier-protocols.md §2.1)
+SPEAK_MAX_CHARS = 3000  # Telnyx `speak` payload limit (docs/carriers.md §2.1)
 DEFAULT_VOICE = "female"
 DEFAULT_SPEAK_LANGUAGE = "en-US"
 DEFAULT_TRANSCRIPTION_LANGUAGE = "en"

@@ -1,4 +1,4 @@
-"""Twilio's Calls REST API (carrier-protocols.md §1.1): create, update (TwiML / hang up), fetch.
+"""Twilio's Calls REST API (docs/carriers.md §1.1): create, update (TwiML / hang up), fetch.
 
 One httpx client per provider with explicit timeouts. Every failure becomes a `TwilioApiError`
 (a ProviderError) that names the operation, the HTTP status and Twilio's error code and

@@ -1,4 +1,4 @@
-"""Plivo webhook signatures: V3 (current), V2, and legacy V1 (carrier-protocols.md §3.4).
+"""Plivo webhook signatures: V3 (current), V2, and legacy V1 (docs/carriers.md §3.4).
 
 V3 (`X-Plivo-Signature-V3` + `X-Plivo-Signature-V3-Nonce`): the base is `scheme://netloc/path`
 of the URL (no query), then

@@ -4,7 +4,7 @@ Headers: `telnyx-signature-ed25519` (base64 of the 64-byte signature) and `telny
 (Unix seconds as a decimal string). The message is the timestamp, a `|`, then the body bytes
 exactly as received: never re-serialise the JSON. Like the current Telnyx SDKs we reject a
 timestamp more than `tolerance_s` (300 s) away from now in either direction, and check that the
-key is 32 bytes and the signature 64 bytes before verifying (carrier-protocols.md §2.3).
+key is 32 bytes and the signature 64 bytes before verifying (docs/carriers.md §2.3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """X-Twilio-Signature: HMAC-SHA1 over the URL Twilio requested plus the sorted POST params.
 
-Written from carrier-protocols.md §1.4 (verified against twilio-python's RequestValidator):
+Written from docs/carriers.md §1.4 (verified against twilio-python's RequestValidator):
 the string to sign is the full URL, then for each param name in sorted order its de-duplicated,
 sorted values as `name + value` with no separators; GET requests append nothing (the params are
 in the URL). The key is the Auth Token; the result is standard base64. A JSON body is signed as

@@ -1,6 +1,6 @@
 """Runs the Plivo XML an application returns, element by element, against the simulated callee.
 
-Supported (carrier-protocols.md §3.2): Speak, Play, GetInput (speech and/or dtmf, nested Speak
+Supported (docs/carriers.md §3.2): Speak, Play, GetInput (speech and/or dtmf, nested Speak
 and Play heard first), Wait, Hangup (reason, schedule), Redirect, Stream. Other valid elements
 (Dial, Record, Conference, PreAnswer, DTMF, ...) are recorded in `call.extra["unsupported"]` and
 skipped, as are GetInput's digitEndTimeout, speechEndTimeout and interim-results callback. The

@@ -1,4 +1,4 @@
-"""The Plivo Voice API subset the emulator serves (carrier-protocols.md §3.1).
+"""The Plivo Voice API subset the emulator serves (docs/carriers.md §3.1).
 
 Every path ends in `/` and, as on the real API, a path without it is not found (no redirect).
 Bodies may be JSON (what the official SDK sends) or form-encoded [M]. Errors are

@@ -1,6 +1,6 @@
 """Plivo's audio stream (`<Stream>`): the emulator dials the app's WebSocket and streams the call.
 
-Frames (carrier-protocols.md §3.5; field types as in Plivo's own stream SDK models):
+Frames (docs/carriers.md §3.5; field types as in Plivo's own stream SDK models):
   to the app   start        {"event","sequenceNumber":1,"start":{"callId","streamId","accountId",
                              "tracks","mediaFormat":{"encoding","sampleRate"}},"extra_headers"}
                media        {"event","sequenceNumber","streamId","media":{"track","timestamp",

@@ -1,6 +1,6 @@
 """One emulated Telnyx call leg: its ids and state, webhooks in order, ringing, hang-up.
 
-Webhooks follow carrier-protocols.md §2.2 and the lifecycles of §4 "Telnyx". The Call Control
+Webhooks follow docs/carriers.md §2.2 and the lifecycles of §4 "Telnyx". The Call Control
 commands that act on a leg are in telnyx_commands.py, the callee's turn-taking in
 telnyx_turns.py, the media WebSocket in telnyx_stream.py.
 """

@@ -41,7 +41,7 @@ inbound ones by the caller's `from` number) hears speak text, "[play <url|media_
 "[audio N ms]" for RTP stream audio and "[mp3 N bytes]" for mp3-mode payloads; its lines reach
 the app as call.transcription webhooks and/or µ-law on the stream's inbound track; its keys
 (`dtmf_replies`) as call.dtmf.received + call.gather.ended; `send_dtmf` digits land in
-`callee.digits`. Lifecycles (carrier-protocols.md §4): answered → call.initiated, call.answered,
+`callee.digits`. Lifecycles (docs/carriers.md §4): answered → call.initiated, call.answered,
 …, call.hangup normal_clearing; busy → user_busy/486; no-answer → timeout after timeout_secs;
 failed → not_found/404 [M]; inbound unanswered → originator_cancel [M]. `webhooks` logs each
 delivery attempt with `params` = the JSON envelope ({"data", "meta": {"attempt", "delivered_to"}})

@@ -73,7 +73,7 @@ def bad_number(field: str) -> TelnyxApiError:
 
 
 def call_ended() -> TelnyxApiError:
-    # 90018 and 422 are corroborated only by third-party code [M] (carrier-protocols.md §2.1).
+    # 90018 and 422 are corroborated only by third-party code [M] (docs/carriers.md §2.1).
     return TelnyxApiError(
         422,
         "90018",

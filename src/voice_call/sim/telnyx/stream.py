@@ -1,6 +1,6 @@
 """Telnyx media streaming over WebSocket: the emulator dials the app's `stream_url`.
 
-Frames out (carrier-protocols.md §2.4 and the Telnyx AsyncAPI page): `connected`, `start` (with
+Frames out (docs/carriers.md §2.4 and the Telnyx AsyncAPI page): `connected`, `start` (with
 `media_format` PCMU/8000/1), `media` every 20 ms, `dtmf`, `mark`, `error`, `stop`. Field names are
 snake_case and counters are strings, as in the documented `start` example. The `media`, `dtmf`,
 `mark`, `error` and `stop` bodies are not shown in full anywhere we could read [M]:

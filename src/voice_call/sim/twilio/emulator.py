@@ -1,6 +1,6 @@
 """A local Twilio: REST calls API, TwiML execution, signed webhooks and Media Streams.
 
-Follows carrier-protocols.md §1 and §4 "Twilio"; where it marks a fact [M] the choice made is
+Follows docs/carriers.md §1 and §4 "Twilio"; where it marks a fact [M] the choice made is
 noted in the code with [M].
 
 Public API (the shape the three carrier emulators share)::

@@ -1,6 +1,6 @@
 """TwiML for the Twilio emulator: parse a document into verbs, then run them against one call.
 
-Parsing follows Twilio (carrier-protocols.md §1.3): XML that does not parse, or a root other than
+Parsing follows Twilio (docs/carriers.md §1.3): XML that does not parse, or a root other than
 `<Response>`, is error 12100 "Document parse failure"; the emulator turns that into an
 application error that ends the call. Verbs it does not model (Dial, Record, Start, Enqueue, ...)
 are noted on the call and skipped.

@@ -1,4 +1,4 @@
-"""The Twilio REST subset the emulator serves (carrier-protocols.md §1.1), as an ASGI app.
+"""The Twilio REST subset the emulator serves (docs/carriers.md §1.1), as an ASGI app.
 
 `POST/GET/DELETE /2010-04-01/Accounts/{AccountSid}/Calls[/{CallSid}].json` with HTTP Basic auth
 (Account SID + Auth Token), form-encoded bodies with repeated keys for lists, JSON answers and

@@ -1,4 +1,4 @@
-"""Twilio's side of a bidirectional `<Connect><Stream>` Media Stream (carrier-protocols.md §1.5).
+"""Twilio's side of a bidirectional `<Connect><Stream>` Media Stream (docs/carriers.md §1.5).
 
 The emulator connects to the app's WebSocket as a client and sends JSON text frames: `connected`,
 `start` (sequenceNumber "1", streamSid, callSid, customParameters, mediaFormat), then one `media`
