@@ -1,0 +1,284 @@
+"""The settings model: ``Config`` and its sections, with their defaults.
+
+camelCase in the file, snake_case in Python; unknown keys are errors. Validators that pydantic
+must run on a model (a store given as a path string, a check between two fields of one
+section, the derived realtime path) stay on the model; checks that span sections or depend on
+the environment are in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic.alias_generators import to_camel
+
+from voice_call.config.fields import (
+    Bool,
+    E164Number,
+    Int,
+    OptE164,
+    OptHttpUrl,
+    OptStr,
+    OptUrlPath,
+    UrlPath,
+    field_error,
+)
+from voice_call.models import Mode
+
+ProviderName = Literal["twilio", "telnyx", "plivo", "mock"]
+PROVIDERS: tuple[str, ...] = typing.get_args(ProviderName)
+CARRIERS = ("twilio", "telnyx", "plivo")
+
+
+class _Section(BaseModel):
+    """camelCase in the file, snake_case in Python; unknown keys are errors."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class NumberRoute(_Section):
+    """Overrides for inbound calls to one of our numbers (``numbers["+1555…"]``)."""
+
+    inbound_greeting: OptStr = None
+    voice: OptStr = None  # carrier voice for this line (overrides the provider block's)
+    language: OptStr = None  # e.g. "en-GB"
+    tts: dict[str, Any] | None = None
+    agent_id: OptStr = None
+    response_model: OptStr = None
+    response_system_prompt: OptStr = None
+    response_timeout_ms: Int | None = Field(default=None, gt=0)
+
+
+class OutboundConfig(_Section):
+    default_mode: Mode = Mode.NOTIFY
+    notify_hangup_delay_sec: Int = Field(default=3, ge=0)
+
+
+class ServeConfig(_Section):
+    port: Int = Field(default=3334, ge=0, le=65535)  # 0 = any free port
+    bind: str = Field(default="127.0.0.1", min_length=1)
+    path: UrlPath = "/voice/webhook"
+
+
+class TailscaleConfig(_Section):
+    mode: Literal["off", "serve", "funnel"] = "off"
+    port: Int = Field(default=443, ge=1, le=65535)
+    path: UrlPath = "/voice/webhook"
+
+    @model_validator(mode="after")
+    def _funnel_port(self) -> TailscaleConfig:
+        if self.mode == "funnel" and self.port not in (443, 8443, 10000):
+            raise field_error(
+                "port",
+                f"Tailscale Funnel only serves ports 443, 8443 and 10000, got {self.port}"
+                " — use one of those",
+            )
+        return self
+
+
+class TunnelConfig(_Section):
+    provider: Literal["none", "ngrok", "tailscale-serve", "tailscale-funnel"] = "none"
+    ngrok_auth_token: OptStr = None
+    ngrok_domain: OptStr = None
+    allow_ngrok_free_tier_loopback_bypass: Bool = False
+
+
+class WebhookSecurityConfig(_Section):
+    allowed_hosts: list[str] = Field(default_factory=list)
+    trust_forwarding_headers: Bool = False
+    trusted_proxy_ips: list[str] = Field(default_factory=list, alias="trustedProxyIPs")
+    # webhook requests in progress per client (429 beyond); behind a trusted proxy the
+    # client is the forwarded-for address, not the proxy
+    max_in_flight_per_client: Int = Field(default=8, ge=1, le=10_000)
+
+
+class StreamingConfig(_Section):
+    enabled: Bool = False
+    provider: OptStr = None
+    stream_path: UrlPath = "/voice/stream"
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    pre_start_timeout_ms: Int = Field(default=5000, gt=0)
+    max_pending_connections: Int = Field(default=32, ge=1)
+    max_pending_connections_per_ip: Int = Field(default=4, ge=1)
+    max_connections: Int = Field(default=128, ge=1)
+    token_secret: OptStr = None  # signs media-stream tokens; else a random per-process key
+    token_ttl_seconds: Int = Field(default=120, gt=0)  # minted at dial/answer, used on connect
+    drop_grace_ms: Int = Field(default=2000, ge=0)  # a dropped stream ends the call after this
+    protect_greeting: Bool = True  # the opening greeting ignores (echo) barge-in
+
+
+class RealtimeConfig(_Section):
+    # The realtime voice bridge has many provider-owned knobs (instructions, toolPolicy, tools,
+    # providers, …); keep them as given rather than chase the seed's schema.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    enabled: Bool = False
+    provider: OptStr = None
+    stream_path: OptUrlPath = None
+
+
+class StoreConfig(_Section):
+    """Where call records live. The seed gives a path string; we also take an object."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: OptStr = None  # None = the store's default file under state_home()
+    url: OptStr = None
+    retention_days: Int = Field(default=30, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"backend": "sqlite", "path": data}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreConfig:
+        if self.path is not None:
+            self.path = os.path.expanduser(self.path)
+        if self.backend == "redis" and self.url is None:
+            raise field_error(
+                "url",
+                'required when backend is "redis" — set it, e.g. "redis://localhost:6379/0"',
+            )
+        return self
+
+
+# `apiBaseUrl` (in each carrier block) points a provider at another REST host (a regional
+# edge, or `voicecall sim`).
+
+
+class TwilioConfig(_Section):
+    account_sid: OptStr = None
+    auth_token: OptStr = None
+    region: Literal["us1", "ie1", "au1"] = "us1"
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None  # Polly/Google voice, or an OpenAI voice name mapped to Polly
+    language: OptStr = None  # e.g. "en-US"
+
+
+class TelnyxConfig(_Section):
+    api_key: OptStr = None
+    connection_id: OptStr = None
+    public_key: OptStr = None
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None
+    language: OptStr = None
+
+
+class PlivoConfig(_Section):
+    auth_id: OptStr = None
+    auth_token: OptStr = None
+    api_base_url: OptHttpUrl = None
+    voice: OptStr = None
+    language: OptStr = None
+
+
+def _default_replies() -> list[str]:
+    return [
+        "Hi, yes, this is Sam.",
+        "Sure, Tuesday at three works for me.",
+        "No, that's everything. Thanks, bye!",
+    ]
+
+
+class MockConfig(_Section):
+    """The simulated callee the mock provider plays."""
+
+    answer_delay_ms: Int = Field(default=300, ge=0)
+    outcome: Literal["answer", "busy", "no-answer", "voicemail", "failed"] = "answer"
+    replies: list[str] = Field(default_factory=_default_replies)
+    reply_delay_ms: Int = Field(default=400, ge=0)
+    hangup_after_turns: Int | None = Field(default=None, ge=0)  # hang up after this many replies
+    silent: Bool = False  # never replies
+
+
+DEFAULT_APOLOGY = "Sorry, I'm having trouble answering right now. Could you say that again?"
+
+
+class ResponderConfig(_Section):
+    """The auto-responder. The model, prompt and timeout are the seed's top-level
+    `responseModel`, `responseSystemPrompt` and `responseTimeoutMs` (per-number overrides too)."""
+
+    provider: Literal["none", "echo", "openai", "hook"] = "none"
+    base_url: OptHttpUrl = None  # any OpenAI-compatible server (Ollama, vLLM, ...)
+    api_key: OptStr = None  # else openaiApiKey / OPENAI_API_KEY
+    url: OptHttpUrl = None  # the HTTP hook's URL (provider "hook")
+    headers: dict[str, str] = Field(default_factory=dict)  # sent to the hook (e.g. auth)
+    apology_text: str = Field(default=DEFAULT_APOLOGY, min_length=1)
+    max_history_messages: Int = Field(default=40, ge=0)  # earlier calls' lines (sessionScope)
+
+    @model_validator(mode="after")
+    def _hook_needs_url(self) -> ResponderConfig:
+        if self.provider == "hook" and self.url is None:
+            raise field_error(
+                "url",
+                'required when provider is "hook" — set it to the URL that answers each turn',
+            )
+        return self
+
+
+class Config(_Section):
+    enabled: Bool = True
+    provider: ProviderName = "mock"
+    from_number: OptE164 = None
+    to_number: OptE164 = None
+    inbound_policy: Literal["disabled", "allowlist", "pairing", "open"] = "disabled"
+    allow_from: list[E164Number] = Field(default_factory=list)
+    inbound_greeting: OptStr = None
+    numbers: dict[E164Number, NumberRoute] = Field(default_factory=dict)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    max_duration_seconds: Int = Field(default=300, gt=0)
+    stale_call_reaper_seconds: Int = Field(default=120, ge=0)  # 0 disables the reaper
+    silence_timeout_ms: Int = Field(default=800, gt=0)
+    transcript_timeout_ms: Int = Field(default=180000, gt=0)
+    ring_timeout_ms: Int = Field(default=30000, gt=0)
+    max_concurrent_calls: Int = Field(default=1, ge=1)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    tailscale: TailscaleConfig = Field(default_factory=TailscaleConfig)
+    tunnel: TunnelConfig = Field(default_factory=TunnelConfig)
+    webhook_security: WebhookSecurityConfig = Field(default_factory=WebhookSecurityConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+    session_scope: Literal["per-phone", "per-call", "main"] = "per-phone"
+    public_url: OptHttpUrl = None
+    skip_signature_verification: Bool = False
+    tts: dict[str, Any] = Field(default_factory=dict)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    agent_id: str = Field(default="main", min_length=1)
+    response_model: OptStr = None
+    response_system_prompt: OptStr = None
+    response_timeout_ms: Int = Field(default=30000, gt=0)
+    twilio: TwilioConfig | None = None
+    telnyx: TelnyxConfig | None = None
+    plivo: PlivoConfig | None = None
+    # ours
+    openai_api_key: OptStr = None
+    elevenlabs_api_key: OptStr = None
+    mock: MockConfig = Field(default_factory=MockConfig)
+    responder: ResponderConfig = Field(default_factory=ResponderConfig)
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+    _core_tts: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def core_tts(self) -> dict[str, Any]:
+        """OpenClaw's global `messages.tts`, which our `tts` deep-merges over (as the seed
+        plugin does)."""
+        return self._core_tts
+
+    @property
+    def warnings(self) -> list[str]:
+        """Legacy keys that were migrated; never part of a dump."""
+        return self._warnings
+
+    @model_validator(mode="after")
+    def _derive_realtime_path(self) -> Config:
+        # Seed rule: serve.path with its trailing "/webhook" replaced by "/stream/realtime".
+        if self.realtime.stream_path is None:
+            base = self.serve.path.removesuffix("/webhook").rstrip("/")
+            self.realtime.stream_path = f"{base}/stream/realtime"
+        return self
