@@ -1,4 +1,9 @@
-"""voice-call: phone calls for AI agents."""
+"""voice-call: phone calls for AI agents.
+
+The public API is `voice_call.Client` / `voice_call.SyncClient` (`client/api.py`), clients of a
+running `voicecall serve`; the command line is `cli/` (`voicecall = "voice_call.cli:main"`).
+README "Project layout" maps every package.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy: `import voice_call` (and so `voicecall --help`) must not pay for httpx and pydantic.
     if name in ("Client", "SyncClient"):
-        from voice_call.client import api as api_client
+        from voice_call.client import api
 
-        return getattr(api_client, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'voice_call' has no attribute {name!r}")

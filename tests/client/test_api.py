@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import voice_call
-from tests.conftest import wait_for
+from tests.support import wait_until
 from voice_call.client.rpc import ServerUnavailable
 from voice_call.errors import Conflict, InvalidInput, NotFound
 from voice_call.models import CallState, Speaker, TurnKind
@@ -24,7 +24,7 @@ def test_import_voice_call_stays_light() -> None:
     assert out.stdout.split() == ["False", "False"]
     assert voice_call.Client.__module__ == "voice_call.client.api"
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        voice_call.Nope  # type: ignore[attr-defined]  # noqa: B018
+        voice_call.Nope  # noqa: B018
 
 
 async def test_async_client_drives_a_conversation(
@@ -37,7 +37,7 @@ async def test_async_client_drives_a_conversation(
             record = await client.status(call_id)
             return record is not None and len(record.transcript) >= 2
 
-        await wait_for(greeted)  # the callee's first line got an echo reply
+        await wait_until(greeted)  # the callee's first line got an echo reply
         [active] = await client.active()
         assert active.call_id == call_id and active.transcript[0].text == "Hello there"
         record = await client.status(call_id)
@@ -76,7 +76,7 @@ async def test_continue_call_returns_the_reply(
             and len(record.transcript) == 2
         )
 
-    await wait_for(first_line)
+    await wait_until(first_line)
     assert (
         await client.continue_call(call_id, "Does Tuesday work?")
         == "Sure, Tuesday at three works for me."

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import server_config, wait_for
-from tests.support import free_port
+from tests.server.stack import server_config
+from tests.support import free_port, wait_until
 from voice_call.client.rpc import (
     RpcClient,
     ServerUnavailable,
@@ -131,7 +131,7 @@ async def test_events_backlog_live_and_end_when_the_server_stops(
     async def answered() -> bool:
         return any(e["type"] == "call.answered" for e in got)
 
-    await wait_for(answered)
+    await wait_until(answered)
     assert got[0]["type"] == "call.created" and got[0]["callId"] == call_id
     seqs = [e["seq"] for e in got]
     assert seqs == sorted(set(seqs))
@@ -146,13 +146,13 @@ async def test_events_reconnect_after_a_cut_off_without_losing_or_repeating(
     client = RpcClient(vc_server.url, vc_runtime.rpc_token)
     got: list[dict[str, Any]] = []
     follower = asyncio.create_task(_collect(client, got))
-    await wait_for(_subscribed(vc_runtime))  # live only: connected before the call starts
+    await wait_until(_subscribed(vc_runtime))  # live only: connected before the call starts
     call_id = (await client.call("voicecall.initiate", {"to": TO, "message": "Hi"}))["callId"]
 
     async def some() -> bool:
         return len(got) >= 2
 
-    await wait_for(some)
+    await wait_until(some)
     for queue in list(vc_runtime.bus._subscribers):
         queue.put_nowait(None)  # cut off, as the bus does to a slow reader
     end = {"type": "call.ended", "callId": call_id}
@@ -161,7 +161,7 @@ async def test_events_reconnect_after_a_cut_off_without_losing_or_repeating(
     async def ended() -> bool:
         return any(e["type"] == "call.ended" for e in got)
 
-    await wait_for(ended)
+    await wait_until(ended)
     follower.cancel()
     logged = [e.seq for e in await vc_runtime.store.events(call_id=call_id)]
     seen = [e["seq"] for e in got]

@@ -4,6 +4,7 @@ It runs the real thing — Runtime, call manager, SQLite store, HTTP server, JSO
 SSE event stream — against the mock carrier and its simulated callee, in a temporary state
 folder (never ~/.voicecall). The bot greets, the callee answers with three scripted lines,
 the built-in echo responder replies to each, and the callee hangs up after the third reply.
+The `demo` command is below; `run_demo` is the call it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
+
+from voice_call.cli.common import reported, rich_console, run
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,6 +48,18 @@ DEMO_CONFIG: dict[str, Any] = {
     },
     "maxConcurrentCalls": 1,
 }
+
+
+@click.command()
+@reported
+def demo() -> None:
+    """Run a simulated call end to end (no carrier, no keys needed).
+
+    Nothing is saved: the demo uses a temporary state folder and leaves ~/.voicecall alone.
+    """
+    code = run(run_demo(rich_console()))
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 async def run_demo(console: Console) -> int:

@@ -9,13 +9,11 @@ publicUrl, hint?}`.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
 
-from voice_call.cli.common import json_flag, root_settings
-from voice_call.cli.main import _print_json, _reported
+from voice_call.cli.common import json_flag, print_json, reported, root_settings, run
 from voice_call.config import Config
 from voice_call.tunnel.resolve import exposure_routes, local_origin, normalise_path
 from voice_call.tunnel.tailscale import (
@@ -120,7 +118,7 @@ def _default_port(config: Config) -> int:
     help="Local webhook port. Default: the running server's, else serve.port.",
 )
 @click.option("--serve-path", callback=_path, help="Local webhook path. Default: serve.path.")
-@_reported
+@reported
 def expose(mode: str, public_path: str | None, port: int | None, serve_path: str | None) -> None:
     """Expose the webhook through Tailscale funnel/serve, or remove it (off)."""
     settings = root_settings()
@@ -131,7 +129,7 @@ def expose(mode: str, public_path: str | None, port: int | None, serve_path: str
         except TailscaleError as exc:
             raise click.UsageError(exc.message) from None
     local_path = serve_path or config.serve.path
-    result = asyncio.run(
+    result = run(
         run_expose(
             mode,
             config,
@@ -141,7 +139,7 @@ def expose(mode: str, public_path: str | None, port: int | None, serve_path: str
         )
     )
     if settings.as_json:
-        _print_json(result)
+        print_json(result)
     else:
         _print_result(result)
     if not result["ok"]:

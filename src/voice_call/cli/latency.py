@@ -14,6 +14,14 @@ from typing import Any
 
 import click
 
+from voice_call.cli.common import (
+    RootSettings,
+    json_flag,
+    print_json,
+    reported,
+    root_settings,
+    run,
+)
 from voice_call.models import CallRecord, TurnLatency
 
 # (TurnLatency field, wire name, what it measures) in the order they are printed.
@@ -107,19 +115,18 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _load(config_path: str | None, last: int) -> tuple[list[CallRecord], str | None]:
-    from voice_call.config import load_config, state_home
+async def _load(settings: RootSettings, last: int) -> tuple[list[CallRecord], str | None]:
     from voice_call.errors import VoiceCallError
     from voice_call.store.factory import sqlite_path
     from voice_call.store.sqlite import SqliteStore
 
-    config = load_config(config_path)
+    config = settings.config()
     if config.store.backend != "sqlite":
         raise VoiceCallError(
             f"`voicecall latency` reads the SQLite store; the {config.store.backend} store is "
             "not supported yet"
         )
-    path = sqlite_path(config, state_home())
+    path = sqlite_path(config, settings.home())
     try:
         store = await SqliteStore.open_readonly(path)
     except FileNotFoundError:
@@ -138,28 +145,16 @@ async def _load(config_path: str | None, last: int) -> tuple[list[CallRecord], s
     show_default=True,
     help="Summarise this many of the most recent turns.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.pass_context
-def latency(ctx: click.Context, last: int, as_json: bool) -> None:
+@json_flag
+@reported
+def latency(last: int) -> None:
     """Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed."""
-    import asyncio
-    import json
-
-    from voice_call.cli.main import Settings, _reported
-
-    settings = ctx.find_object(Settings)
-    config_path = settings.config_path if settings else None
-    as_json = as_json or bool(settings and settings.as_json)
-
-    @_reported
-    def run() -> None:
-        calls, note = asyncio.run(_load(config_path, last))
-        if note:
-            click.echo(note, err=True)
-        data = report(calls, last)
-        if as_json:
-            click.echo(json.dumps(data, indent=2))
-        else:
-            click.echo(render(data))
-
-    run()
+    settings = root_settings()
+    calls, note = run(_load(settings, last))
+    if note:
+        click.echo(note, err=True)
+    data = report(calls, last)
+    if settings.as_json:
+        print_json(data)
+    else:
+        click.echo(render(data))

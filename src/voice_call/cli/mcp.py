@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from voice_call.cli.common import reported, root_settings
+
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mcp.server.mcpserver import MCPServer
 
     from voice_call.client.rpc import RpcClient
@@ -38,41 +42,31 @@ def _loopback(host: str) -> bool:
     help="HTTP: port to listen on.",
 )
 @click.option("--path", default="/mcp", show_default=True, help="HTTP: endpoint path.")
-@click.pass_context
-def mcp(ctx: click.Context, use_http: bool, host: str, port: int, path: str) -> None:
+@reported
+def mcp(use_http: bool, host: str, port: int, path: str) -> None:
     """Expose the voice_call actions as MCP tools (stdio; --http for streamable HTTP)."""
     from voice_call.agent.mcp_server import build_mcp_server
-    from voice_call.cli.main import Settings, _reported
 
-    settings = ctx.find_object(Settings)
-    config_path = settings.config_path if settings else None
+    settings = root_settings()
 
     def connect() -> RpcClient:
         from voice_call.client.rpc import RpcClient
-        from voice_call.config import load_config, state_home
 
-        return RpcClient.from_home(load_config(config_path), state_home(), timeout=None)
+        return RpcClient.from_home(settings.config(), settings.home(), timeout=None)
 
-    @_reported
-    def run() -> None:
-        from voice_call.config import load_config
-
-        load_config(config_path)  # a broken config is reported now, not on the first tool call
-        server = build_mcp_server(connect)
-        if not use_http:
-            server.run("stdio")
-            return
-        _serve_http(server, host, port, path)
-
-    run()
+    settings.config()  # a broken config is reported now, not on the first tool call
+    server = build_mcp_server(connect)
+    if not use_http:
+        server.run("stdio")
+        return
+    _serve_http(server, host, port, path, settings.home())
 
 
-def _serve_http(server: MCPServer, host: str, port: int, path: str) -> None:
+def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) -> None:
     import anyio
     import uvicorn
 
     from voice_call.agent.mcp_server import require_bearer
-    from voice_call.config import state_home
     from voice_call.security.rpc_token import ensure_rpc_token, token_path
 
     if not _loopback(host):
@@ -81,7 +75,6 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str) -> None:
             "place phone calls; prefer 127.0.0.1 behind your own TLS proxy",
             err=True,
         )
-    home = state_home()
     token = ensure_rpc_token(home)
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     click.echo(f"MCP (streamable HTTP) on http://{host}:{port}{path}", err=True)

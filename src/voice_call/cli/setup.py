@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 
-from voice_call.cli.common import json_flag, root_settings
-from voice_call.cli.main import _print_json, _reported
+from voice_call.cli.common import json_flag, print_json, reported, root_settings, run
 
 DEFAULT_MESSAGE = "This is a voice call smoke test. Everything works. Goodbye."
 DEFAULT_WAIT_S = 120.0
@@ -42,7 +41,7 @@ def _print_checks(report: Any) -> None:
 
 @click.command()
 @json_flag
-@_reported
+@reported
 def setup() -> None:
     """Check config, credentials, webhook exposure, speech keys and responder (exit 1 on FAIL).
 
@@ -52,9 +51,9 @@ def setup() -> None:
     from voice_call.cli.setup_checks import run_checks
 
     settings = root_settings()
-    report = asyncio.run(run_checks(settings.config_path, settings.home()))
+    report = run(run_checks(settings.config_path, settings.home()))
     if settings.as_json:
-        _print_json(report.wire())
+        print_json(report.wire())
     else:
         _print_checks(report)
     if not report.ok:
@@ -80,13 +79,13 @@ def setup() -> None:
     show_default=True,
     help="Seconds to wait for the call to end.",
 )
-@_reported
+@reported
 def smoke(to: str | None, message: str, mode: str, yes: bool, wait: float) -> None:
     """Run the setup checks; with --to and --yes, place one short call and report it."""
     from voice_call.cli.setup_checks import run_checks
 
     settings = root_settings()
-    report = asyncio.run(run_checks(settings.config_path, settings.home()))
+    report = run(run_checks(settings.config_path, settings.home()))
     result: dict[str, Any] = {"ok": report.ok, "setup": report.wire(), "liveCall": False}
     note = "live-call: skipped (pass --to and --yes to place one)"
     if report.ok and to and not yes:
@@ -99,12 +98,12 @@ def smoke(to: str | None, message: str, mode: str, yes: bool, wait: float) -> No
         from voice_call.client.rpc import RpcClient
 
         client = RpcClient.from_home(report.config, settings.home())
-        outcome = asyncio.run(place_call(client, to, message, mode, wait))
+        outcome = run(place_call(client, to, message, mode, wait))
         result.update(liveCall=True, callId=outcome["callId"], outcome=outcome)
         result["ok"] = outcome["ok"]
         note = _describe(to, outcome)
     if settings.as_json:
-        _print_json(result)
+        print_json(result)
     else:
         _print_checks(report)
         click.echo(note)

@@ -32,10 +32,10 @@ from voice_call.config import (
     CARRIERS,
     Config,
     ConfigError,
-    _read_json5,
     default_config_path,
     parse_config,
 )
+from voice_call.config.load import read_json5
 from voice_call.security.exposure import (
     ExposureRefused,
     needs_public_webhook,
@@ -146,7 +146,7 @@ def load_for_setup(path: str | Path | None, env: Mapping[str, str] | None = None
     source = Path(path).expanduser() if path else default_config_path(env)
     explicit = bool(path) or bool(env.get("VOICECALL_CONFIG", "").strip())
     try:
-        raw: Any = _read_json5(source) if source.exists() or explicit else {}
+        raw: Any = read_json5(source) if source.exists() or explicit else {}
     except ConfigError as exc:
         return Loaded(None, exc.errors, [], source)
     try:
@@ -357,7 +357,7 @@ async def check_responder(config: Config) -> Check:
                 '(e.g. "openai"), or inboundPolicy: "disabled"',
             )
         return Check(name, "ok", "none: conversations are driven by `voicecall continue`")
-    from voice_call.agent.responders.base import build_responder
+    from voice_call.agent.responders.factory import build_responder
 
     try:
         responder = build_responder(config)  # type: ignore[arg-type, unused-ignore]

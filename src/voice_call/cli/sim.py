@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from voice_call.cli.common import json_flag, root_settings, run
+
 DEFAULT_TWILIO_SID = "AC" + "0" * 32
 DEFAULT_TOKEN = "sim-auth-token"
 DEFAULT_PLIVO_ID = "MA" + "0" * 18
@@ -57,7 +59,7 @@ def _build(
     return emu, block
 
 
-async def _run(
+async def _serve_emulator(
     carrier: str, port: int, inbound_url: str | None, script: Any, as_json: bool
 ) -> None:
     emu, block = _build(carrier, port, inbound_url, script)
@@ -89,7 +91,7 @@ async def _run(
 @click.option("--answer-delay-ms", type=click.IntRange(0, 600_000), default=1000, show_default=True)
 @click.option("--reply-delay-ms", type=click.IntRange(0, 600_000), default=800, show_default=True)
 @click.option("--reply", "replies", multiple=True, help="A line the callee says (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the URL and config as JSON.")
+@json_flag
 def sim(
     carrier: str,
     port: int,
@@ -97,9 +99,8 @@ def sim(
     answer_delay_ms: int,
     reply_delay_ms: int,
     replies: tuple[str, ...],
-    as_json: bool,
 ) -> None:
     """Run a Twilio, Telnyx or Plivo emulator on loopback (offline development)."""
     script = _script(answer_delay_ms, reply_delay_ms, replies)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(carrier, port, inbound_url, script, as_json))
+        run(_serve_emulator(carrier, port, inbound_url, script, root_settings().as_json))

@@ -1,2 +1,4 @@
-"""Clients of a running server: `rpc.py` (JSON-RPC + SSE, what the CLI uses) and `api.py`
-(`voice_call.Client` / `SyncClient`, the public API for agent frameworks)."""
+"""Clients of a running `voicecall serve`: `api.py` is the public one (`voice_call.Client` and
+`voice_call.SyncClient`, for agent frameworks); `rpc.py` the JSON-RPC + SSE transport under it,
+which the CLI, the agent tool and the MCP server use directly (`RpcClient`).
+"""

@@ -1,9 +1,10 @@
 """The client side of the RPC API: what the CLI (and any other process) uses to reach a server.
 
-`server_url` finds the running server (its `server.json`, else the configured address);
-`RpcClient.call` sends one JSON-RPC request and turns an error back into the same
-VoiceCallError subclass the server raised; `RpcClient.events` follows the SSE event stream,
-reconnecting from the last seen id when the server ends a stream.
+`server_url` finds the running server (its `server.json`, which `server/serve.py` writes, else
+the configured address); `RpcClient.call` sends one JSON-RPC request (answered by
+`server/rpc.py`) and turns an error back into the same VoiceCallError subclass the server
+raised; `RpcClient.events` follows the SSE event stream (`server/events.py`), reconnecting from
+the last seen id when the server ends a stream. The public face over it is `api.py`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,7 @@ CONNECT_TIMEOUT_S = 5.0
 UNBOUNDED_METHODS = frozenset({"voicecall.continue"})
 SSE_READ_TIMEOUT_S = 60.0  # the server sends a keepalive every 15 s
 _ERRORS: dict[str, type[VoiceCallError]] = {
-    "invalid_request": InvalidInput,
-    "not_found": NotFound,
-    "conflict": Conflict,
-    "unavailable": Unavailable,
-    "timeout": TimedOut,
+    cls.code: cls for cls in (InvalidInput, NotFound, Conflict, Unavailable, TimedOut)
 }
 _RPC_CODES: dict[int, type[VoiceCallError]] = {
     -32700: InvalidInput,
@@ -55,7 +52,7 @@ _RPC_CODES: dict[int, type[VoiceCallError]] = {
 
 
 class ServerUnavailable(Unavailable):
-    code = "unavailable"
+    """Nothing answers at the server's URL (or there is no RPC token yet): no server runs."""
 
     def __init__(self, url: str, detail: str = "") -> None:
         message = f"no voice-call server is answering at {url} — start one with `voicecall serve`"

@@ -1,0 +1,233 @@
+"""The call commands: `call`, `continue`, `speak`, `dtmf`, `end`, `status` and `tail`.
+
+Each one is a request to the running `voicecall serve` over JSON-RPC (`client/rpc.py`); `tail`
+follows its SSE event stream. `status` alone falls back to reading the call store read-only
+when no server answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from voice_call.cli.common import (
+    EXIT_FAILURE,
+    fail,
+    json_flag,
+    print_json,
+    reported,
+    rich_console,
+    root_settings,
+    run,
+)
+from voice_call.errors import VoiceCallError
+
+
+def rpc(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One JSON-RPC request to the server of this invocation's config and state folder."""
+    from voice_call.client.rpc import RpcClient
+
+    settings = root_settings()
+    client = RpcClient.from_home(settings.config(), settings.home())
+    return client.call_sync(method, params)
+
+
+def _done(result: dict[str, Any], message: str) -> None:
+    if root_settings().as_json:
+        print_json(result)
+    else:
+        click.echo(message)
+
+
+@click.command()
+@json_flag
+@click.option("-t", "--to", help="Number to call (E.164). Default: toNumber from the config.")
+@click.option("-m", "--message", required=True, help="What to say when the call is answered.")
+@click.option(
+    "--mode",
+    type=click.Choice(["notify", "conversation"]),
+    help="notify: say the message and hang up; conversation: stay on the line. "
+    "Default: outbound.defaultMode of the server's config.",
+)
+@reported
+def call(to: str | None, message: str, mode: str | None) -> None:
+    """Place an outbound call."""
+    params: dict[str, Any] = {"message": message}
+    if to:
+        params["to"] = to
+    if mode:
+        params["mode"] = mode
+    result = rpc("voicecall.initiate", params)
+    if root_settings().as_json:
+        print_json(result)
+        return
+    call_id = result.get("callId")
+    click.echo(f"Call started: {call_id}")
+    click.echo(f"Follow it with: voicecall tail --call-id {call_id}")
+
+
+@click.command(name="continue")
+@json_flag
+@click.option("--call-id", required=True, help="The call's id.")
+@click.option("-m", "--message", required=True, help="What to say before listening.")
+@reported
+def continue_(call_id: str, message: str) -> None:
+    """Say something, then wait for and print the caller's reply."""
+    result = rpc("voicecall.continue", {"callId": call_id, "message": message})
+    if root_settings().as_json:
+        print_json(result)
+    else:
+        click.echo(result.get("transcript", ""))
+
+
+@click.command()
+@json_flag
+@click.option("--call-id", required=True, help="The call's id.")
+@click.option("-m", "--message", required=True, help="What to say.")
+@reported
+def speak(call_id: str, message: str) -> None:
+    """Say something on a call without waiting for a reply."""
+    _done(rpc("voicecall.speak", {"callId": call_id, "message": message}), "Spoken.")
+
+
+@click.command()
+@json_flag
+@click.option("--call-id", required=True, help="The call's id.")
+@click.option("--digits", required=True, help="Touch-tone digits: 0-9 * # (w, p or , pause).")
+@reported
+def dtmf(call_id: str, digits: str) -> None:
+    """Send touch-tone digits on a call."""
+    _done(rpc("voicecall.dtmf", {"callId": call_id, "digits": digits}), f"Sent {digits}.")
+
+
+@click.command()
+@json_flag
+@click.option("--call-id", required=True, help="The call's id.")
+@reported
+def end(call_id: str) -> None:
+    """Hang up a call."""
+    _done(rpc("voicecall.end", {"callId": call_id}), "Call ended.")
+
+
+# --------------------------------------------------------------------------- status
+
+
+@click.command()
+@json_flag
+@click.option("--call-id", help="Show one call (any state). Default: all active calls.")
+@click.option("--full", is_flag=True, help="Include transcript, turn latency and metadata.")
+@reported
+def status(call_id: str | None, full: bool) -> None:
+    """Show active calls, or one call's details.
+
+    Asks the running server; with no server running, reads the call store read-only.
+    """
+    from voice_call.client.rpc import ServerUnavailable
+
+    params: dict[str, Any] = {"full": full}
+    if call_id:
+        params["callId"] = call_id
+    note = None
+    try:
+        result = rpc("voicecall.status", params)
+    except ServerUnavailable:
+        result, note = run(_status_from_store(call_id, full))
+    _print_status(result, call_id, note)
+
+
+async def _status_from_store(call_id: str | None, full: bool) -> tuple[dict[str, Any], str]:
+    from voice_call.store.factory import sqlite_path
+    from voice_call.store.sqlite import SqliteStore
+
+    settings = root_settings()
+    config = settings.config()
+    path = sqlite_path(config, settings.home())
+    if config.store.backend != "sqlite":
+        raise VoiceCallError(
+            f"no server is running and the {config.store.backend} store cannot be read "
+            "offline — start one with `voicecall serve`"
+        )
+    note = f"No server is running: read {path} read-only (start one with `voicecall serve`)."
+    try:
+        store = await SqliteStore.open_readonly(path)
+    except FileNotFoundError:
+        empty: dict[str, Any] = {"found": False} if call_id else {"found": True, "calls": []}
+        return empty, f"No server is running and there is no call store at {path} yet."
+    try:
+        if call_id:
+            record = await store.get(call_id)
+            if record is None:
+                return {"found": False}, note
+            return {"found": True, "call": record.wire() if full else record.summary()}, note
+        calls = await store.list_active()
+        note += " Calls listed as active are reconciled with the carrier when a server starts."
+        return {
+            "found": True,
+            "calls": [r.wire() if full else r.summary() for r in calls],
+        }, note
+    finally:
+        await store.close()
+
+
+def _print_status(result: dict[str, Any], call_id: str | None, note: str | None) -> None:
+    if note:
+        click.echo(note, err=True)
+    if root_settings().as_json:
+        print_json(result)
+        if call_id and not result.get("found"):
+            raise click.exceptions.Exit(EXIT_FAILURE)
+        return
+    from voice_call.cli.output import calls_table, print_call
+
+    out = rich_console()
+    if call_id:
+        if not result.get("found"):
+            raise fail(f"no call with id {call_id!r}")
+        print_call(out, result["call"])
+        return
+    calls = result.get("calls") or []
+    if not calls:
+        out.print("No active calls.")
+        return
+    out.print(calls_table(calls))
+
+
+# --------------------------------------------------------------------------- tail
+
+
+@click.command()
+@json_flag
+@click.option(
+    "--since",
+    "last",
+    type=click.IntRange(min=0, max=10_000),
+    default=25,
+    show_default=True,
+    help="Print this many past events first (0: only new ones).",
+)
+@click.option("--call-id", help="Only this call's events.")
+@reported
+def tail(last: int, call_id: str | None) -> None:
+    """Print recent events, then follow live ones (Ctrl-C stops)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_tail(last, call_id))
+
+
+async def _tail(last: int, call_id: str | None) -> None:
+    from voice_call.cli.output import event_line
+    from voice_call.client.rpc import RpcClient
+
+    settings = root_settings()
+    client = RpcClient.from_home(settings.config(), settings.home())
+    out = None if settings.as_json else rich_console()
+    async for event in client.events(last=last or None, call_id=call_id):
+        if out is None:
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(event_line(event))
+    click.echo("The event stream ended (the server stopped).", err=True)
