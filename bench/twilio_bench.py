@@ -27,7 +27,7 @@ from voice_call.providers.twilio.webhooks import parse, verify
 from voice_call.security.public_url import ForwardingTrust
 from voice_call.security.signatures.twilio import HEADER, compute_signature
 from voice_call.sim.common import SentWebhook
-from voice_call.sim.twilio.emulator import WEBHOOK_TIMEOUT_S, TwilioEmulator
+from voice_call.sim.twilio.emulator import TwilioEmulator
 from voice_call.sim.twilio.rest import CreateCall
 
 ACCOUNT_SID = "AC" + "be7c" * 8
@@ -103,19 +103,11 @@ class RecordingTwilio(TwilioEmulator):
     (with `sources` > 1) webhooks spread over that many loopback source addresses."""
 
     def __init__(self, *args: Any, sources: int = 1, **kwargs: Any) -> None:
+        if sources > 1:
+            kwargs["webhook_transport"] = SpreadTransport(sources)
         super().__init__(*args, **kwargs)
         self.dialed: list[Dialed] = []
         self.sources = sources
-
-    async def __aenter__(self) -> RecordingTwilio:
-        await super().__aenter__()
-        if self.sources > 1:
-            assert self._http is not None
-            await self._http.aclose()
-            self._http = httpx.AsyncClient(
-                transport=SpreadTransport(self.sources), trust_env=False, timeout=WEBHOOK_TIMEOUT_S
-            )
-        return self
 
     def create_call(self, request: CreateCall) -> dict[str, Any]:
         resource = super().create_call(request)

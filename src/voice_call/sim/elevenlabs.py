@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Collection
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -41,9 +40,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from voice_call.asgi_server import BackgroundServer
 from voice_call.audio.g711 import SAMPLE_RATE, pcm16_to_ulaw
 from voice_call.sim.ai_http import LoggedRequest, logged, paced, parse_json, speech_pcm16, split
+from voice_call.sim.server import LoopbackService
 from voice_call.sim.voice import synthetic_speech
 
 __all__ = ["FakeElevenLabs", "LoggedRequest"]
@@ -89,7 +88,7 @@ def parse_format(name: str) -> tuple[str, int] | JSONResponse:
     )
 
 
-class FakeElevenLabs:
+class FakeElevenLabs(LoopbackService):
     def __init__(
         self,
         api_key: str = "el-test",
@@ -101,6 +100,7 @@ class FakeElevenLabs:
         audio: AudioFunction | None = None,
         time_scale: float = 1.0,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.first_byte_ms = first_byte_ms
         self.per_chunk_ms = per_chunk_ms
@@ -109,7 +109,6 @@ class FakeElevenLabs:
         self.audio = audio
         self.time_scale = time_scale
         self.requests: list[LoggedRequest] = []
-        self._server: BackgroundServer | None = None
         path = "/v1/text-to-speech/{voice_id}"
         self.app = Starlette(
             routes=[
@@ -188,23 +187,5 @@ class FakeElevenLabs:
             return pcm16_to_ulaw(np.frombuffer(self.audio(text, rate), dtype="<i2"))
         return self.audio(text, rate) if self.audio is not None else speech_pcm16(text, rate)
 
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeElevenLabs is not running: use `async with fake:`")
-        return self._server.url
-
-    async def __aenter__(self) -> FakeElevenLabs:
-        self._server = BackgroundServer(self.app, lifespan="off")
-        await self._server.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None
+    def asgi_app(self) -> Any:
+        return self.app

@@ -145,7 +145,8 @@ _safe = st.text(
     max_size=8,
 )
 # ASCII only in a URL's query: plivo-python decodes a query's bytes as Latin-1, so a non-ASCII
-# query value would not verify even with Plivo's own signature (our signer uses UTF-8, per §3.4)
+# query value would not verify even with Plivo's own signature (our signer uses UTF-8, per
+# docs/carriers.md §3.4)
 _ascii_value = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
 _any_value = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from voice_call.asgi_server import BackgroundServer
 from voice_call.security.signatures import telnyx as sig
@@ -156,11 +156,3 @@ async def running(
 
 async def never(app: TelnyxApp, data: Event) -> None:
     return None
-
-
-async def safe_disconnect(ws: WebSocket) -> None:
-    try:
-        while True:
-            await ws.receive_text()
-    except WebSocketDisconnect:
-        return

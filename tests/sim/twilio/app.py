@@ -9,7 +9,6 @@ checking its X-Twilio-Signature with the official SDK's RequestValidator against
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,11 +121,3 @@ def signed_by_twilio(hook: SentWebhook) -> bool:
 
 def status_hooks(hooks: list[SentWebhook]) -> list[SentWebhook]:
     return [h for h in hooks if h.kind == "status"]
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition on emulator state (there is no event for "the callee heard X")."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)

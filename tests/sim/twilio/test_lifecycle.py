@@ -22,8 +22,8 @@ from tests.sim.twilio.app import (
     sdk_client,
     signed_by_twilio,
     status_hooks,
-    until,
 )
+from tests.support import wait_until
 from voice_call.asgi_server import BackgroundServer
 from voice_call.sim.callee import CalleeScript
 from voice_call.sim.twilio.emulator import APPLICATION_ERROR_TEXT, TwilioEmulator
@@ -298,11 +298,11 @@ async def test_rest_redirect_replaces_running_twiml_and_rest_hangup_ends_call() 
     async with running(app) as (emu, client):
         call = await in_thread(client.calls.create, to=TO, from_=FROM, url=app.url("/hold"))
         callee = emu.calls[call.sid].callee
-        await until(lambda: callee.heard == ["Please hold."])
+        await wait_until(lambda: callee.heard == ["Please hold."])
         updated = await in_thread(client.calls(call.sid).update, url=app.url("/next"))
         assert updated.status == "in-progress"
         await emu.webhooks.wait_for(lambda h: h.kind == "redirect")
-        await until(lambda: len(callee.heard) == 2)
+        await wait_until(lambda: len(callee.heard) == 2)
         hung = await in_thread(client.calls(call.sid).update, status="completed")
         ended = await emu.wait_ended(call.sid)
 
@@ -409,7 +409,7 @@ async def test_time_limit_and_remote_hangup_end_answered_calls() -> None:
             client.calls.create, to=TO, from_=FROM, url=app.url("/voice"), time_limit=3
         )
         inbound = await emu.place_inbound(FROM, TO)
-        await until(lambda: inbound.answered_at is not None)
+        await wait_until(lambda: inbound.answered_at is not None)
         await emu.hangup(inbound.id)
         first = await emu.wait_ended(limited.sid)
         second = await emu.wait_ended(inbound.id)
@@ -424,7 +424,7 @@ async def test_leaving_the_emulator_mid_call_stops_cleanly() -> None:
     app = TwimlApp({"/voice": '<Response><Pause length="600"/></Response>'})
     async with running(app, status_callback="/status") as (emu, client):
         call = await in_thread(client.calls.create, to=TO, from_=FROM, url=app.url("/voice"))
-        await until(lambda: emu.calls[call.sid].answered_at is not None)
+        await wait_until(lambda: emu.calls[call.sid].answered_at is not None)
         started = time.monotonic()
     assert time.monotonic() - started < 2
     assert emu.calls[call.sid].ended.is_set()

@@ -18,8 +18,8 @@ from tests.sim.twilio.app import (
     FAST,
     in_thread,
     sdk_client,
-    until,
 )
+from tests.support import wait_until
 from voice_call.sim.callee import CalleeScript
 from voice_call.sim.twilio import TwilioEmulator
 from voice_call.sim.twilio.rest import ApiError, parse_create, parse_update
@@ -73,7 +73,7 @@ async def test_sdk_create_fetch_update(emu: TwilioEmulator) -> None:
     )
     assert isinstance(created.date_created, datetime)  # the SDK parsed the RFC 2822 date
     call = emu.calls[created.sid]
-    await until(lambda: call.answered_at is not None)
+    await wait_until(lambda: call.answered_at is not None)
     fetched = await in_thread(client.calls(created.sid).fetch)
     assert fetched.status == "in-progress" and fetched.start_time is not None
     hung = await in_thread(client.calls(created.sid).update, status="completed")

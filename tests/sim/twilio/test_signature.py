@@ -1,4 +1,4 @@
-"""X-Twilio-Signature: the §5.1 vectors, and agreement with twilio's RequestValidator."""
+"""X-Twilio-Signature: the vectors of docs/carriers.md §5.1, and agreement with twilio's SDK."""
 
 from __future__ import annotations
 

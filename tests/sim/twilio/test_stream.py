@@ -28,8 +28,8 @@ from tests.sim.twilio.app import (
     in_thread,
     sdk_client,
     signed_by_twilio,
-    until,
 )
+from tests.support import wait_until
 from voice_call.asgi_server import BackgroundServer
 from voice_call.audio.g711 import FRAME_BYTES, frames
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
@@ -254,7 +254,7 @@ async def test_clear_drops_queued_audio_and_returns_its_mark() -> None:
             client.calls.create, to="+15550001111", from_="+15550002", twiml=connect_twiml(app)
         )
         callee = emu.calls[call.sid].callee
-        await until(lambda: bool(callee.heard))  # the cleared utterance has been heard
+        await wait_until(lambda: bool(callee.heard))  # the cleared utterance has been heard
         await in_thread(client.calls(call.sid).update, status="completed")
         ended = await emu.wait_ended(call.sid)
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from voice_call.sim.ai_http import is_int, parse_json, pause
 from voice_call.sim.openai.errors import (
     NOT_JSON,
-    BadRequest,
+    InvalidRequest,
     bad_request,
     invalid_type,
     invalid_value,
@@ -101,7 +101,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(messages, list):
         raise invalid_type("messages", "an array", messages)
     if not messages:
-        raise BadRequest(
+        raise InvalidRequest(
             "Invalid 'messages': empty array. Expected an array with minimum length 1, "
             "but got an empty array instead.",
             param="messages",
@@ -120,7 +120,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     include_usage = False
     if options is not None:
         if not stream:
-            raise BadRequest(
+            raise InvalidRequest(
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 param="stream_options",
             )
@@ -138,7 +138,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         if not is_int(value):
             raise invalid_type(name, "an integer", value)
         if value < 1:
-            raise BadRequest(
+            raise InvalidRequest(
                 f"Invalid '{name}': integer below minimum value. Expected a value >= 1, "
                 f"but got {value} instead.",
                 param=name,
@@ -148,7 +148,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     n = body.get("n")
     if n is not None and n != 1:
         # The real API serves n > 1; a voice agent never asks for it, so the fake refuses openly.
-        raise BadRequest("This fake serves only n=1.", param="n", code="unsupported_value")
+        raise InvalidRequest("This fake serves only n=1.", param="n", code="unsupported_value")
     return ChatRequest(model, messages, bool(stream), include_usage, limit)
 
 
@@ -173,9 +173,9 @@ class ChatCompletions:
         ok, body = parse_json(await request.body())
         try:
             if not ok:
-                raise BadRequest(NOT_JSON)
+                raise InvalidRequest(NOT_JSON)
             chat = parse_chat_request(body)
-        except BadRequest as exc:
+        except InvalidRequest as exc:
             return bad_request(exc)
         pieces = tokens(self.script.next_reply(chat.messages))
         finish = "stop"

@@ -14,7 +14,7 @@ NO_KEY = (
 )
 
 
-class BadRequest(Exception):
+class InvalidRequest(Exception):
     """A request the real API would answer with 400 invalid_request_error."""
 
     def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
@@ -38,7 +38,7 @@ def error_response(status: int, message: str, **fields: Any) -> JSONResponse:
     return JSONResponse(error_body(message, **fields), status_code=status)
 
 
-def bad_request(exc: BadRequest) -> JSONResponse:
+def bad_request(exc: InvalidRequest) -> JSONResponse:
     return error_response(400, exc.message, param=exc.param, code=exc.code)
 
 
@@ -95,23 +95,23 @@ def type_name(value: Any) -> str:
     return "object"
 
 
-def invalid_type(param: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(
+def invalid_type(param: str, expected: str, value: Any) -> InvalidRequest:
+    return InvalidRequest(
         f"Invalid type for '{param}': expected {expected}, but got {type_name(value)} instead.",
         param=param,
         code="invalid_type",
     )
 
 
-def missing(param: str) -> BadRequest:
-    return BadRequest(
+def missing(param: str) -> InvalidRequest:
+    return InvalidRequest(
         f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
     )
 
 
-def invalid_value(param: str, value: Any, supported: list[str]) -> BadRequest:
+def invalid_value(param: str, value: Any, supported: list[str]) -> InvalidRequest:
     allowed = ", ".join(f"'{s}'" for s in supported)
-    return BadRequest(
+    return InvalidRequest(
         f"Invalid value: '{value}'. Supported values are: {allowed}.",
         param=param,
         code="invalid_value",

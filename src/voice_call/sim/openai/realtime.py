@@ -62,7 +62,7 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
-class Turn:
+class TranscriptTurn:
     """One committed stretch of caller audio, as handed to a transcript source."""
 
     index: int  # 0-based within its socket
@@ -79,7 +79,7 @@ class TranscriptionScript:
         self,
         lines: Iterable[str] = (),
         *,
-        source: Callable[[Turn], str] | None = None,
+        source: Callable[[TranscriptTurn], str] | None = None,
         first_delta_ms: float = 150,
         per_word_ms: float = 40,
     ) -> None:
@@ -96,7 +96,7 @@ class TranscriptionScript:
     def pending(self) -> list[str]:
         return list(self._lines)
 
-    def transcript_for(self, turn: Turn) -> str:
+    def transcript_for(self, turn: TranscriptTurn) -> str:
         if self._lines:
             return self._lines.popleft()
         return self.source(turn) if self.source is not None else ""
@@ -132,7 +132,7 @@ class TranscriptionSocket:
         self.item_id: str | None = None  # the turn the VAD is inside, if any
         self.previous_item_id: str | None = None
         self.turns = 0
-        self.queue: asyncio.Queue[tuple[Turn, dict[str, Any]]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[TranscriptTurn, dict[str, Any]]] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._gone = False
 
@@ -322,7 +322,9 @@ class TranscriptionSocket:
         await self.send("input_audio_buffer.cleared")
 
     async def _commit(self, item_id: str) -> None:
-        turn = Turn(self.turns, item_id, round(self._buffer_ms()), bytes(self.buffer), self.rate)
+        turn = TranscriptTurn(
+            self.turns, item_id, round(self._buffer_ms()), bytes(self.buffer), self.rate
+        )
         self.turns += 1
         self.buffer.clear()
         previous, self.previous_item_id = self.previous_item_id, item_id
@@ -367,7 +369,7 @@ class TranscriptionSocket:
             )
 
 
-def _usage(turn: Turn, words: int, whisper: bool) -> dict[str, Any]:
+def _usage(turn: TranscriptTurn, words: int, whisper: bool) -> dict[str, Any]:
     if whisper:
         return {"type": "duration", "seconds": round(turn.audio_ms / 1000, 3)}
     audio_tokens = max(1, turn.audio_ms // 100)  # ~10 audio tokens a second

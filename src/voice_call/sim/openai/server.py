@@ -38,7 +38,7 @@ or wrong key (`code: "invalid_api_key"`), 400 for malformed bodies, 404 for unkn
 from __future__ import annotations
 
 import secrets
-from types import TracebackType
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -47,17 +47,17 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from voice_call.asgi_server import BackgroundServer
 from voice_call.sim.ai_http import Handler, LoggedRequest, logged
 from voice_call.sim.openai.chat import ChatCompletions, ChatScript, echo_last_user
 from voice_call.sim.openai.errors import auth_failure, error_response
 from voice_call.sim.openai.realtime import (
     RealtimeSession,
     TranscriptionScript,
-    Turn,
+    TranscriptTurn,
     serve_transcription,
 )
 from voice_call.sim.openai.speech import AudioSpeech, SpeechScript
+from voice_call.sim.server import LoopbackService
 
 __all__ = [
     "ChatScript",
@@ -65,13 +65,13 @@ __all__ = [
     "LoggedRequest",
     "RealtimeSession",
     "SpeechScript",
+    "TranscriptTurn",
     "TranscriptionScript",
-    "Turn",
     "echo_last_user",
 ]
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackService):
     def __init__(
         self,
         api_key: str = "sk-test",
@@ -81,6 +81,7 @@ class FakeOpenAI:
         transcription: TranscriptionScript | None = None,
         time_scale: float = 1.0,
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.chat = chat or ChatScript()
         self.speech = speech or SpeechScript()
@@ -88,7 +89,6 @@ class FakeOpenAI:
         self.time_scale = time_scale
         self.requests: list[LoggedRequest] = []
         self.sessions: list[RealtimeSession] = []
-        self._server: BackgroundServer | None = None
         scale = lambda: self.time_scale  # noqa: E731 - read at request time, so tests may retune
         self.app = Starlette(
             routes=[
@@ -125,27 +125,13 @@ class FakeOpenAI:
             ws, self.api_key, self.transcription, self.time_scale, self.sessions
         )
 
+    def asgi_app(self) -> Any:
+        return self.app
+
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeOpenAI is not running: use `async with fake:`")
-        return self._server.url + "/v1"
+        return super().url + "/v1"
 
     @property
     def realtime_url(self) -> str:
         return "ws" + self.url.removeprefix("http") + "/realtime?intent=transcription"
-
-    async def __aenter__(self) -> FakeOpenAI:
-        self._server = BackgroundServer(self.app, lifespan="off")
-        await self._server.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            await self._server.stop()
-            self._server = None

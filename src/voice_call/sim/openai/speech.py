@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from voice_call.sim.ai_http import is_number, paced, parse_json, speech_pcm16, split
 from voice_call.sim.openai.errors import (
     NOT_JSON,
-    BadRequest,
+    InvalidRequest,
     bad_request,
     invalid_type,
     invalid_value,
@@ -88,7 +88,7 @@ def parse_speech_request(body: Any) -> SpeechRequest:
     if not isinstance(text, str):
         raise invalid_type("input", "a string", text)
     if len(text) > MAX_INPUT:
-        raise BadRequest(
+        raise InvalidRequest(
             f"Invalid 'input': string too long. Expected a string with maximum length "
             f"{MAX_INPUT}, but got a string with length {len(text)} instead.",
             param="input",
@@ -103,7 +103,7 @@ def parse_speech_request(body: Any) -> SpeechRequest:
     if fmt not in FORMATS:
         raise invalid_value("response_format", fmt, FORMATS)
     if fmt not in MEDIA_TYPES:
-        raise BadRequest(
+        raise InvalidRequest(
             f"This fake serves only response_format 'pcm' or 'wav', not '{fmt}' "
             "(the real API defaults to 'mp3': name the raw format explicitly).",
             param="response_format",
@@ -113,13 +113,13 @@ def parse_speech_request(body: Any) -> SpeechRequest:
     if not is_number(speed):
         raise invalid_type("speed", "a number", speed)
     if not 0.25 <= speed <= 4.0:
-        raise BadRequest(
+        raise InvalidRequest(
             f"Invalid 'speed': expected a value between 0.25 and 4.0, but got {speed} instead.",
             param="speed",
             code="invalid_value",
         )
     if body.get("stream_format", "audio") != "audio":
-        raise BadRequest(
+        raise InvalidRequest(
             "This fake serves only stream_format 'audio' (raw bytes), not SSE.",
             param="stream_format",
             code="unsupported_value",
@@ -138,9 +138,9 @@ class AudioSpeech:
         ok, body = parse_json(await request.body())
         try:
             if not ok:
-                raise BadRequest(NOT_JSON)
+                raise InvalidRequest(NOT_JSON)
             speech = parse_speech_request(body)
-        except BadRequest as exc:
+        except InvalidRequest as exc:
             return bad_request(exc)
         pcm = self.script.render(speech.text, speech.speed)
         chunks = split(pcm, self.script.chunk_bytes)

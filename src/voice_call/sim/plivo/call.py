@@ -29,7 +29,7 @@ class Transferred(Exception):
 
 
 @dataclass(frozen=True)
-class Hangup:
+class Ending:
     """How a call ended, as the hangup_url callback and the CDR report it.
 
     `cause` is the telephony cause (HangupCause); `code`/`name` are Plivo's hangup-cause table
@@ -46,27 +46,27 @@ class Hangup:
 # Codes and names from Plivo's "hangup causes" page where it was readable (1000, 2010, 4000,
 # 4010). [M] 3000/3010/3020 and the 7xxx codes are the most likely values, not confirmed, and so
 # are the statuses for cancel ("cancel", per Plivo's CallStatus list) and for a rejected call.
-API_HANGUP = Hangup("NORMAL_CLEARING", 4000, "Normal Hangup", "API Request", "completed")
-XML_HANGUP = Hangup("NORMAL_CLEARING", 4000, "Normal Hangup", "Answer XML", "completed")
-END_OF_XML = Hangup("NORMAL_CLEARING", 4010, "End Of XML Instructions", "Plivo", "completed")
-TIME_LIMIT = Hangup("NORMAL_CLEARING", 4000, "Normal Hangup", "Plivo", "completed")  # [M]
-MACHINE_HANGUP = Hangup("NORMAL_CLEARING", 4000, "Normal Hangup", "Plivo", "completed")  # [M]
-CANCELED = Hangup("ORIGINATOR_CANCEL", 1000, "Canceled", "API Request", "cancel")
-RING_CANCEL = Hangup("ORIGINATOR_CANCEL", 1000, "Canceled", "Plivo", "cancel")  # hangup_on_ring
-BUSY = Hangup("USER_BUSY", 3000, "Busy Line", "Callee", "busy")
-NO_ANSWER = Hangup("NO_ANSWER", 3020, "No Answer", "Plivo", "no-answer")
-FAILED = Hangup("DESTINATION_OUT_OF_ORDER", 2010, "Destination Out Of Service", "Carrier", "failed")
-REJECTED = Hangup("CALL_REJECTED", 3010, "Rejected", "Answer XML", "completed")
-CALLEE_REJECTED = Hangup("CALL_REJECTED", 3010, "Rejected", "Callee", "busy")  # declined ringing
-REJECTED_BUSY = Hangup("USER_BUSY", 3000, "Busy Line", "Answer XML", "busy")
-XML_INVALID = Hangup("NORMAL_CLEARING", 7011, "Invalid Answer XML", "Error", "completed")
-XML_UNREACHABLE = Hangup("NORMAL_CLEARING", 7010, "Answer URL Unreachable", "Error", "completed")
+API_HANGUP = Ending("NORMAL_CLEARING", 4000, "Normal Hangup", "API Request", "completed")
+XML_HANGUP = Ending("NORMAL_CLEARING", 4000, "Normal Hangup", "Answer XML", "completed")
+END_OF_XML = Ending("NORMAL_CLEARING", 4010, "End Of XML Instructions", "Plivo", "completed")
+TIME_LIMIT = Ending("NORMAL_CLEARING", 4000, "Normal Hangup", "Plivo", "completed")  # [M]
+MACHINE_HANGUP = Ending("NORMAL_CLEARING", 4000, "Normal Hangup", "Plivo", "completed")  # [M]
+CANCELED = Ending("ORIGINATOR_CANCEL", 1000, "Canceled", "API Request", "cancel")
+RING_CANCEL = Ending("ORIGINATOR_CANCEL", 1000, "Canceled", "Plivo", "cancel")  # hangup_on_ring
+BUSY = Ending("USER_BUSY", 3000, "Busy Line", "Callee", "busy")
+NO_ANSWER = Ending("NO_ANSWER", 3020, "No Answer", "Plivo", "no-answer")
+FAILED = Ending("DESTINATION_OUT_OF_ORDER", 2010, "Destination Out Of Service", "Carrier", "failed")
+REJECTED = Ending("CALL_REJECTED", 3010, "Rejected", "Answer XML", "completed")
+CALLEE_REJECTED = Ending("CALL_REJECTED", 3010, "Rejected", "Callee", "busy")  # declined ringing
+REJECTED_BUSY = Ending("USER_BUSY", 3000, "Busy Line", "Answer XML", "busy")
+XML_INVALID = Ending("NORMAL_CLEARING", 7011, "Invalid Answer XML", "Error", "completed")
+XML_UNREACHABLE = Ending("NORMAL_CLEARING", 7010, "Answer URL Unreachable", "Error", "completed")
 
 
-def party_hangup(direction: str) -> Hangup:
+def party_hangup(direction: str) -> Ending:
     """The person on the line hung up: the callee of an outbound call, the caller of an inbound."""
     source = "Callee" if direction == "outbound" else "Caller"
-    return Hangup("NORMAL_CLEARING", 4000, "Normal Hangup", source, "completed")
+    return Ending("NORMAL_CLEARING", 4000, "Normal Hangup", source, "completed")
 
 
 def session_time(at: float) -> str:
@@ -85,6 +85,21 @@ class Target:
 
     url: str
     method: str = "POST"
+
+
+@dataclass(frozen=True)
+class DialOptions:
+    """What `POST Call/` may set beyond `from`, `to` and `answer_url` (defaults: Plivo's)."""
+
+    hangup: Target | None = None
+    ring: Target | None = None
+    fallback: Target | None = None
+    ring_timeout: float = 120.0
+    time_limit: float = 14400.0
+    hangup_on_ring: float | None = None
+    machine_detection: str | None = None  # "true" | "hangup"
+    machine_detection_time_ms: int = 5000
+    machine_detection_target: Target | None = None
 
 
 @dataclass
@@ -107,7 +122,7 @@ class PlivoLeg:
     hangup_on_ring: float | None = None
     dtmf_replies: list[str] = field(default_factory=list)
     initiated_at: float = field(default_factory=time.time)
-    ended: Hangup | None = None
+    ended: Ending | None = None
     transfer: Target | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
@@ -122,7 +137,7 @@ class PlivoLeg:
     def live(self) -> bool:
         return self.ended is None
 
-    def end(self, how: Hangup) -> None:
+    def end(self, how: Ending) -> None:
         """Ask for the call to end; the first reason given wins."""
         if self.ended is None:
             self.ended = how
@@ -173,7 +188,7 @@ class PlivoLeg:
             self.call.answered_at = time.time()
         self.call.status = "in-progress"
 
-    def after(self, seconds: float, how: Hangup) -> None:
+    def after(self, seconds: float, how: Ending) -> None:
         """End the call with `how` after `seconds` of carrier time, unless it ended before."""
 
         async def fire() -> None:
@@ -209,7 +224,10 @@ class PlivoLeg:
         return round((end - call.answered_at) / self.time_scale)
 
     def params(self, status: str, event: str | None = None) -> dict[str, str]:
-        """The fields Plivo sends with every request for this call (§3.3, the V3 vector's set)."""
+        """The fields Plivo sends with every request for this call.
+
+        docs/carriers.md §3.3, and the set the V3 test vector signs (§5.2).
+        """
         call = self.call
         out = {
             "CallUUID": call.id,

@@ -18,7 +18,7 @@ Public API (shared by the three carrier emulators)::
                          # stream
         call = await emu.place_inbound(from_number, to_number, script=None)
         await emu.wait_ended(call_id, timeout=10.0)     # -> EmulatedCall (after hangup_url)
-        emu.dial(...)                                   # outbound without REST, as POST Call/
+        emu.dial(from_, to, Target(url), DialOptions())  # outbound without REST (POST Call/)
         emu.hangup_by_callee(call_id)                   # the person on the line hangs up
 
 What the callee hears (`call.callee.heard`): a Speak's text, `[play URL]` for a Play, and
@@ -35,7 +35,7 @@ REST (Basic auth `auth_id:auth_token`, JSON or form bodies, every path ends in `
 
 An outbound call: queued, then (per the callee script) failed, busy, or ringing (`ring_url`),
 then no-answer after `ring_timeout`, or answered after `answer_delay_ms`: `answer_url` is fetched
-and its XML runs (see plivo_xml), until the XML ends, a `<Hangup/>`, a DELETE, the callee hangs
+and its XML runs (see markup.py), until the XML ends, a `<Hangup/>`, a DELETE, the callee hangs
 up, or `time_limit`; then `hangup_url`. `wait_ended` returns once the hangup callback has been
 sent. A voicemail outcome answers; with `machine_detection` it also posts `machine_detection_url`
 (`Machine=true`) after `machine_detection_time`, and hangs up when that is `hangup`.
@@ -55,12 +55,10 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from voice_call.asgi_server import BackgroundServer
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
 from voice_call.sim.plivo.call import (
@@ -75,6 +73,7 @@ from voice_call.sim.plivo.call import (
     RING_CANCEL,
     TIME_LIMIT,
     CallOver,
+    DialOptions,
     PlivoLeg,
     Target,
     Transferred,
@@ -83,6 +82,7 @@ from voice_call.sim.plivo.call import (
 from voice_call.sim.plivo.markup import XmlRunner
 from voice_call.sim.plivo.rest import build_rest_app
 from voice_call.sim.plivo.webhooks import PlivoHooks, SignatureVersion
+from voice_call.sim.server import LoopbackService
 
 DtmfChooser = Sequence[str] | Callable[[str], Sequence[str]]
 
@@ -90,7 +90,7 @@ SETUP_S = 0.5  # carrier seconds from the API request to the far end's first ans
 STREAM_CLOSE_S = 5.0  # wall seconds to let streams say goodbye at the end of a call
 
 
-class PlivoEmulator:
+class PlivoEmulator(LoopbackService):
     def __init__(
         self,
         auth_id: str,
@@ -111,6 +111,7 @@ class PlivoEmulator:
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
+        super().__init__(host=host, port=port)
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.script = script
@@ -127,24 +128,21 @@ class PlivoEmulator:
         self.requests: dict[str, str] = {}
         self.webhooks = WebhookLog()
         self.legs: dict[str, PlivoLeg] = {}
-        self._server = BackgroundServer(build_rest_app(self), host=host, port=port)
         self._client: httpx.AsyncClient | None = None
         self._hooks: PlivoHooks | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifetime ---------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        return self._server.url
+    def asgi_app(self) -> Any:
+        return build_rest_app(self)
 
-    async def start(self) -> str:
+    async def _on_start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=True)
         self._hooks = PlivoHooks(self._client, self.webhooks, self.auth_token, self.signature)
-        return await self._server.start()
 
-    async def stop(self) -> None:
-        """Drop every call silently (no callbacks), then close the server and the client."""
+    async def _on_stop(self) -> None:
+        """Drop every call silently (no callbacks), then close the client."""
         tasks = [*self._tasks, *(t for leg in self.legs.values() for t in leg.streams)]
         for task in tasks:
             task.cancel()
@@ -155,19 +153,6 @@ class PlivoEmulator:
             await leg.cancel_timers()
         if self._client is not None:
             await self._client.aclose()
-        await self._server.stop()
-
-    async def __aenter__(self) -> PlivoEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def hooks(self) -> PlivoHooks:
@@ -182,27 +167,19 @@ class PlivoEmulator:
         from_number: str,
         to_number: str,
         answer: Target,
-        *,
-        hangup: Target | None = None,
-        ring: Target | None = None,
-        fallback: Target | None = None,
-        ring_timeout: float = 120.0,
-        time_limit: float = 14400.0,
-        hangup_on_ring: float | None = None,
-        machine_detection: str | None = None,
-        machine_detection_time_ms: int = 5000,
-        machine_detection_target: Target | None = None,
+        options: DialOptions | None = None,
     ) -> PlivoLeg:
         """Start an outbound call, as `POST Call/` does; returns at once (the call is queued)."""
-        leg = self._new_leg("outbound", from_number, to_number, None, answer, hangup)
-        leg.on_ring = ring
-        leg.fallback = fallback
-        leg.ring_timeout = ring_timeout
-        leg.time_limit = time_limit
-        leg.hangup_on_ring = hangup_on_ring
-        leg.machine_detection = machine_detection
-        leg.machine_detection_time_ms = machine_detection_time_ms
-        leg.on_machine = machine_detection_target
+        options = options or DialOptions()
+        leg = self._new_leg("outbound", from_number, to_number, None, answer, options.hangup)
+        leg.on_ring = options.ring
+        leg.fallback = options.fallback
+        leg.ring_timeout = options.ring_timeout
+        leg.time_limit = options.time_limit
+        leg.hangup_on_ring = options.hangup_on_ring
+        leg.machine_detection = options.machine_detection
+        leg.machine_detection_time_ms = options.machine_detection_time_ms
+        leg.on_machine = options.machine_detection_target
         self._spawn(self._outbound(leg))
         return leg
 
@@ -230,6 +207,9 @@ class PlivoEmulator:
         call = self.calls[self.requests.get(call_id, call_id)]
         await asyncio.wait_for(call.ended.wait(), timeout)
         return call
+
+    def find(self, call_uuid: str) -> PlivoLeg | None:
+        return self.legs.get(call_uuid)
 
     def hangup_by_callee(self, call_id: str) -> bool:
         """The person on the line hangs up now; False when the call is not live."""

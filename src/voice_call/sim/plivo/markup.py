@@ -26,7 +26,7 @@ from voice_call.sim.plivo.call import (
     Transferred,
     party_hangup,
 )
-from voice_call.sim.plivo.stream import PlivoStream
+from voice_call.sim.plivo.stream import PlivoStreamClient
 from voice_call.sim.plivo.webhooks import PlivoHooks
 
 MAX_XML_BYTES = 100 * 1024  # [S] Plivo rejects a larger reply
@@ -158,7 +158,7 @@ class XmlRunner:
         return await self.hooks.fetch_xml(self.leg, "redirect", target, params)
 
     async def _stream(self, element: ET.Element) -> None:
-        stream = PlivoStream(self.leg, element, self.hooks)
+        stream = PlivoStreamClient(self.leg, element, self.hooks)
         task = asyncio.create_task(stream.run())
         self.leg.streams.append(task)
         if not stream.keep_call_alive:

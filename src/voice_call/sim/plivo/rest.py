@@ -13,7 +13,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -22,17 +22,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from voice_call.sim.plivo.call import PlivoLeg, Target, cdr_time, session_time
-
-if TYPE_CHECKING:
-    from voice_call.sim.plivo.emulator import PlivoEmulator
+from voice_call.sim.plivo.call import DialOptions, PlivoLeg, Target, cdr_time, session_time
 
 METHODS = ("GET", "POST")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class BadRequest(Exception):
+class InvalidCall(Exception):
     pass
+
+
+class Backend(Protocol):
+    """What the REST layer needs from the emulator: its credentials and the calls' operations."""
+
+    auth_id: str
+    auth_token: str
+
+    def find(self, call_uuid: str) -> PlivoLeg | None: ...
+    def dial(
+        self, from_number: str, to_number: str, answer: Target, options: DialOptions | None = None
+    ) -> PlivoLeg: ...
+    def hangup(self, call_uuid: str) -> bool: ...  # False: no such live call
+    def cancel(self, request_uuid: str) -> bool: ...  # False: not queued or ringing
+    def transfer(self, call_uuid: str, target: Target) -> bool: ...  # False: not answered
 
 
 def api_id() -> str:
@@ -51,9 +63,9 @@ async def read_fields(request: Request) -> dict[str, Any]:
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest("invalid JSON body") from exc
+            raise InvalidCall("invalid JSON body") from exc
         if not isinstance(data, dict):
-            raise BadRequest("the body must be a JSON object")
+            raise InvalidCall("the body must be a JSON object")
         return data
     return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
 
@@ -62,7 +74,7 @@ def text_field(fields: dict[str, Any], name: str, required: bool = False) -> str
     value = fields.get(name)
     if value is None or value == "":
         if required:
-            raise BadRequest(f"{name} is a required parameter")
+            raise InvalidCall(f"{name} is a required parameter")
         return None
     return str(value)
 
@@ -76,9 +88,9 @@ def number_field(
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
-        raise BadRequest(f"{name} must be a number") from exc
+        raise InvalidCall(f"{name} must be a number") from exc
     if not low <= number <= high:
-        raise BadRequest(f"{name} must be between {low:g} and {high:g}")
+        raise InvalidCall(f"{name} must be between {low:g} and {high:g}")
     return number
 
 
@@ -87,11 +99,11 @@ def target_field(fields: dict[str, Any], name: str, required: bool = False) -> T
     if url is None:
         return None
     if not url.startswith(("http://", "https://")):
-        raise BadRequest(f"{name} must be an http or https URL")
+        raise InvalidCall(f"{name} must be an http or https URL")
     prefix = name.removesuffix("_url")
     method = (text_field(fields, f"{prefix}_method") or "POST").upper()
     if method not in METHODS:
-        raise BadRequest(f"{prefix}_method must be GET or POST")
+        raise InvalidCall(f"{prefix}_method must be GET or POST")
     return Target(url, method)
 
 
@@ -135,7 +147,7 @@ def cdr_view(leg: PlivoLeg, auth_id: str) -> dict[str, Any]:
     }
 
 
-def build_rest_app(emu: PlivoEmulator) -> Starlette:
+def build_rest_app(backend: Backend) -> Starlette:
     def authorized(request: Request) -> bool:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
@@ -144,9 +156,9 @@ def build_rest_app(emu: PlivoEmulator) -> Starlette:
             user, _, password = base64.b64decode(encoded).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
-        good_user = hmac.compare_digest(user.encode(), emu.auth_id.encode())
-        good_password = hmac.compare_digest(password.encode(), emu.auth_token.encode())
-        path_ok = request.path_params.get("auth_id") == emu.auth_id
+        good_user = hmac.compare_digest(user.encode(), backend.auth_id.encode())
+        good_password = hmac.compare_digest(password.encode(), backend.auth_token.encode())
+        path_ok = request.path_params.get("auth_id") == backend.auth_id
         return good_user and good_password and path_ok
 
     def guarded(handler: Handler) -> Handler:
@@ -155,7 +167,7 @@ def build_rest_app(emu: PlivoEmulator) -> Starlette:
                 return error(401, "authentication failed")
             try:
                 return await handler(request)
-            except BadRequest as exc:
+            except InvalidCall as exc:
                 return error(400, str(exc))
 
         return endpoint
@@ -166,13 +178,15 @@ def build_rest_app(emu: PlivoEmulator) -> Starlette:
     async def call(request: Request) -> Response:
         call_uuid = request.path_params["call_uuid"]
         if request.method == "GET":
-            return get_call(emu.legs.get(call_uuid), request.query_params.get("status"))
+            return get_call(backend.find(call_uuid), request.query_params.get("status"))
         if request.method == "DELETE":
-            return Response(status_code=204) if emu.hangup(call_uuid) else error(404, "not found")
+            return (
+                Response(status_code=204) if backend.hangup(call_uuid) else error(404, "not found")
+            )
         return transfer(call_uuid, await read_fields(request))
 
     async def cancel_request(request: Request) -> Response:
-        if emu.cancel(request.path_params["request_uuid"]):
+        if backend.cancel(request.path_params["request_uuid"]):
             return Response(status_code=204)
         return error(404, "request not found or no longer cancellable")
 
@@ -183,23 +197,24 @@ def build_rest_app(emu: PlivoEmulator) -> Starlette:
         assert from_number is not None and to is not None and answer is not None
         destinations = [d for d in to.split("<") if d]
         if from_number in destinations:
-            raise BadRequest("src and destination cannot overlap")
-        options: dict[str, Any] = {
-            "hangup": target_field(fields, "hangup_url"),
-            "ring": target_field(fields, "ring_url"),
-            "fallback": target_field(fields, "fallback_url"),
-            "ring_timeout": number_field(fields, "ring_timeout", 120.0, 0, 86400),
-            "time_limit": number_field(fields, "time_limit", 14400.0, 1, 86400),
-            "hangup_on_ring": number_field(fields, "hangup_on_ring", None, 0, 86400),
-            "machine_detection": (text_field(fields, "machine_detection") or "").lower() or None,
-            "machine_detection_time_ms": int(
+            raise InvalidCall("src and destination cannot overlap")
+        machine_detection = (text_field(fields, "machine_detection") or "").lower() or None
+        options = DialOptions(
+            hangup=target_field(fields, "hangup_url"),
+            ring=target_field(fields, "ring_url"),
+            fallback=target_field(fields, "fallback_url"),
+            ring_timeout=number_field(fields, "ring_timeout", 120.0, 0, 86400) or 0.0,
+            time_limit=number_field(fields, "time_limit", 14400.0, 1, 86400) or 14400.0,
+            hangup_on_ring=number_field(fields, "hangup_on_ring", None, 0, 86400),
+            machine_detection=machine_detection,
+            machine_detection_time_ms=int(
                 number_field(fields, "machine_detection_time", 5000, 2000, 10000) or 5000
             ),
-            "machine_detection_target": target_field(fields, "machine_detection_url"),
-        }
-        if options["machine_detection"] not in (None, "true", "hangup"):
-            raise BadRequest("machine_detection must be true or hangup")
-        legs = [emu.dial(from_number, d, answer, **options) for d in destinations]
+            machine_detection_target=target_field(fields, "machine_detection_url"),
+        )
+        if machine_detection not in (None, "true", "hangup"):
+            raise InvalidCall("machine_detection must be true or hangup")
+        legs = [backend.dial(from_number, d, answer, options) for d in destinations]
         request_uuids = [leg.request_uuid for leg in legs]
         body = {
             "api_id": api_id(),
@@ -216,17 +231,17 @@ def build_rest_app(emu: PlivoEmulator) -> Starlette:
             return JSONResponse(live_view(leg))
         if leg is None or leg.call.ended_at is None:
             return error(404, "not found")  # [M] a CDR exists only once the call has ended
-        return JSONResponse(cdr_view(leg, emu.auth_id))
+        return JSONResponse(cdr_view(leg, backend.auth_id))
 
     def transfer(call_uuid: str, fields: dict[str, Any]) -> Response:
         legs = text_field(fields, "legs", required=True)
         if legs not in ("aleg", "bleg", "both"):
-            raise BadRequest("legs must be aleg, bleg or both")
+            raise InvalidCall("legs must be aleg, bleg or both")
         if legs != "aleg":
-            raise BadRequest("this call has no B leg to transfer")  # no bridging emulated
+            raise InvalidCall("this call has no B leg to transfer")  # no bridging emulated
         target = target_field(fields, "aleg_url", required=True)
         assert target is not None
-        if not emu.transfer(call_uuid, target):
+        if not backend.transfer(call_uuid, target):
             return error(404, "not found")
         # [M] the docs' spelling; the SDK's fixture says "call transfered"
         return JSONResponse({"api_id": api_id(), "message": "call transferred"}, status_code=202)

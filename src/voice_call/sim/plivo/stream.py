@@ -91,7 +91,9 @@ def _to_ulaw(raw: bytes, content_type: str, rate: int) -> bytes:
     return pcm16_to_ulaw(pcm.astype(np.int16))
 
 
-class PlivoStream:
+class PlivoStreamClient:
+    """The emulator's side of one `<Stream>`: it dials the app's WebSocket as Plivo does."""
+
     def __init__(self, leg: PlivoLeg, element: ET.Element, hooks: PlivoHooks) -> None:
         self.leg = leg
         self.hooks = hooks

@@ -1,8 +1,8 @@
 """One emulated Telnyx call leg: its ids and state, webhooks in order, ringing, hang-up.
 
 Webhooks follow docs/carriers.md §2.2 and the lifecycles of §4 "Telnyx". The Call Control
-commands that act on a leg are in telnyx_commands.py, the callee's turn-taking in
-telnyx_turns.py, the media WebSocket in telnyx_stream.py.
+commands that act on a leg are in commands.py, the callee's turn-taking in turns.py, the media
+WebSocket in stream.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from voice_call.sim.common import EmulatedCall
 from voice_call.sim.telnyx import errors, params
 from voice_call.sim.telnyx.stream import CallInfo, StreamListener, StreamParams, TelnyxMediaStream
 from voice_call.sim.telnyx.turns import CalleeTurns, speech_seconds
-from voice_call.sim.telnyx.webhooks import Outbox, WebhookSender, iso_now
+from voice_call.sim.telnyx.webhooks import WebhookQueue, WebhookSender, iso_now
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class TelnyxCall(StreamListener):
         self.timeout_secs = timeout_secs
         self.time_limit_secs = time_limit_secs
         self.start_time = iso_now()
-        self.outbox = Outbox(ctx.sender)
+        self.webhook_queue = WebhookQueue(ctx.sender)
         self.command_ids: set[str] = set()
         self.stream_on_answer = stream  # from Dial or answer: opened once answered
         self.transcription_on_answer = transcription
@@ -131,7 +131,7 @@ class TelnyxCall(StreamListener):
             "connection_id": self.connection_id,
             "client_state": self.client_state,
         }
-        self.outbox.post(self.webhook_url, event_type, {**base, **payload})
+        self.webhook_queue.post(self.webhook_url, event_type, {**base, **payload})
 
     def owe(self, event_type: str, payload: Body) -> int:
         """Register the webhook to send if the call ends before this operation completes."""
@@ -407,7 +407,7 @@ class TelnyxCall(StreamListener):
                 "call_quality_stats": None,
             },
         )
-        await self.outbox.drain()
+        await self.webhook_queue.drain()
         self.call.ended.set()
 
     async def shutdown(self) -> None:
@@ -419,4 +419,4 @@ class TelnyxCall(StreamListener):
         if stream is not None:
             with contextlib.suppress(Exception):
                 await stream.close()
-        await self.outbox.close()
+        await self.webhook_queue.close()

@@ -134,7 +134,7 @@ def _wav_seconds(content_b64: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class Gather:
+class GatherCommand:
     minimum: int
     maximum: int
     timeout_s: float
@@ -150,7 +150,7 @@ def gather_using_speak(leg: TelnyxCall, body: Body) -> None:
     invalid = params.text(body, "invalid_payload", max_len=3000)
     # Defaults of actions/gather [S]; gather_using_speak is assumed to share them, with
     # maximum_tries 3 [M]. Like Telnyx, it collects DTMF only: speech comes by transcription.
-    gather = Gather(
+    gather = GatherCommand(
         minimum=params.integer(body, "minimum_digits", 1, 1, 128),
         maximum=params.integer(body, "maximum_digits", 128, 1, 128),
         timeout_s=params.integer(body, "timeout_millis", 60000, 1, 600000) / 1000,
@@ -163,7 +163,7 @@ def gather_using_speak(leg: TelnyxCall, body: Body) -> None:
     leg.spawn(_gather(leg, prompt, gather))
 
 
-async def _gather(leg: TelnyxCall, prompt: str, gather: Gather) -> None:
+async def _gather(leg: TelnyxCall, prompt: str, gather: GatherCommand) -> None:
     """Prompt, wait for keys; replay on silence or invalid keys until `maximum_tries`."""
     async with leg.output:
         leg.turns.gathering = True

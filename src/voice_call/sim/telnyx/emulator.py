@@ -48,9 +48,9 @@ delivery attempt with `params` = the JSON envelope ({"data", "meta": {"attempt",
 and the signed headers; a URL that refuses or answers non-2xx is retried (DeliveryPolicy [M])
 and logged with status_code None / the status.
 
-Details: telnyx_commands.py (commands and the webhooks they cause), telnyx_call.py (ringing,
-hang-up), telnyx_turns.py (when the callee talks), telnyx_stream.py (WebSocket frames),
-telnyx_rest.py (endpoints), telnyx_errors.py (error bodies), telnyx_webhooks.py (delivery).
+Details, in this folder: commands.py (commands and the webhooks they cause), call.py (ringing,
+hang-up), turns.py (when the callee talks), stream.py (WebSocket frames), rest.py (endpoints),
+errors.py (error bodies), webhooks.py (delivery).
 """
 
 from __future__ import annotations
@@ -59,18 +59,17 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from voice_call.asgi_server import BackgroundServer
 from voice_call.security.signatures import telnyx as signatures
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
+from voice_call.sim.server import LoopbackService
 from voice_call.sim.telnyx import params
 from voice_call.sim.telnyx.call import CallContext, TelnyxCall
-from voice_call.sim.telnyx.rest import build_app
+from voice_call.sim.telnyx.rest import build_rest_app
 from voice_call.sim.telnyx.webhooks import DeliveryPolicy, WebhookSender
 
 Body = dict[str, Any]
@@ -80,7 +79,7 @@ __all__ = ["DeliveryPolicy", "TelnyxEmulator"]
 DEFAULT_SCRIPT = CalleeScript()
 
 
-class TelnyxEmulator:
+class TelnyxEmulator(LoopbackService):
     def __init__(
         self,
         api_key: str = "KEYsim",
@@ -96,6 +95,7 @@ class TelnyxEmulator:
         delivery: DeliveryPolicy | None = None,
         port: int = 0,
     ) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
         self.private_key = (
             signatures.generate_keypair()[0]
@@ -116,21 +116,19 @@ class TelnyxEmulator:
         self.webhooks = WebhookLog()
         self._legs: dict[str, TelnyxCall] = {}
         self._dial_commands: dict[str, str] = {}  # Dial command_id -> call_control_id
-        self._server = BackgroundServer(build_app(self), port=port)
         self._client: httpx.AsyncClient | None = None
         self._context: CallContext | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
     def api_base(self) -> str:
-        return f"{self._server.url}/v2"
+        return f"{self.url}/v2"
 
-    async def start(self) -> str:
+    def asgi_app(self) -> Any:
+        return build_rest_app(self)
+
+    async def _on_start(self) -> None:
         self._client = httpx.AsyncClient(trust_env=False)
         sender = WebhookSender(
             self._client, self.private_key, self.webhooks, self.delivery, self.time_scale
@@ -142,27 +140,15 @@ class TelnyxEmulator:
             user_id=self.user_id,
             stream_silence=self.stream_silence,
         )
-        return await self._server.start()
 
-    async def stop(self) -> None:
+    async def _on_stop(self) -> None:
         for leg in list(self._legs.values()):
             await leg.shutdown()
-        await self._server.stop()
+
+    async def _after_stop(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def __aenter__(self) -> TelnyxEmulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- driving calls ---------------------------------------------------------------------------
 

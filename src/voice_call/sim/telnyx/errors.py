@@ -12,7 +12,9 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 
-class TelnyxApiError(Exception):
+class TelnyxErrorReply(Exception):
+    """The emulator refuses a request: raised anywhere, answered as Telnyx's error body."""
+
     def __init__(
         self, status: int, code: str, title: str, detail: str, pointer: str | None = None
     ) -> None:
@@ -35,8 +37,8 @@ class TelnyxApiError(Exception):
         return JSONResponse({"errors": [error]}, status_code=self.status)
 
 
-def unauthorized() -> TelnyxApiError:
-    return TelnyxApiError(
+def unauthorized() -> TelnyxErrorReply:
+    return TelnyxErrorReply(
         401,
         "10009",
         "Authentication failed",
@@ -44,12 +46,14 @@ def unauthorized() -> TelnyxApiError:
     )
 
 
-def not_found(detail: str = "The requested resource or URL could not be found.") -> TelnyxApiError:
-    return TelnyxApiError(404, "10005", "Resource not found", detail)
+def not_found(
+    detail: str = "The requested resource or URL could not be found.",
+) -> TelnyxErrorReply:
+    return TelnyxErrorReply(404, "10005", "Resource not found", detail)
 
 
-def missing(field: str) -> TelnyxApiError:
-    return TelnyxApiError(
+def missing(field: str) -> TelnyxErrorReply:
+    return TelnyxErrorReply(
         422,
         "10004",
         "Missing required parameter",
@@ -58,12 +62,12 @@ def missing(field: str) -> TelnyxApiError:
     )
 
 
-def invalid(field: str, detail: str) -> TelnyxApiError:
-    return TelnyxApiError(422, "10015", "Bad Request", detail, f"/{field}")
+def invalid(field: str, detail: str) -> TelnyxErrorReply:
+    return TelnyxErrorReply(422, "10015", "Bad Request", detail, f"/{field}")
 
 
-def bad_number(field: str) -> TelnyxApiError:
-    return TelnyxApiError(
+def bad_number(field: str) -> TelnyxErrorReply:
+    return TelnyxErrorReply(
         422,
         "10016",
         "Phone number must be in +E.164 format",
@@ -72,9 +76,9 @@ def bad_number(field: str) -> TelnyxApiError:
     )
 
 
-def call_ended() -> TelnyxApiError:
+def call_ended() -> TelnyxErrorReply:
     # 90018 and 422 are corroborated only by third-party code [M] (docs/carriers.md §2.1).
-    return TelnyxApiError(
+    return TelnyxErrorReply(
         422,
         "90018",
         "Call has already ended",
@@ -82,6 +86,6 @@ def call_ended() -> TelnyxApiError:
     )
 
 
-def wrong_state(detail: str) -> TelnyxApiError:
+def wrong_state(detail: str) -> TelnyxErrorReply:
     # The exact code for "call not in a state for this command" is undocumented [M].
-    return TelnyxApiError(422, "10015", "Bad Request", detail)
+    return TelnyxErrorReply(422, "10015", "Bad Request", detail)

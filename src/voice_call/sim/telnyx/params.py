@@ -91,7 +91,7 @@ def url(body: Body, name: str, schemes: tuple[str, ...]) -> str | None:
     if value is not None:
         parts = urlsplit(value)
         if parts.scheme not in schemes or not parts.netloc:
-            raise errors.TelnyxApiError(
+            raise errors.TelnyxErrorReply(
                 422,
                 "10003",
                 "Invalid URL",

@@ -33,7 +33,7 @@ class Backend(Protocol):
     def find(self, call_control_id: str) -> TelnyxCall | None: ...
 
 
-def build_app(backend: Backend) -> Starlette:
+def build_rest_app(backend: Backend) -> Starlette:
     def guarded(
         handler: Callable[[Request], Awaitable[Body]],
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -41,7 +41,7 @@ def build_app(backend: Backend) -> Starlette:
             try:
                 _authorize(request, backend.api_key)
                 return JSONResponse({"data": await handler(request)})
-            except errors.TelnyxApiError as exc:
+            except errors.TelnyxErrorReply as exc:
                 return exc.response()
 
         return endpoint
@@ -73,7 +73,7 @@ def build_app(backend: Backend) -> Starlette:
     async def unknown(request: Request) -> Response:
         try:
             _authorize(request, backend.api_key)
-        except errors.TelnyxApiError as exc:
+        except errors.TelnyxErrorReply as exc:
             return exc.response()
         return errors.not_found().response()
 
@@ -108,9 +108,11 @@ async def _json(request: Request) -> Body:
     try:
         body = json.loads(raw)
     except ValueError:
-        raise errors.TelnyxApiError(
+        raise errors.TelnyxErrorReply(
             400, "10015", "Bad Request", "The request body is not valid JSON."
         ) from None
     if not isinstance(body, dict):
-        raise errors.TelnyxApiError(400, "10015", "Bad Request", "The body must be a JSON object.")
+        raise errors.TelnyxErrorReply(
+            400, "10015", "Bad Request", "The body must be a JSON object."
+        )
     return body

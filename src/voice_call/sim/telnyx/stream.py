@@ -66,7 +66,7 @@ class CallInfo:
 
 
 @dataclass
-class _Mark:
+class _QueuedMark:
     name: str
 
 
@@ -107,7 +107,7 @@ class TelnyxMediaStream:
         self._sequence = 0
         self._chunks = {"inbound": 0, "outbound": 0}
         self._ticks = 0
-        self._playout: deque[bytes | _Mark] = deque()
+        self._playout: deque[bytes | _QueuedMark] = deque()
         self._played_ms = 0  # of the bot turn being played
         self._quiet_frames = 0
         self._last_audio_at = 0.0  # loop time the app's audio last arrived or played
@@ -298,7 +298,7 @@ class TelnyxMediaStream:
         frame = bytearray()
         while self._playout and len(frame) < FRAME_BYTES:
             head = self._playout[0]
-            if isinstance(head, _Mark):
+            if isinstance(head, _QueuedMark):
                 break
             take = head[: FRAME_BYTES - len(frame)]
             frame.extend(take)
@@ -310,9 +310,9 @@ class TelnyxMediaStream:
         return bytes(frame)
 
     async def _return_leading_marks(self) -> None:
-        while self._playout and isinstance(self._playout[0], _Mark):
+        while self._playout and isinstance(self._playout[0], _QueuedMark):
             mark = self._playout.popleft()
-            assert isinstance(mark, _Mark)
+            assert isinstance(mark, _QueuedMark)
             await self._send({"event": "mark", "mark": {"name": mark.name}})
 
     def _end_turn(self, interrupted: bool) -> None:
@@ -342,12 +342,12 @@ class TelnyxMediaStream:
         if event == "mark":
             name = str((frame.get("mark") or {}).get("name", ""))
             if any(isinstance(i, bytes) for i in self._playout):
-                self._playout.append(_Mark(name))
+                self._playout.append(_QueuedMark(name))
             else:  # nothing playing or queued: the mark comes straight back
                 await self._send({"event": "mark", "mark": {"name": name}})
         elif event == "clear":
             # Playback stops at once; then the marks that were waiting come back.
-            marks = [i for i in self._playout if isinstance(i, _Mark)]
+            marks = [i for i in self._playout if isinstance(i, _QueuedMark)]
             self._playout.clear()
             if self._played_ms:
                 self._end_turn(interrupted=True)

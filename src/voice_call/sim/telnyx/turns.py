@@ -11,15 +11,30 @@ The line reaches the app as `call.transcription` webhooks and/or µ-law on the i
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
+from voice_call.sim.callee import SimulatedCallee
 from voice_call.sim.telnyx import params
+from voice_call.sim.telnyx.stream import TelnyxMediaStream
 from voice_call.sim.voice import speech_audio
 
-if TYPE_CHECKING:
-    from voice_call.sim.telnyx.call import TelnyxCall
-
 Body = dict[str, Any]
+
+
+class TalkingLeg(Protocol):
+    """What the callee's turn-taking needs from its call (call.py's `TelnyxCall`)."""
+
+    callee: SimulatedCallee
+    is_ended: bool
+
+    @property
+    def stream(self) -> TelnyxMediaStream | None: ...
+
+    def post(self, event_type: str, payload: Body) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+    async def sleep(self, seconds: float) -> None: ...
+    def remote_hangup(self) -> None: ...
 
 
 def speech_seconds(text: str) -> float:
@@ -28,7 +43,7 @@ def speech_seconds(text: str) -> float:
 
 
 class CalleeTurns:
-    def __init__(self, leg: TelnyxCall) -> None:
+    def __init__(self, leg: TalkingLeg) -> None:
         self.leg = leg
         self.speaking = 0  # bot outputs playing now (speak, playback, gather prompts)
         self.gathering = False

@@ -1,7 +1,8 @@
 """Telnyx webhook delivery: the `{"data": …, "meta": …}` envelope, Ed25519-signed, in order.
 
-Each call owns an `Outbox`: events are queued synchronously (so their order is the order things
-happened) and a single task delivers them one after another, retrying a delivery that fails.
+Each call owns a `WebhookQueue`: events are queued synchronously (so their order is the order
+things happened) and a single task delivers them one after another, retrying a delivery that
+fails.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class WebhookSender:
         return response.is_success
 
 
-class Outbox:
+class WebhookQueue:
     """One call's webhooks, delivered strictly in the order they were posted."""
 
     def __init__(self, sender: WebhookSender) -> None:

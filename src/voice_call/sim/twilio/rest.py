@@ -100,7 +100,9 @@ class UpdateCall:
     status_callback_method: str = "POST"
 
 
-class CallsBackend(Protocol):
+class Backend(Protocol):
+    """What the REST layer needs from the emulator: its credentials and the calls' operations."""
+
     account_sid: str
     auth_token: str
 
@@ -255,7 +257,7 @@ def parse_update(form: Form) -> UpdateCall:
     )
 
 
-def _authenticate(request: Request, backend: CallsBackend) -> None:
+def _authenticate(request: Request, backend: Backend) -> None:
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic" or not encoded:
         raise ApiError(401, 20003, "Authentication Error - No credentials provided")
@@ -282,7 +284,7 @@ async def _form(request: Request) -> Form:
     return form
 
 
-async def _dispatch(request: Request, backend: CallsBackend) -> Response:
+async def _dispatch(request: Request, backend: Backend) -> Response:
     _authenticate(request, backend)
     path, method = request.url.path, request.method
     calls, call = _CALLS.match(path), _CALL.match(path)
@@ -302,7 +304,7 @@ async def _dispatch(request: Request, backend: CallsBackend) -> Response:
     raise ApiError(405, 20004, "Method not allowed")
 
 
-def build_rest_app(backend: CallsBackend) -> Starlette:
+def build_rest_app(backend: Backend) -> Starlette:
     async def endpoint(request: Request) -> Response:
         try:
             return await _dispatch(request, backend)
