@@ -1,4 +1,5 @@
-"""The core model: call states, end reasons, events, transcript entries and the call record.
+"""The core model: call states, end reasons, events (the carrier's and the manager's own log
+entries), transcript entries and the call record.
 
 Imports nothing of ours. Field names are snake_case in Python and camelCase on the wire
 (JSON-RPC, webhooks, the store), matching the seed plugin (`callId`, `providerCallId`, ...).
@@ -102,6 +103,31 @@ class EventType(StrEnum):
     ERROR = "call.error"
 
 
+class ManagerEntry(StrEnum):
+    """The manager's own event-log entries: what it did or decided, beside the carrier's events.
+
+    A log entry's type is an `EventType` (a carrier event, applied) or one of these. A call the
+    manager ends itself is logged as `EventType.ENDED`, as a carrier's end is.
+    """
+
+    CREATED = "call.created"  # an outbound call was recorded, before it is dialled
+    DIALED = "call.dialed"
+    DIAL_FAILED = "call.dial-failed"
+    STALE = "call.stale"  # never answered within staleCallReaperSeconds
+    RESTORED = "call.restored"  # reconciled with the carrier after a restart
+    SPEAKING = "bot.speaking"
+    SPOKE = "bot.spoke"
+    SPEAK_FAILED = "bot.speak-failed"
+    LISTENING = "bot.listening"
+    GREETED = "bot.greeted"
+    DTMF = "bot.dtmf"
+    REPLY_FAILED = "bot.reply-failed"  # the responder failed or was too slow: the apology
+    GOODBYE = "bot.goodbye"  # the responder asked to hang up after its reply
+    HANGUP = "bot.hangup"
+    TURN_COMPLETED = "turn.completed"  # an agent's continue turn, with its figures
+    TURN_REPLIED = "turn.replied"  # an auto-reply turn, with its figures
+
+
 class WireModel(BaseModel):
     """camelCase on the wire, snake_case in Python; both accepted on input."""
 
@@ -149,14 +175,14 @@ class CallEvent(WireModel):
     # call.silence
     duration_ms: int | None = Field(default=None, ge=0)
     # call.ended
-    reason: CallState | None = None
+    reason: EndReason | None = None
     # call.error
     error: str | None = Field(default=None, max_length=2000)
     retryable: bool = False
 
     @field_validator("reason")
     @classmethod
-    def _reason_is_terminal(cls, v: CallState | None) -> CallState | None:
+    def _reason_is_terminal(cls, v: EndReason | None) -> EndReason | None:
         if v is not None and not v.terminal:
             raise ValueError(f"reason must be a terminal state, not {v.value!r}")
         return v
@@ -213,7 +239,7 @@ class CallRecord(WireModel):
     started_at: float
     answered_at: float | None = None
     ended_at: float | None = None
-    end_reason: CallState | None = None
+    end_reason: EndReason | None = None
     transcript: list[TranscriptEntry] = Field(default_factory=list)
     latency: list[TurnLatency] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)

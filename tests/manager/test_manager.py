@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.manager.harness import harness
-from voice_call.agent.responders.base import EchoResponder
+from tests.manager.stack import harness
+from voice_call.agent.responders.echo import EchoResponder
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
 from voice_call.models import CallEvent, CallRecord, CallState, Direction, EventType, Mode, Speaker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.manager.harness import harness
+from tests.manager.stack import harness
 from voice_call.models import (
     LIVE_STATES,
     TERMINAL_STATES,

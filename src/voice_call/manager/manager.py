@@ -4,6 +4,10 @@ Every change follows one order: take the call's lock, read the record, change a 
 with an event-log entry, release the lock, and only then cause side effects (dial, speak,
 timers, waking waiters, publishing). A crash therefore never leaves an action without a
 record, and a repeated event (same dedupe key) is refused by the store and changes nothing.
+
+Its neighbours change nothing themselves: records.py holds the pure rules of a record's change,
+restore.py decides what becomes of each call after a restart (applied here, in `_restore`), and
+the auto-reply pipeline (replies.py) acts through the `ManagerActions` this class hands it.
 """
 
 from __future__ import annotations
@@ -14,20 +18,29 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from voice_call.agent.memory import session_history
-from voice_call.agent.prompt import response_timeout_ms
-from voice_call.agent.responders.base import ReplyContext, Responder
+from voice_call.agent.responders.base import Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
 from voice_call.manager.bus import EventBus
 from voice_call.manager.inbound import screen
-from voice_call.manager.replies import ReplyRun, ReplyTimeout
+from voice_call.manager.records import (
+    end_record,
+    event_data,
+    inbound_record,
+    is_outbound_notify,
+    move,
+    not_active,
+    note_provider_id,
+    notify_done_speaking,
+    require_live,
+)
+from voice_call.manager.replies import AutoReplies, ManagerActions
+from voice_call.manager.restore import Decision, EndCall, decide, summarize
 from voice_call.manager.timers import CallTimers
-from voice_call.manager.turns import Turn
+from voice_call.manager.turns import Spoken, Turn
 from voice_call.models import (
     DTMF_DIGITS,
     E164,
@@ -36,12 +49,12 @@ from voice_call.models import (
     CallState,
     Direction,
     EventType,
+    ManagerEntry,
     Mode,
     Speaker,
     TranscriptEntry,
     TurnKind,
     TurnLatency,
-    can_transition,
 )
 from voice_call.providers.base import DialRequest, Provider, ProviderError, SpeechQueue
 from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
@@ -56,12 +69,6 @@ TurnListener = Callable[[CallRecord, TurnLatency], None]
 
 async def _done(value: str | None) -> str | None:
     return value
-
-
-@dataclass(frozen=True)
-class Spoken:
-    sent_at: float  # monotonic: the moment the text was handed to the provider
-    accepted_ms: float  # how long the provider took to accept it
 
 
 class CallManager:
@@ -81,7 +88,6 @@ class CallManager:
         self.provider = provider
         self.clock = clock
         self.bus = bus or EventBus()
-        self.responder = responder
         self.webhook_url = webhook_url
         self.timers = CallTimers(clock)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -91,13 +97,30 @@ class CallManager:
         self._ending: dict[str, asyncio.Future[None]] = {}
         self._recent_keys: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._replies: dict[str, ReplyRun] = {}  # the auto-reply in flight, per call
-        self._histories: dict[str, asyncio.Future[list[TranscriptEntry]]] = {}
+        actions = ManagerActions(
+            agent_has_turn=lambda call_id: call_id in self._turns,
+            start_speaking=self._start_speaking,
+            listen=lambda call_id: self._listen(call_id, None),
+            log=self._log,
+            hang_up_after_reply=self._hang_up_after_reply,
+            record_turn=self._record_turn,
+            spawn=self._spawn,
+        )
+        self.replies = AutoReplies(config, store, provider, self.timers, actions, responder)
         # Called with each turn's figures once persisted (metrics); must not raise or block.
         self.turn_listeners: list[TurnListener] = []
         # told the id of each call that ends here (the media registry drops what it warmed)
         self.end_listeners: list[Callable[[str], None]] = []
         self._started = False
+
+    @property
+    def responder(self) -> Responder | None:
+        """Who writes the auto-replies; None: an agent drives every turn."""
+        return self.replies.responder
+
+    @responder.setter
+    def responder(self, responder: Responder | None) -> None:
+        self.replies.responder = responder
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -106,9 +129,8 @@ class CallManager:
         if self._started:
             return {}
         self._started = True
-        from voice_call.manager.restore import restore_calls
-
-        summary = await restore_calls(self)
+        calls = await self.store.list_active()
+        summary = summarize(await asyncio.gather(*(self._restore(call) for call in calls)))
         if self.config.stale_call_reaper_seconds > 0:
             self._arm_reaper()
         return summary
@@ -123,11 +145,7 @@ class CallManager:
         self._started = False
         self.timers.cancel_all()
         self.drain()
-        for call_id in list(self._replies):
-            self._drop_reply(call_id)
-        for history in self._histories.values():
-            history.cancel()
-        self._histories.clear()
+        self.replies.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -167,7 +185,7 @@ class CallManager:
                 started_at=self.clock.now(),
                 metadata={"initialMessage": message.strip()},
             )
-            await self._persist(record, self._entry(record, "call.created", {"to": to}))
+            await self._persist(record, self._entry(record, ManagerEntry.CREATED, {"to": to}))
         try:
             result = await self.provider.initiate_call(
                 DialRequest(
@@ -180,12 +198,14 @@ class CallManager:
                 )
             )
         except ProviderError as exc:
-            await self._finish(record.call_id, CallState.FAILED, "call.dial-failed", str(exc))
+            await self._finish(record.call_id, CallState.FAILED, ManagerEntry.DIAL_FAILED, str(exc))
             raise Unavailable(f"the carrier refused the call: {exc}") from None
 
         def dialed(rec: CallRecord) -> LoggedEvent:
             rec.provider_call_id = result.provider_call_id
-            return self._entry(rec, "call.dialed", {"providerCallId": result.provider_call_id})
+            return self._entry(
+                rec, ManagerEntry.DIALED, {"providerCallId": result.provider_call_id}
+            )
 
         return await self._mutate(record.call_id, dialed)
 
@@ -198,8 +218,8 @@ class CallManager:
             record = await self._require_live(call_id)
             if call_id in self._turns:
                 raise Conflict("Already waiting for transcript: one continue at a time per call")
-            turn = self._turns[call_id] = Turn(call_id, started)
-        self._drop_reply(call_id)  # the agent takes this turn: no auto-reply on top of it
+            turn = self._turns[call_id] = Turn()
+        self.replies.drop(call_id)  # the agent takes this turn: no auto-reply on top of it
         try:
             speak_ms = (await self._speak(call_id, message)).accepted_ms
             await self._listen(call_id, turn.token)
@@ -222,28 +242,19 @@ class CallManager:
             await self.provider.stop_listening(record)
         done = time.monotonic()
         listen_ms = (done - (turn.listen_started or done)) * 1000
-
-        def note(rec: CallRecord) -> LoggedEvent:
-            figures = TurnLatency(
-                turn=len(rec.latency) + 1,
-                at=self.clock.now(),
-                speak_ms=round(speak_ms, 3),
-                listen_wait_ms=round(listen_ms, 3),
-                total_ms=round((done - started) * 1000, 3),
-            )
-            rec.latency.append(figures)
-            rec.metadata["turnCount"] = figures.turn
-            return self._entry(rec, "turn.completed", figures.wire())
-
-        await self._record_turn(call_id, note)
+        figures = TurnLatency(
+            turn=0,  # numbered when recorded
+            speak_ms=round(speak_ms, 3),
+            listen_wait_ms=round(listen_ms, 3),
+            total_ms=round((done - started) * 1000, 3),
+        )
+        await self._record_turn(call_id, figures)
         return transcript
 
     async def send_dtmf(self, call_id: str, digits: str) -> None:
         if not DTMF_DIGITS.match(digits):
             raise InvalidInput("digits may hold only 0-9 * # w W p P , (at most 64)")
-        record = await self._mutate(
-            call_id, lambda rec: self._entry(rec, "bot.dtmf", {"digits": digits})
-        )
+        record = await self._log(call_id, ManagerEntry.DTMF, {"digits": digits})
         await self._provider_action(self.provider.send_dtmf(record, digits), "send digits")
 
     async def end(self, call_id: str, reason: CallState = CallState.HANGUP_BOT) -> None:
@@ -316,7 +327,7 @@ class CallManager:
                     return "retryable-error"
                 # `record` was just read and nothing else holds it: change it in place.
                 outcome = self._apply(record, event, effects, received)
-                entry = self._entry(record, event.type.value, _event_data(event, outcome), key)
+                entry = self._entry(record, event.type, event_data(event, outcome), key)
                 try:
                     logged = await self.store.save(record, entry)
                 except DuplicateEvent:
@@ -342,70 +353,44 @@ class CallManager:
         """Change `rec` for `event`; queue side effects to run after it is persisted."""
         if rec.terminal:
             return "ignored: call already ended"
-        self._note_provider_id(rec, event)
+        note_provider_id(rec, event)
         now = event.timestamp or self.clock.now()
         kind = event.type
         if kind == EventType.RINGING:
-            return self._move(rec, CallState.RINGING)
+            return move(rec, CallState.RINGING)
         if kind in (EventType.ANSWERED, EventType.ACTIVE):
             target = CallState.ANSWERED if kind == EventType.ANSWERED else CallState.ACTIVE
             first = self._mark_answered(rec, now, effects)
-            outcome = self._move(rec, target)
+            outcome = move(rec, target)
             if first:
                 effects.append(lambda: self._spawn(self._on_answered(rec.call_id)))
             return outcome
         if kind == EventType.SPEAKING:
-            run = self._replies.get(rec.call_id)
-            if run is not None:
-                run.audio_started(received, event.tts_first_byte_ms)
+            self.replies.audio_started(rec.call_id, received, event.tts_first_byte_ms)
             self._mark_answered(rec, now, effects)
-            return self._move(rec, CallState.SPEAKING)
+            return move(rec, CallState.SPEAKING)
         if kind == EventType.SPEECH:
             return self._apply_speech(rec, event, now, effects, received)
         if kind == EventType.ENDED:
             reason = event.reason or CallState.COMPLETED
-            self._end_record(rec, reason, now)
+            end_record(rec, reason, now)
             effects.append(lambda: self._finalize(rec.call_id, reason))
             return "applied"
         if kind == EventType.ERROR:
             rec.metadata["error"] = event.error or "carrier error"
-            self._end_record(rec, CallState.ERROR, now)
+            end_record(rec, CallState.ERROR, now)
             effects.append(lambda: self._finalize(rec.call_id, CallState.ERROR))
             return "applied"
         if kind == EventType.PLAYBACK_ENDED and (
-            self._notify_done_speaking(rec) or rec.metadata.get("hangupAfterReply") is True
+            notify_done_speaking(rec) or rec.metadata.get("hangupAfterReply") is True
         ):
             delay = float(self.config.outbound.notify_hangup_delay_sec)
             effects.append(lambda: self._arm_notify_hangup(rec.call_id, delay))
-        elif kind == EventType.PLAYBACK_ENDED and self._is_outbound_notify(rec):
+        elif kind == EventType.PLAYBACK_ENDED and is_outbound_notify(rec):
             # The carrier finished the message before we recorded it as said (a fast
             # playback): remember it, so the hang-up is armed without waiting for a fallback.
             rec.metadata["playbackEnded"] = True
         return "applied"  # initiated, dtmf, silence, playback-ended: logged only
-
-    def _note_provider_id(self, rec: CallRecord, event: CallEvent) -> None:
-        """Learn the carrier's id; a call matched by our own id may upgrade it (Plivo's
-        RequestUUID → CallUUID), keeping the old one as an alias."""
-        new = event.provider_call_id
-        if not new or new == rec.provider_call_id:
-            return
-        if rec.provider_call_id and event.call_id != rec.call_id:
-            return  # matched by the carrier id itself: nothing to upgrade
-        if rec.provider_call_id:
-            aliases = rec.metadata.setdefault("providerCallIdAliases", [])
-            if rec.provider_call_id not in aliases:
-                aliases.append(rec.provider_call_id)
-        rec.provider_call_id = new
-
-    def _is_outbound_notify(self, rec: CallRecord) -> bool:
-        return rec.mode == Mode.NOTIFY and rec.direction == Direction.OUTBOUND
-
-    def _notify_done_speaking(self, rec: CallRecord) -> bool:
-        return (
-            self._is_outbound_notify(rec)
-            and "initialMessage" not in rec.metadata
-            and rec.metadata.get("greeted") is True
-        )
 
     def _apply_speech(
         self,
@@ -416,32 +401,24 @@ class CallManager:
         received: float,
     ) -> str:
         text = (event.transcript or event.text or "").strip()
-        if (text or not event.is_final) and rec.call_id in self._replies:
+        if (text or not event.is_final) and self.replies.in_flight(rec.call_id):
             # The caller is talking (barge-in; a partial, even empty, is speech starting): a
             # reply still being generated or spoken for their earlier words is stale, so the
             # rest of it is dropped.
-            effects.append(lambda: self._drop_reply(rec.call_id))
+            effects.append(lambda: self.replies.drop(rec.call_id))
         if not event.is_final or not text:
             return "applied"  # partials are logged, not transcribed
         self._mark_answered(rec, now, effects)
         rec.transcript.append(TranscriptEntry(at=now, speaker=Speaker.USER, text=text))
-        self._move(rec, CallState.LISTENING)
+        move(rec, CallState.LISTENING)
         turn = self._turns.get(rec.call_id)
         if turn is not None:
             if not turn.matches(event.turn_token):
                 return "applied: stale turn token"
             effects.append(lambda: turn.resolve(text))
-        elif self._auto_responds(rec) and "hangupAfterReply" not in rec.metadata:
+        elif self.replies.answers(rec) and "hangupAfterReply" not in rec.metadata:
             endpointing = event.endpointing_ms
-            effects.append(lambda: self._start_reply(rec.call_id, received, endpointing))
-        return "applied"
-
-    def _move(self, rec: CallRecord, target: CallState) -> str:
-        if rec.state == target:
-            return "applied"
-        if not can_transition(rec.state, target):
-            return f"ignored: {rec.state.value} → {target.value} goes backwards"
-        rec.state = target
+            effects.append(lambda: self.replies.start(rec.call_id, received, endpointing))
         return "applied"
 
     def _mark_answered(
@@ -456,36 +433,17 @@ class CallManager:
         )
         return True
 
-    def _end_record(self, rec: CallRecord, reason: CallState, at: float) -> None:
-        rec.state = reason
-        rec.end_reason = reason
-        rec.ended_at = at
-
     # ---------------------------------------------------------------- inbound
 
     async def _accept_inbound(self, event: CallEvent) -> str:
         decision = screen(self.config, event.from_number, event.to_number)
-        record = CallRecord(
-            provider=self.provider.name,
-            provider_call_id=event.provider_call_id,
-            direction=Direction.INBOUND,
-            mode=Mode.CONVERSATION,
-            from_number=event.from_number or "unknown",
-            to_number=event.to_number or self.config.from_number or "unknown",
-            state=CallState.RINGING,
-            started_at=event.timestamp or self.clock.now(),
+        record = inbound_record(
+            event, decision, self.provider.name, self.config.from_number, self.clock.now()
         )
-        if decision.accepted:
-            record.metadata["initialMessage"] = decision.greeting
-            if decision.route_key:
-                record.metadata["numberRouteKey"] = decision.route_key
-        else:
-            record.metadata["rejectionReason"] = "inbound-policy"
-            self._end_record(record, CallState.HANGUP_BOT, record.started_at)
         entry = self._entry(
             record,
-            event.type.value,
-            _event_data(event, "accepted" if decision.accepted else decision.reason),
+            event.type,
+            event_data(event, "accepted" if decision.accepted else decision.reason),
             event.key,
         )
         try:
@@ -521,7 +479,7 @@ class CallManager:
         """
 
         def begin(rec: CallRecord) -> LoggedEvent:
-            self._require_live_record(rec)
+            require_live(rec)
             rec.state = CallState.SPEAKING
             # A provider whose speech ends in its own listen (Twilio's Say inside a Gather)
             # needs the waiting turn's token now, not at start_listening.
@@ -530,7 +488,7 @@ class CallManager:
                 rec.metadata["turnToken"] = turn.token
             else:
                 rec.metadata.pop("turnToken", None)
-            return self._entry(rec, "bot.speaking", {"text": text})
+            return self._entry(rec, ManagerEntry.SPEAKING, {"text": text})
 
         record = await self._mutate(call_id, begin)
         started = time.monotonic()
@@ -575,7 +533,7 @@ class CallManager:
             data: dict[str, Any] = {"text": text, "ms": round(spoken.accepted_ms, 3)}
             if heard is not None:
                 data["heard"] = heard
-            return self._entry(rec, "bot.spoke", data)
+            return self._entry(rec, ManagerEntry.SPOKE, data)
 
         with contextlib.suppress(Conflict):
             await self._mutate(call_id, record)
@@ -587,14 +545,14 @@ class CallManager:
         return Unavailable(f"could not speak on the call: {error}")
 
     def _after_speak_failure(self, rec: CallRecord, error: str) -> LoggedEvent:
-        self._move(rec, CallState.LISTENING)  # never left stuck in speaking
-        return self._entry(rec, "bot.speak-failed", {"error": error})
+        move(rec, CallState.LISTENING)  # never left stuck in speaking
+        return self._entry(rec, ManagerEntry.SPEAK_FAILED, {"error": error})
 
     async def _listen(self, call_id: str, token: str | None) -> None:
         def begin(rec: CallRecord) -> LoggedEvent:
-            self._require_live_record(rec)
-            self._move(rec, CallState.LISTENING)
-            return self._entry(rec, "bot.listening", {})
+            require_live(rec)
+            move(rec, CallState.LISTENING)
+            return self._entry(rec, ManagerEntry.LISTENING, {})
 
         record = await self._mutate(call_id, begin)
         await self._provider_action(self.provider.start_listening(record, token), "listen")
@@ -609,8 +567,8 @@ class CallManager:
             message = record and record.metadata.get("initialMessage")
             if record is None or not message or record.terminal:
                 return
-            if self._auto_responds(record):
-                self._history(record)  # prefetched while the greeting is said
+            if self.replies.answers(record):
+                self.replies.history(record)  # prefetched while the greeting is said
             inline = record.mode == Mode.NOTIFY and self._provider_says_notify(record)
             if not inline:
                 try:
@@ -641,7 +599,7 @@ class CallManager:
             rec.transcript.append(
                 TranscriptEntry(at=self.clock.now(), speaker=Speaker.BOT, text=str(message))
             )
-        return self._entry(rec, "bot.greeted", {"inline": inline} if inline else {})
+        return self._entry(rec, ManagerEntry.GREETED, {"inline": inline} if inline else {})
 
     def _after_notify_message(
         self, call_id: str, message: str, inline: bool, ended: bool = False
@@ -658,191 +616,28 @@ class CallManager:
     def _arm_notify_hangup(self, call_id: str, delay: float) -> None:
         self.timers.set(call_id, "notify-hangup", delay, lambda: self._spawn(self.end(call_id)))
 
-    def _auto_responds(self, rec: CallRecord) -> bool:
-        if self.responder is None:
-            return False
-        return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
+    async def _hang_up_after_reply(self, call_id: str, requested_by: str) -> None:
+        """The responder asked to end the call: hang up once its goodbye was heard."""
 
-    def _start_reply(
-        self, call_id: str, heard_at: float, endpointing_ms: float | None = None
-    ) -> None:
-        """Answer the caller's final words; a reply still running for earlier words is dropped."""
-        self._drop_reply(call_id)
-        run = self._replies[call_id] = ReplyRun(heard_at, endpointing_ms)
-        self._spawn(self._reply(call_id, run))
+        def goodbye(rec: CallRecord) -> LoggedEvent:
+            rec.metadata["hangupAfterReply"] = True
+            return self._entry(rec, ManagerEntry.GOODBYE, {"requestedBy": requested_by})
 
-    def _drop_reply(self, call_id: str) -> None:
-        run = self._replies.pop(call_id, None)
-        if run is not None:
-            self.timers.cancel(call_id, "reply")
-            run.drop()
+        await self._mutate(call_id, goodbye)
+        self._after_notify_message(call_id, "", inline=False)
 
-    async def _reply(self, call_id: str, run: ReplyRun) -> None:
-        """Stream the responder's sentences to the provider as they come, then listen again.
-
-        A failing or slow responder (responseTimeoutMs) gets the apology and the call stays up;
-        the turn's figures are recorded whatever happened.
-        """
-        assert self.responder is not None
-        try:
-            record = await self.store.get(call_id)
-            if record is None or not record.state.live or run.dropped or call_id in self._turns:
-                return
-            run.start(self.responder, record, ReplyContext(load_history=self._history(record)))
-            timeout_ms = response_timeout_ms(self.config, record)
-            self.timers.set(call_id, "reply", timeout_ms / 1000, run.expire)
-            first_sent, outcome = await self._say_reply(call_id, run, timeout_ms)
-            handed_over = time.monotonic()
-            if outcome in ("spoken", "apology", "silent") and not run.dropped:
-                await self._after_reply(call_id, run)
-                outcome = "ended" if run.context.end_requested else outcome
-        finally:
-            if self._replies.get(call_id) is run:
-                del self._replies[call_id]
-                self.timers.cancel(call_id, "reply")
-            run.drop()  # stops the generator if this task itself was cancelled
-        await run.wait()
+    async def _record_turn(self, call_id: str, figures: TurnLatency) -> None:
+        """Persist a turn's figures, numbered after the call's earlier turns (the call may have
+        ended meanwhile), then tell listeners."""
 
         def note(rec: CallRecord) -> LoggedEvent:
-            figures = TurnLatency(
-                turn=len(rec.latency) + 1,
-                kind=TurnKind.REPLY,
-                at=self.clock.now(),
-                total_ms=run.ms_since_heard(handed_over) or 0.0,
-                responder_first_token_ms=run.ms_since_started(run.context.first_token_at),
-                responder_total_ms=run.ms_since_started(run.finished),
-                endpointing_ms=run.endpointing_ms,
-                tts_first_byte_ms=run.tts_first_byte_ms,
-                voice_to_voice_ms=run.voice_to_voice_ms(first_sent),
-                outcome=outcome,
-            )
-            rec.latency.append(figures)
-            return self._entry(rec, "turn.replied", figures.wire())
+            turn = figures.model_copy(update={"turn": len(rec.latency) + 1, "at": self.clock.now()})
+            rec.latency.append(turn)
+            if turn.kind == TurnKind.REPLY:
+                return self._entry(rec, ManagerEntry.TURN_REPLIED, turn.wire())
+            rec.metadata["turnCount"] = turn.turn
+            return self._entry(rec, ManagerEntry.TURN_COMPLETED, turn.wire())
 
-        await self._record_turn(call_id, note)
-
-    def _history(self, record: CallRecord) -> Callable[[], Awaitable[list[TranscriptEntry]]]:
-        """Earlier calls' lines for this call's session (sessionScope). Loaded once per call,
-        ahead of the first reply when the call is answered: they do not change while it lasts,
-        and a scan of recent calls on every turn would sit in every turn's latency."""
-        future = self._histories.get(record.call_id)
-        if future is None:
-            scope, limit = self.config.session_scope, self.config.responder.max_history_messages
-            future = asyncio.ensure_future(session_history(self.store, record, scope, limit))
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._histories[record.call_id] = future
-        return lambda: asyncio.shield(future)
-
-    async def _say_reply(
-        self, call_id: str, run: ReplyRun, timeout_ms: int
-    ) -> tuple[float | None, str]:
-        """Speak the reply's sentences as they come; (when the first was handed over, outcome).
-
-        Returns once every line was said (or cut off) and put in the transcript. A provider
-        that queues speech gets each sentence as soon as it comes, while the one before plays.
-        """
-        lines: list[asyncio.Future[None]] = []
-        try:
-            first_sent, outcome = await self._say_sentences(call_id, run, timeout_ms, lines)
-        finally:
-            results = await asyncio.gather(*lines, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, Exception)]
-        if failures:
-            log.info("auto-reply on %s stopped: %s", call_id, failures[0])
-            run.drop()
-            if outcome in ("spoken", "apology"):
-                outcome = "failed"
-        return first_sent, outcome
-
-    async def _say_sentences(
-        self, call_id: str, run: ReplyRun, timeout_ms: int, lines: list[asyncio.Future[None]]
-    ) -> tuple[float | None, str]:
-        """A provider whose `speak` replaces what is playing (`queues_speech = False`, e.g. a
-        live TwiML update) gets the whole reply at once: later sentences would cut off
-        earlier ones."""
-        batch = not self.provider.queues_speech
-        first_sent: float | None = None
-        failure: str | None = None
-        held: list[str] = []
-        chunks = run.chunks()
-        while True:
-            try:
-                sentence = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except ReplyTimeout:
-                failure = f"no complete reply within responseTimeoutMs ({timeout_ms} ms)"
-                break
-            except Exception as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                break
-            if call_id in self._turns:
-                run.drop()  # an agent's continue_call took over between sentences
-                break
-            if batch:
-                held.append(sentence)
-                continue
-            sent = await self._say_part(call_id, run, sentence, lines)
-            if sent is None:
-                return first_sent, "failed"
-            first_sent = first_sent or sent
-        if run.dropped:
-            return first_sent, "interrupted"
-        if failure is None:
-            if held:
-                first_sent = await self._say_part(call_id, run, " ".join(held), lines)
-                if first_sent is None:
-                    return None, "failed"
-            return first_sent, "spoken" if first_sent is not None else "silent"
-        log.warning("responder failed on %s (%s); saying the apology", call_id, failure)
-        with contextlib.suppress(Conflict, NotFound):
-            await self._mutate(
-                call_id, lambda rec: self._entry(rec, "bot.reply-failed", {"error": failure})
-            )
-        sent = await self._say_part(call_id, run, self.config.responder.apology_text, lines)
-        if sent is None:
-            return first_sent, "failed"
-        return first_sent or sent, "apology"
-
-    async def _say_part(
-        self, call_id: str, run: ReplyRun, text: str, lines: list[asyncio.Future[None]]
-    ) -> float | None:
-        """Hand one part of a reply over; when it was, or None if the call can't take it.
-
-        Pipelined (SpeechQueue): returns once queued, its line said later, in order.
-        Otherwise: returns once said, as `speak` does.
-        """
-        run.first_handed = True  # the stream's first audio frame from now on is this reply's
-        try:
-            spoken, said = await self._start_speaking(call_id, text, lines[-1] if lines else None)
-            lines.append(said)
-            if not isinstance(self.provider, SpeechQueue):
-                await said
-            return spoken.sent_at
-        except (Conflict, Unavailable) as exc:
-            log.info("auto-reply on %s stopped: %s", call_id, exc)
-            run.drop()
-            return None
-
-    async def _after_reply(self, call_id: str, run: ReplyRun) -> None:
-        """Listen for the caller again, or hang up after a goodbye the responder asked for."""
-        try:
-            if run.context.end_requested:
-                reason = run.context.end_reason or "responder"
-
-                def goodbye(rec: CallRecord) -> LoggedEvent:
-                    rec.metadata["hangupAfterReply"] = True
-                    return self._entry(rec, "bot.goodbye", {"requestedBy": reason})
-
-                await self._mutate(call_id, goodbye)
-                self._after_notify_message(call_id, "", inline=False)
-            elif call_id not in self._turns:
-                await self._listen(call_id, None)
-        except (Conflict, NotFound, Unavailable) as exc:
-            log.info("after the reply on %s: %s", call_id, exc)
-
-    async def _record_turn(self, call_id: str, note: Mutation) -> None:
-        """Persist a turn's figures (the call may have ended meanwhile), then tell listeners."""
         try:
             record = await self._mutate(call_id, note, allow_terminal=True)
         except (Conflict, NotFound):
@@ -858,7 +653,7 @@ class CallManager:
     async def _hangup(self, record: CallRecord, reason: CallState) -> None:
         def requested(rec: CallRecord) -> LoggedEvent:
             rec.metadata["hangupRequestedAt"] = self.clock.now()
-            return self._entry(rec, "bot.hangup", {"reason": reason.value})
+            return self._entry(rec, ManagerEntry.HANGUP, {"reason": reason.value})
 
         record = await self._mutate(record.call_id, requested)
         try:
@@ -867,9 +662,11 @@ class CallManager:
             if reason == CallState.HANGUP_BOT:
                 raise Unavailable(f"the carrier refused to hang up: {exc}") from None
             log.warning("hang-up of %s failed (%s); ending it here anyway", record.call_id, exc)
-        await self._finish(record.call_id, reason, "call.ended", None)
+        await self._finish(record.call_id, reason, EventType.ENDED, None)
 
-    async def _finish(self, call_id: str, reason: CallState, kind: str, error: str | None) -> None:
+    async def _finish(
+        self, call_id: str, reason: CallState, kind: EventType | ManagerEntry, error: str | None
+    ) -> None:
         """Persist a terminal state decided here (not by a carrier event), then finalize."""
 
         def finish(rec: CallRecord) -> LoggedEvent | None:
@@ -877,7 +674,7 @@ class CallManager:
                 return None
             if error:
                 rec.metadata["error"] = error
-            self._end_record(rec, reason, self.clock.now())
+            end_record(rec, reason, self.clock.now())
             return self._entry(
                 rec, kind, {"reason": reason.value, **({"error": error} if error else {})}
             )
@@ -886,10 +683,7 @@ class CallManager:
         self._finalize(call_id, reason)
 
     def _finalize(self, call_id: str, reason: CallState) -> None:
-        self._drop_reply(call_id)
-        history = self._histories.pop(call_id, None)
-        if history is not None:
-            history.cancel()
+        self.replies.forget(call_id)
         self.timers.cancel_all(call_id)
         turn = self._turns.pop(call_id, None)
         if turn is not None:
@@ -900,6 +694,29 @@ class CallManager:
                 listener(call_id)
             except Exception:
                 log.exception("end listener failed")
+
+    # ---------------------------------------------------------------- restore and timers
+
+    async def _restore(self, call: CallRecord) -> Decision:
+        """Apply restore's decision for one call found live after a restart (restore.py)."""
+        limit = float(self.config.max_duration_seconds)
+        decision = await decide(call, self.provider, self.clock.now(), limit)
+        if isinstance(decision, EndCall):
+            if decision.hang_up_first:
+                with contextlib.suppress(ProviderError):
+                    await self.provider.hangup(call, decision.reason.value)
+            ended = call.model_copy(deep=True)
+            end_record(ended, decision.reason, self.clock.now())
+            ended.metadata["restoreOutcome"] = decision.why
+            data = {"outcome": decision.why, "carrierStatus": decision.reason.value}
+            await self._persist(ended, self._entry(ended, ManagerEntry.RESTORED, data))
+            self._finalize(call.call_id, decision.reason)
+            return decision
+        data = {"outcome": decision.outcome, "carrierStatus": decision.carrier_status}
+        await self._persist(call, self._entry(call, ManagerEntry.RESTORED, data))
+        if decision.max_duration_left_s is not None:
+            self._arm_max_duration(call.call_id, decision.max_duration_left_s)
+        return decision
 
     def _arm_max_duration(self, call_id: str, delay: float) -> None:
         async def expire() -> None:
@@ -929,10 +746,7 @@ class CallManager:
             if record.state in (CallState.SPEAKING, CallState.LISTENING):
                 continue
             with contextlib.suppress(Conflict, NotFound):
-                await self._mutate(
-                    record.call_id,
-                    lambda rec: self._entry(rec, "call.stale", {"endedBy": "stale-reaper"}),
-                )
+                await self._log(record.call_id, ManagerEntry.STALE, {"endedBy": "stale-reaper"})
                 await self.end(record.call_id, CallState.TIMEOUT)
                 reaped += 1
         return reaped
@@ -949,7 +763,7 @@ class CallManager:
         async with self._lock(call_id):
             record = await self._get_or_404(call_id)
             if record.terminal and not allow_terminal:
-                raise Conflict(_not_active(record))
+                raise Conflict(not_active(record))
             updated = record.model_copy(deep=True)
             entry = change(updated)
             if entry is None:
@@ -957,13 +771,21 @@ class CallManager:
             await self._persist(updated, entry)
             return updated
 
+    async def _log(self, call_id: str, kind: ManagerEntry, data: dict[str, Any]) -> CallRecord:
+        """Log one entry on a live call, changing nothing else."""
+        return await self._mutate(call_id, lambda rec: self._entry(rec, kind, data))
+
     async def _persist(self, record: CallRecord, entry: LoggedEvent) -> None:
         logged = await self.store.save(record, entry)
         if logged is not None:
             self.bus.publish(logged)
 
     def _entry(
-        self, rec: CallRecord, kind: str, data: dict[str, Any], key: str | None = None
+        self,
+        rec: CallRecord,
+        kind: EventType | ManagerEntry,
+        data: dict[str, Any],
+        key: str | None = None,
     ) -> LoggedEvent:
         return LoggedEvent(
             call_id=rec.call_id,
@@ -982,14 +804,8 @@ class CallManager:
 
     async def _require_live(self, call_id: str) -> CallRecord:
         record = await self._get_or_404(call_id)
-        self._require_live_record(record)
+        require_live(record)
         return record
-
-    def _require_live_record(self, record: CallRecord) -> None:
-        if record.terminal:
-            raise Conflict(_not_active(record))
-        if not record.state.live:
-            raise Conflict(f"call is not connected yet (state={record.state.value})")
 
     async def _provider_action(
         self, action: Awaitable[None], what: str, quiet: bool = False
@@ -1022,23 +838,3 @@ class CallManager:
         """Wait for background work (greetings, auto-responses, timer actions) to finish."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-def _not_active(record: CallRecord) -> str:
-    ended = record.ended_at
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)) if ended else "unknown"
-    reason = record.end_reason.value if record.end_reason else "none"
-    return (
-        f"call is not active (last state={record.state.value}, endReason={reason}, endedAt={when})"
-    )
-
-
-def _event_data(event: CallEvent, outcome: str) -> dict[str, Any]:
-    data = event.wire()
-    for noise in ("type", "id", "dedupeKey", "callId", "isFinal", "retryable"):
-        data.pop(noise, None)
-    if event.type in (EventType.SPEECH, EventType.PLAYBACK_ENDED):
-        data["isFinal"] = event.is_final
-    if outcome != "applied":
-        data["outcome"] = outcome
-    return data

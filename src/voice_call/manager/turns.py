@@ -1,4 +1,5 @@
-"""A `continue` turn: the one caller transcript a call is waiting for."""
+"""A conversation's turns as the manager times them: the `continue` turn waiting for the
+caller's transcript, and when a line of ours was handed to the carrier."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Turn:
-    call_id: str
-    started: float  # monotonic, when continue was called
+    """An agent's `continue`: the caller's next final words resolve `future`."""
+
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     future: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -31,3 +32,11 @@ class Turn:
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """A line handed to the provider: a continue turn's speak time, a reply's first words."""
+
+    sent_at: float  # monotonic: the moment the text was handed to the provider
+    accepted_ms: float  # how long the provider took to accept it
