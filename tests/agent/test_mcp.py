@@ -19,7 +19,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import server_config, wait_for
+from tests.server.stack import server_config
+from tests.support import wait_until
 from voice_call.agent.mcp_server import build_mcp_server, require_bearer
 from voice_call.asgi_server import BackgroundServer
 from voice_call.client.rpc import RpcClient
@@ -75,7 +76,7 @@ async def drive_a_call(client: Client, runtime: Runtime) -> None:
             and len(record.transcript) == 2
         )
 
-    await wait_for(heard_first_line)
+    await wait_until(heard_first_line)
     answer = payload(
         await client.call_tool("continue_call", {"callId": call_id, "message": "Tuesday?"})
     )

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import server_config, wait_for
+from tests.server.stack import server_config
+from tests.support import wait_until
 from voice_call.config import DEFAULT_APOLOGY
 from voice_call.models import CallRecord, CallState, Mode, Speaker, TurnKind
 from voice_call.runtime import Runtime
@@ -58,7 +59,7 @@ class Line:
             rec = await self.record()
             return sum(1 for t in rec.latency if t.kind == TurnKind.REPLY) >= count
 
-        await wait_for(recorded, timeout=10)
+        await wait_until(recorded, timeout=10)
         return [t for t in (await self.record()).latency if t.kind == TurnKind.REPLY]
 
 
@@ -109,7 +110,7 @@ async def open_line(tmp_path: Path) -> AsyncIterator[Open]:
         async def listening() -> bool:
             return (await line.record()).state == CallState.LISTENING
 
-        await wait_for(listening)
+        await wait_until(listening)
         return line
 
     yield open_
@@ -179,7 +180,7 @@ async def test_caller_speaking_mid_reply_drops_the_rest(open_line: Open) -> None
     async def started() -> bool:
         return reply_lines(line, sent) == ["One."]
 
-    await wait_for(started)
+    await wait_until(started)
     await line.say("wait", final=False)  # the caller starts talking: barge-in
     figures = (await line.replies(1))[-1]
     assert figures.outcome == "interrupted"

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from voice_call.agent.responders.base import ReplyContext, ResponderError, build_responder
+from voice_call.agent.responders.base import ReplyContext, ResponderError
+from voice_call.agent.responders.factory import build_responder
 from voice_call.agent.responders.hook import HookResponder, parse_answer
 from voice_call.asgi_server import BackgroundServer
 from voice_call.config import parse_config

@@ -20,7 +20,8 @@ from starlette.routing import Route
 
 from voice_call.agent.memory import session_history
 from voice_call.agent.prompt import response_model, system_prompt
-from voice_call.agent.responders.base import ReplyContext, ResponderError, build_responder
+from voice_call.agent.responders.base import ReplyContext, ResponderError
+from voice_call.agent.responders.factory import build_responder
 from voice_call.agent.responders.openai import (
     OpenAIResponder,
     chat_messages,

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from tests.manager.harness import Harness, harness
-from voice_call.agent.responders.base import EchoResponder, ReplyContext
+from tests.manager.stack import Harness, harness
+from voice_call.agent.responders.base import ReplyContext
+from voice_call.agent.responders.echo import EchoResponder
 from voice_call.config import DEFAULT_APOLOGY
 from voice_call.models import (
     CallEvent,

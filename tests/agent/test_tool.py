@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from voice_call.agent.tool import ACTIONS, TOOL_NAME, run_tool, run_tool_sync, tool_schema
 from voice_call.client.rpc import RpcClient
 from voice_call.config import parse_config
@@ -51,15 +51,6 @@ def test_schema_is_an_openai_function() -> None:
         assert action in function["description"]
 
 
-async def wait_for(check: Any) -> Any:
-    async with asyncio.timeout(5):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[RpcClient]:
     config = parse_config(
@@ -94,7 +85,7 @@ async def test_every_action_against_a_server(client: RpcClient) -> None:
         full = await client.call("voicecall.status", {"callId": call_id, "full": True})
         return any(e["speaker"] == "user" for e in full["call"]["transcript"])
 
-    await wait_for(first_reply)
+    await wait_until(first_reply)
 
     reply = await run_tool(
         {"action": "continue_call", "callId": call_id, "message": "Tuesday?"}, client

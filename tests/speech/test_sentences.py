@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voice_call.agent.sentences import SentenceChunker, sentences
+from voice_call.speech.sentences import SentenceChunker, sentences
 
 
 def chunk(text: str, pieces: list[str] | None = None) -> list[str]:
@@ -51,6 +51,8 @@ def test_punctuation_after_an_early_release_is_not_spoken_alone() -> None:
         ("Hi. ?!", ["Hi.", "?!"]),
         ("line one\nline two", ["line one", "line two"]),
         ("No. I can't.", ["No.", "I can't."]),
+        ("你好。今天天氣很好！我們走吧？", ["你好。", "今天天氣很好！", "我們走吧？"]),
+        ("他說：「好！」然後走了。", ["他說：「好！」", "然後走了。"]),
         ("  ", []),
     ],
 )
@@ -115,5 +117,5 @@ def test_whole_text_chunks_end_at_a_boundary_except_the_last(text: str) -> None:
     out = chunk(text)
     for sentence in out[:-1]:
         assert len(sentence) <= 240
-        complete = sentence[-1] in ".!?…\"')]}»”’,;:" or len(sentence) >= 80
+        complete = sentence[-1] in ".!?…。！？\"')]}»”’」』）】,;:" or len(sentence) >= 80
         assert complete or "\n" in text, sentence

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tests.media.harness import until
+from tests.support import wait_until
 from voice_call.audio.g711 import FRAME_BYTES, SILENCE_BYTE, pcm16_to_ulaw
 from voice_call.sim.openai import FakeOpenAI, TranscriptionScript
 from voice_call.speech.stt.base import SttError
@@ -140,7 +140,7 @@ async def test_an_unexpected_close_reconnects_with_backoff() -> None:
         await stt.connect()
         assert stt._ws is not None
         stt._ws.transport.abort()  # the network drops the socket
-        await until(lambda: stt.reconnects == 1)
+        await wait_until(lambda: stt.reconnects == 1)
         await talk(stt)
         assert await heard.wait("final") == "after the drop"
         await stt.close()

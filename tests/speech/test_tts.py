@@ -19,13 +19,13 @@ from voice_call.asgi_server import BackgroundServer
 from voice_call.config import parse_config
 from voice_call.sim.elevenlabs import FakeElevenLabs
 from voice_call.sim.openai import FakeOpenAI, SpeechScript
+from voice_call.speech.sentences import split_sentences
 from voice_call.speech.stack import SpeechStack, SpeechUnavailable
 from voice_call.speech.tts.base import TtsAudio, TtsError, TtsUnavailable
 from voice_call.speech.tts.elevenlabs import ElevenLabsTts
 from voice_call.speech.tts.espeak import EspeakTts
 from voice_call.speech.tts.fake import FakeTts
 from voice_call.speech.tts.openai import OpenAITts
-from voice_call.speech.tts.sentences import split_sentences
 from voice_call.speech.tts.settings import deep_merge, resolve_tts
 
 KEY = "sk-test"

@@ -1,4 +1,4 @@
-"""The MCP server: the `voice_call` actions as MCP tools, talking to the running server.
+"""The MCP server (a face): the `voice_call` actions as MCP tools, talking to the running server.
 
 Built on the official SDK (`mcp.server.mcpserver.MCPServer`). Every tool is one JSON-RPC call
 to `voicecall serve` through the same command layer the CLI and the agent tool use, so results
@@ -13,13 +13,14 @@ reaches it can place phone calls.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 import voice_call
+from voice_call.agent.tool import RpcCaller
 from voice_call.errors import VoiceCallError
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ INSTRUCTIONS = (
     "speak_to_user to say something without waiting, send_dtmf for touch tones, end_call to "
     "hang up, and get_status to see a call (or all active calls)."
 )
-
-
-class RpcCaller(Protocol):
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
 
 Connect = Callable[[], RpcCaller]

@@ -6,7 +6,8 @@
 - `main`: one shared session: every earlier call, whoever was on the line.
 
 Only the most recent `limit` lines are kept; the current call's own transcript is not included
-(responders already have it on the record).
+(responders already have it on the record). The manager hands `session_history` to responders
+as `ReplyContext.load_history`, so only a responder that reads memory pays for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from voice_call.models import CallRecord, Direction, TranscriptEntry
+from voice_call.numbers import digits
 
 # How many recent calls are scanned for lines; older sessions fall out of memory. Each is read
 # with its transcript, so this bounds the cost of a call's first reply (~2 ms for 20 calls).
@@ -29,24 +31,20 @@ def remote_number(call: CallRecord) -> str:
     return call.from_number if call.direction == Direction.INBOUND else call.to_number
 
 
-def _digits(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
 async def session_history(
     store: RecentCalls, call: CallRecord, scope: str, limit: int
 ) -> list[TranscriptEntry]:
     """Lines from earlier calls in this call's session, oldest first, at most `limit`."""
     if scope == "per-call" or limit <= 0:
         return []
-    remote = _digits(remote_number(call))
+    remote = digits(remote_number(call))
     if scope == "per-phone" and not remote:
         return []  # no number to tie calls together: the call is its own session
     lines: list[TranscriptEntry] = []
     for past in reversed(await store.list_recent(RECENT_CALLS)):  # oldest first
         if past.call_id == call.call_id or past.started_at > call.started_at:
             continue
-        if scope == "per-phone" and _digits(remote_number(past)) != remote:
+        if scope == "per-phone" and digits(remote_number(past)) != remote:
             continue
         lines.extend(entry for entry in past.transcript if entry.final)
     return lines[-limit:]

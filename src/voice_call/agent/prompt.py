@@ -1,4 +1,5 @@
-"""What a reply is generated with, per call: model, system prompt and timeout.
+"""What a reply is generated with, per call: model, system prompt and timeout (the responders
+and the manager's reply deadline read it).
 
 The seed's top-level `responseModel`, `responseSystemPrompt` and `responseTimeoutMs` are the
 source of truth; an inbound call to a number listed in `numbers` uses that number's overrides.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from voice_call.agent.memory import remote_number
 from voice_call.config import Config, NumberRoute
 from voice_call.models import CallRecord, Direction
+from voice_call.numbers import screened_route
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 
@@ -24,10 +26,7 @@ DEFAULT_SYSTEM_PROMPT = (
 
 def number_route(config: Config, call: CallRecord) -> NumberRoute | None:
     """The `numbers[...]` entry an inbound call was routed by, if any."""
-    if call.direction != Direction.INBOUND:
-        return None
-    key = call.metadata.get("numberRouteKey")
-    return config.numbers.get(key) if isinstance(key, str) else None
+    return screened_route(config, call) if call.direction == Direction.INBOUND else None
 
 
 def response_model(config: Config, call: CallRecord) -> str:

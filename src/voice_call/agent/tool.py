@@ -1,4 +1,5 @@
-"""The `voice_call` agent tool: its JSON schema and the code that runs one action.
+"""The `voice_call` agent tool (a face: an AI agent places and drives calls through it): its
+JSON schema and the code that runs one action.
 
 The schema is in OpenAI function-calling shape. Function parameters cannot be a top-level
 `oneOf`, so they are one object with an `action` enum; which other fields an action needs is
@@ -96,6 +97,9 @@ def tool_schema() -> dict[str, Any]:
 
 
 class RpcCaller(Protocol):
+    """What runs one JSON-RPC method on `voicecall serve`: client/rpc.py's `RpcClient`, or a
+    test double. The MCP server (mcp_server.py) uses it too."""
+
     async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
 

@@ -1,27 +1,14 @@
-"""Responders turn the conversation so far into the next thing to say (auto-response).
-
-A responder streams its reply as sentence chunks (`stream`), so speech can start on the first
-sentence while the rest is still being generated. Three ship with the service:
-
-- `echo` repeats the caller's last line: no keys, for the demo, offline work and tests;
-- `openai` asks any OpenAI-compatible chat model (`agent.openai_responder`);
-- `hook` POSTs the turn to a URL of yours and speaks what it answers (`agent.hook_responder`).
-
-The manager runs the responder, enforces `responseTimeoutMs`, drops a reply the caller talked
-over, and says an apology when a responder fails (raises) or runs out of time.
-"""
+"""What every responder shares: the `Responder` protocol, the `ReplyContext` it reads and
+reports through, and `ResponderError`, the failure the manager answers with its apology."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
-
-if TYPE_CHECKING:
-    from voice_call.config import Config
 
 HistoryLoader = Callable[[], Awaitable[list[TranscriptEntry]]]
 
@@ -71,37 +58,5 @@ class Responder(Protocol):
 
 
 def last_user_line(call: CallRecord) -> str | None:
+    """What the caller said last (the echo reply, the hook's `text`)."""
     return next((e.text for e in reversed(call.transcript) if e.speaker == Speaker.USER), None)
-
-
-class EchoResponder:
-    async def stream(self, call: CallRecord, context: ReplyContext) -> AsyncIterator[str]:
-        reply = await self.respond(call)
-        if reply:
-            context.first_token()
-            yield reply
-
-    async def respond(self, call: CallRecord) -> str | None:
-        last = last_user_line(call)
-        return f"You said: {last}" if last else None
-
-
-def build_responder(spec: str | Config) -> Responder | None:
-    """The responder a config asks for (`responder.provider`); a bare name builds `echo`/`none`.
-
-    Raises ConfigError when the chosen responder cannot work with the config (no API key).
-    """
-    name = spec if isinstance(spec, str) else spec.responder.provider
-    if name == "echo":
-        return EchoResponder()
-    if isinstance(spec, str) or name == "none":
-        return None
-    if name == "openai":
-        from voice_call.agent.responders.openai import OpenAIResponder
-
-        return OpenAIResponder.from_config(spec)
-    if name == "hook":
-        from voice_call.agent.responders.hook import HookResponder
-
-        return HookResponder.from_config(spec)
-    return None

@@ -29,9 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, Valida
 
 from voice_call.agent.prompt import response_timeout_ms
 from voice_call.agent.responders.base import ReplyContext, ResponderError, last_user_line
-from voice_call.agent.sentences import SentenceChunker
 from voice_call.config import Config
 from voice_call.models import CallRecord, TranscriptEntry
+from voice_call.speech.sentences import SentenceChunker, split_sentences
 
 MAX_REPLY_CHARS = 4000
 MAX_BODY_BYTES = 64 * 1024
@@ -117,13 +117,8 @@ class HookResponder:
             raise ResponderError(f"could not reach the hook at {self.url}: {exc}") from None
         context.first_token()
         answer = parse_answer(body)
-        if answer.reply and answer.reply.strip():
-            chunker = SentenceChunker()
-            for sentence in chunker.feed(answer.reply):
-                yield sentence
-            rest = chunker.flush()
-            if rest:
-                yield rest
+        for sentence in split_sentences(answer.reply or ""):
+            yield sentence
         if answer.end_call:
             context.request_end("hook endCall")
 

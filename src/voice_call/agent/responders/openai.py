@@ -29,9 +29,9 @@ from voice_call.agent.prompt import (
     system_prompt,
 )
 from voice_call.agent.responders.base import ReplyContext, ResponderError
-from voice_call.agent.sentences import SentenceChunker
 from voice_call.config import Config, ConfigError
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
+from voice_call.speech.sentences import SentenceChunker, split_sentences
 
 log = logging.getLogger("voice_call.agent.openai")
 
@@ -236,12 +236,8 @@ class OpenAIResponder:
                 continue
             goodbye = _goodbye(arguments)
             if goodbye or not spoken:
-                goodbye_chunker = SentenceChunker()
-                for sentence in goodbye_chunker.feed(goodbye or DEFAULT_GOODBYE):
+                for sentence in split_sentences(goodbye or DEFAULT_GOODBYE):
                     yield sentence
-                tail = goodbye_chunker.flush()
-                if tail:
-                    yield tail
             context.request_end("end_call tool")
             return
 

@@ -1,8 +1,9 @@
 """Which TTS engine a call uses, and with what settings.
 
-As the seed README says: the plugin's `tts` block deep-merges over the global `tts` section
-(OpenClaw's `messages.tts`), and a number route's `tts` over both. Provider settings may sit under
-`providers.<name>` (the current shape) or directly under `<name>` (the legacy one). With no
+As in the OpenClaw plugin this service re-implements: the plugin's `tts` block deep-merges over
+the global `tts` section (OpenClaw's `messages.tts`), and a number route's `tts` over both.
+Provider settings may sit under `providers.<name>` (the current shape) or directly under
+`<name>` (the legacy one). With no
 provider named: OpenAI when an OpenAI key is known, else ElevenLabs when its key is known, else
 espeak-ng (offline). Edge TTS cannot feed a phone line (it needs raw PCM; its output is
 unreliable), so it is ignored for calls with a warning.
