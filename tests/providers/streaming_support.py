@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from voice_call.sim.common import EmulatedCall
-from voice_call.sim.openai.server import FakeOpenAI, Turn
+from voice_call.sim.openai.server import FakeOpenAI, TranscriptTurn
 
 KEY = "sk-test"
 
@@ -21,7 +21,7 @@ class CalleeLines:
         self.calls: Callable[[], Iterable[EmulatedCall]] = lambda: ()
         self.given = 0
 
-    def __call__(self, turn: Turn) -> str:
+    def __call__(self, turn: TranscriptTurn) -> str:
         said = [line for call in self.calls() for line in self.lines_of(call)]
         if self.given >= len(said):
             return ""  # a stretch of noise, not a line

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.media.harness import until
-from tests.media.test_registry import registry
-from tests.media.test_session import Harness
+from tests.media.stack import SessionHarness, registry
+from tests.support import wait_until
 from voice_call.models import CallRecord, Direction, Mode
 from voice_call.providers import streamed_speech
 from voice_call.providers.base import ProviderError
@@ -51,11 +50,11 @@ class FailingTts(FakeTts):
         yield  # an async generator that fails at once
 
 
-def streamed(replaces: bool, tts: Any = None) -> tuple[StreamedSpeech, Harness]:
+def streamed(replaces: bool, tts: Any = None) -> tuple[StreamedSpeech, SessionHarness]:
     media, _, _ = registry("twilio")
     helper = StreamedSpeech(media.config, native_replaces_stream=replaces)
     helper.attach(media)
-    harness = Harness(tts)
+    harness = SessionHarness(tts)
     media.register(harness.session)
     return helper, harness
 
@@ -64,7 +63,7 @@ async def test_speech_goes_over_the_stream_and_reports_it_heard_whole() -> None:
     helper, h = streamed(replaces=True)
     native = Native()
     saying = asyncio.create_task(helper.say(call(), "Hello there.", native("Hello there.")))
-    await until(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
+    await wait_until(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
     h.ack_marks()
     assert await asyncio.wait_for(saying, 2) is None  # heard whole
     assert native.said == [] and h.session.audio_frames > 0

@@ -20,9 +20,9 @@ from enum import StrEnum
 from voice_call.audio.framer import Framer
 from voice_call.audio.g711 import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BYTE, pcm16_to_ulaw
 from voice_call.audio.resample import Resampler, UnsupportedRate
+from voice_call.speech.sentences import split_sentences
 from voice_call.speech.stack import Voice
 from voice_call.speech.tts.base import TtsAudio, TtsError
-from voice_call.speech.tts.sentences import split_sentences
 
 SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
 # Audio converted ahead of playback, at most: past this, the TTS stream is read only as the

@@ -24,6 +24,7 @@ from voice_call.media.pacer import SlotScheduler
 from voice_call.media.session import EventSink, MediaSession
 from voice_call.media.stream_protocols import protocol_for
 from voice_call.models import CallRecord, CallState
+from voice_call.numbers import screened_route
 from voice_call.security.stream_tokens import StreamTokens
 from voice_call.speech.stack import Speech, SpeechStack, Voice
 from voice_call.speech.stt.base import SttSession
@@ -145,8 +146,7 @@ class MediaSessions:
     def voice_for(self, record: CallRecord | None) -> Voice:
         """The call's voice: the number route's `tts` over the plugin's over the global one."""
         route_tts: Mapping[str, Any] | None = None
-        key = record.metadata.get("numberRouteKey") if record is not None else None
-        route = self.config.numbers.get(key) if isinstance(key, str) else None
+        route = screened_route(self.config, record) if record is not None else None
         if route is not None:
             route_tts = route.tts
         return self.speech.voice(route_tts)

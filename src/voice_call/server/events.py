@@ -38,7 +38,7 @@ class Query:
     call_id: str | None
 
 
-class BadQuery(ValueError):
+class BadEventsQuery(ValueError):
     pass
 
 
@@ -49,7 +49,7 @@ def parse_query(request: Request) -> Query:
         if raw is None:
             return None
         if not _INT.fullmatch(raw):
-            raise BadQuery(f"{name} must be a non-negative integer")
+            raise BadEventsQuery(f"{name} must be a non-negative integer")
         return int(raw)
 
     resume = request.headers.get("last-event-id")
@@ -60,15 +60,15 @@ def parse_query(request: Request) -> Query:
     since = number("since", params.get("since"))
     last = number("last", params.get("last"))
     if since is not None and last is not None:
-        raise BadQuery("pass since or last, not both")
+        raise BadEventsQuery("pass since or last, not both")
     if last is not None and not 1 <= last <= MAX_LAST:
-        raise BadQuery(f"last must be between 1 and {MAX_LAST}")
+        raise BadEventsQuery(f"last must be between 1 and {MAX_LAST}")
     return Query(since, last, _call_id(params.get("callId")))
 
 
 def _call_id(raw: str | None) -> str | None:
     if raw is not None and not 1 <= len(raw) <= 128:
-        raise BadQuery("callId must be 1 to 128 characters")
+        raise BadEventsQuery("callId must be 1 to 128 characters")
     return raw
 
 
@@ -90,7 +90,7 @@ class EventsRoute:
             return json_error(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
         try:
             query = parse_query(request)
-        except BadQuery as exc:
+        except BadEventsQuery as exc:
             return json_error(400, str(exc))
         if self._closing:
             return json_error(503, "the server is shutting down")

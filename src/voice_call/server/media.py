@@ -1,6 +1,6 @@
 """The media WebSocket route (`streaming.streamPath`): carrier audio streams, both ways.
 
-Admission, in order (seed anatomy §5.1, hardened):
+Admission, in order (docs/security.md §2):
 1. Shutting down, or `maxConnections` sockets already open → HTTP 503 before the upgrade.
 2. Accept; a socket is *pending* until its start frame is accepted: more than 32 pending in all
    or 4 from one client → close 1013. No start within 5 s → close 1008 "start timeout".
@@ -92,7 +92,9 @@ class Socket:
         await self._send({"type": "websocket.send", "text": text})
 
 
-class Refused(Exception):
+class MediaRefused(Exception):
+    """A media stream we close with WebSocket close `code` and `reason`."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -132,7 +134,7 @@ class MediaRoute:
         try:
             await ws.accept()
             await self._serve(sock)
-        except Refused as exc:
+        except MediaRefused as exc:
             log.info("media stream refused (%d): %s", exc.code, exc.reason)
             await _close(ws, exc.code, exc.reason)
         except WebSocketDisconnect:
@@ -155,9 +157,11 @@ class MediaRoute:
         client = client_ip(self.trust, remote, sock.ws.headers)
         per_client = self.pending_by_client.get(client, 0)
         if self.pending >= self.limits.max_pending:
-            raise Refused(TRY_LATER, "too many media streams waiting to start")
+            raise MediaRefused(TRY_LATER, "too many media streams waiting to start")
         if per_client >= self.limits.max_pending_per_client:
-            raise Refused(TRY_LATER, "too many media streams waiting to start from this client")
+            raise MediaRefused(
+                TRY_LATER, "too many media streams waiting to start from this client"
+            )
         self.pending += 1
         self.pending_by_client[client] = per_client + 1
         try:
@@ -170,7 +174,7 @@ class MediaRoute:
                         raise WebSocketDisconnect(1000)
                     # `connected`, media racing ahead of start, noise: wait for the start
         except TimeoutError:
-            raise Refused(POLICY, "start timeout") from None
+            raise MediaRefused(POLICY, "start timeout") from None
         finally:
             self.pending -= 1
             left = self.pending_by_client[client] - 1
@@ -189,30 +193,30 @@ class MediaRoute:
         return data
 
     def _sized(self, data: str | bytes) -> str | bytes:
-        """`data`, or Refused when it is over the frame size limit."""
+        """`data`, or MediaRefused when it is over the frame size limit."""
         limit = self.limits.max_frame_bytes
         size = len(data)
         if isinstance(data, str) and size * 4 > limit:
             size = len(data.encode())  # characters undercount UTF-8 bytes
         if size > limit:
-            raise Refused(TOO_BIG, f"frame larger than {limit} bytes")
+            raise MediaRefused(TOO_BIG, f"frame larger than {limit} bytes")
         return data
 
     async def _admit(self, ws: WebSocket, protocol: StreamProtocol, start: Start) -> CallRecord:
         token = ws.query_params.get("token") if protocol.token_in_query else start.token
         check = self.runtime.media.tokens.check(token)
         if not check.ok or check.call_id is None:
-            raise Refused(POLICY, str(check.problem))
+            raise MediaRefused(POLICY, str(check.problem))
         record = await self.runtime.store.get(check.call_id)
         if record is None or record.provider != self.runtime.provider.name:
-            raise Refused(POLICY, "unknown call")
+            raise MediaRefused(POLICY, "unknown call")
         if record.terminal:
-            raise Refused(POLICY, "call has ended")
+            raise MediaRefused(POLICY, "call has ended")
         carrier_ids = {record.provider_call_id, *record.metadata.get("providerCallIdAliases", [])}
         if record.provider_call_id and start.call_id not in carrier_ids:
-            raise Refused(POLICY, TokenProblem.OTHER_CALL.value)
+            raise MediaRefused(POLICY, TokenProblem.OTHER_CALL.value)
         if start.encoding != "pcmu" or start.sample_rate != 8000:
-            raise Refused(
+            raise MediaRefused(
                 POLICY,
                 f"unsupported media format {start.encoding}/{start.sample_rate}:"
                 " stream audio/x-mulaw at 8000 Hz",
@@ -255,13 +259,13 @@ class MediaRoute:
                 await session.stt.connect()
             except SttError as exc:
                 log.warning("call %s: %s", record.call_id, exc)
-                raise Refused(INTERNAL, "speech-to-text unavailable") from None
+                raise MediaRefused(INTERNAL, "speech-to-text unavailable") from None
             media.register(session)
             with contextlib.suppress(asyncio.CancelledError):
                 if await reader:
                     reason = CallState.HANGUP_USER  # the carrier ended the stream: call over
             if closing:
-                raise Refused(*closing[0])
+                raise MediaRefused(*closing[0])
         finally:
             reader.cancel()
             outbox.close()
@@ -306,7 +310,7 @@ class _Feed:
         if isinstance(frame, Stop):
             return True
         if isinstance(frame, Start):
-            raise Refused(POLICY, "duplicate start")
+            raise MediaRefused(POLICY, "duplicate start")
         if isinstance(frame, Malformed):
             self.malformed += 1
             if self.malformed == 1 or self.malformed % 1000 == 0:
@@ -339,7 +343,7 @@ class _Feed:
             return
         try:
             result = self.frame(data)
-        except Exception as exc:  # Refused, or a failing session: ends the stream as in `_read`
+        except Exception as exc:  # MediaRefused or a failing session: ends the stream as in `_read`
             ended.set_exception(exc)
             return
         if result is not None:

@@ -125,7 +125,7 @@ class WebhookRoute:
         # task) frees the key, so the carrier's retry is processed rather than ignored.
         try:
             answer = await self._apply(incoming, key)
-        except Refused as exc:
+        except WebhookRefused as exc:
             replay.release(key)
             return json_error(exc.status_code, exc.message)
         except BaseException:
@@ -139,19 +139,19 @@ class WebhookRoute:
         try:
             result = self.runtime.provider.parse_webhook(incoming, key)
         except WebhookError as exc:
-            raise Refused(400, str(exc)) from None
+            raise WebhookRefused(400, str(exc)) from None
         except (ValueError, RecursionError) as exc:
             # A parser that let a decoding error through (json.loads raises a bare ValueError
             # for a >4300-digit number, RecursionError for deep nesting): still the body's fault.
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise Refused(400, f"body could not be parsed: {reason}") from None
+            raise WebhookRefused(400, f"body could not be parsed: {reason}") from None
         outcomes: list[str] = []
         try:
             for event in result.events:
                 outcomes.append(await self.runtime.manager.handle_event(event))
         except Exception:
             log.exception("webhook events could not be applied; asking the carrier to retry")
-            raise Refused(503, "could not record the event now; retry later") from None
+            raise WebhookRefused(503, "could not record the event now; retry later") from None
         # Some answers depend on what the manager decided (TwiML/XML for an accepted or
         # refused inbound call), so the provider shapes its reply after the events applied.
         result = self.runtime.provider.webhook_response(incoming, result, outcomes)
@@ -170,7 +170,9 @@ class WebhookRoute:
         return Verification(ok=True, request_key=unverified_key(incoming))
 
 
-class Refused(Exception):
+class WebhookRefused(Exception):
+    """A webhook we answer with `status_code` and `message` instead of handling it."""
+
     def __init__(self, status_code: int, message: str) -> None:
         super().__init__(message)
         self.status_code = status_code

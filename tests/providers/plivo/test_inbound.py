@@ -14,7 +14,7 @@ from voice_call.sim.callee import CalleeScript
 from voice_call.sim.plivo.call import REJECTED
 
 
-def digits(number: str) -> str:
+def without_plus(number: str) -> str:
     return number.lstrip("+")  # Plivo writes numbers without the +
 
 
@@ -59,7 +59,9 @@ async def test_inbound_call_on_a_routed_number_is_greeted_and_answered(tmp_path:
     }
     async with plivo_stack(tmp_path, config=config) as stack:
         stack.runtime.manager.responder = SentenceEcho()  # type: ignore[assignment]
-        carrier = await stack.emulator.place_inbound(digits(CALLER), digits(APP_NUMBER), script)
+        carrier = await stack.emulator.place_inbound(
+            without_plus(CALLER), without_plus(APP_NUMBER), script
+        )
         await stack.emulator.wait_ended(carrier.id)
         record = await stack.runtime.store.find_by_provider_call_id("plivo", carrier.id)
         assert record is not None
@@ -96,7 +98,7 @@ async def test_inbound_call_on_a_routed_number_is_greeted_and_answered(tmp_path:
 async def test_inbound_caller_not_allowed_is_rejected_without_answering(tmp_path: Path) -> None:
     config = {"inboundPolicy": "allowlist", "allowFrom": ["+15559990000"]}
     async with plivo_stack(tmp_path, config=config) as stack:
-        carrier = await stack.emulator.place_inbound(digits(CALLER), digits(APP_NUMBER))
+        carrier = await stack.emulator.place_inbound(without_plus(CALLER), without_plus(APP_NUMBER))
         await stack.emulator.wait_ended(carrier.id)
         assert carrier.answered_at is None and carrier.callee.heard == []
         assert stack.leg_by_uuid(carrier.id).ended == REJECTED
@@ -112,7 +114,7 @@ async def test_inbound_caller_not_allowed_is_rejected_without_answering(tmp_path
 
 async def test_inbound_disabled_by_default_rejects(tmp_path: Path) -> None:
     async with plivo_stack(tmp_path) as stack:
-        carrier = await stack.emulator.place_inbound(digits(CALLER), digits(APP_NUMBER))
+        carrier = await stack.emulator.place_inbound(without_plus(CALLER), without_plus(APP_NUMBER))
         await stack.emulator.wait_ended(carrier.id)
         assert carrier.answered_at is None
         assert stack.leg_by_uuid(carrier.id).ended == REJECTED

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 
 from voice_call.config import parse_config
 from voice_call.models import CallRecord, Direction, Mode
+from voice_call.numbers import our_route
 from voice_call.providers.plivo import markup
 from voice_call.providers.plivo.urls import (
     MAX_TEXT_BYTES,
-    BadQuery,
+    BadCallbackQuery,
     Callback,
     TextTooLong,
     callback_url,
@@ -24,7 +25,7 @@ from voice_call.providers.plivo.urls import (
     encode_text,
     read_callback,
 )
-from voice_call.providers.plivo.voice import our_route, voice_for
+from voice_call.providers.plivo.voice import voice_for
 
 VOICE = markup.Voice("Polly.Amy", "en-GB")
 
@@ -89,11 +90,11 @@ def test_long_texts_fit_compressed_and_the_unfittable_are_refused() -> None:
 
 def test_decoding_is_bounded() -> None:
     bomb = zlib.compress(b"a" * (MAX_TEXT_BYTES * 4), 9)
-    with pytest.raises(BadQuery):
+    with pytest.raises(BadCallbackQuery):
         decode_text(base64.urlsafe_b64encode(bomb).decode().rstrip("="))
-    with pytest.raises(BadQuery):
+    with pytest.raises(BadCallbackQuery):
         decode_text(base64.urlsafe_b64encode(b"\xff\xfe").decode())
-    with pytest.raises(BadQuery):
+    with pytest.raises(BadCallbackQuery):
         decode_text("A" * 5000)
 
 

@@ -9,11 +9,10 @@ on the same port and state folder (a crash-and-restart mid-call).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,16 +59,8 @@ def raw_config(emu: TelnyxEmulator, port: int, **overrides: Any) -> dict[str, An
     return merge(raw, overrides)
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            if predicate():
-                return
-            await asyncio.sleep(0.02)
-
-
 @dataclass
-class Stack(CallStackMixin):
+class TelnyxStack(CallStackMixin):
     emu: TelnyxEmulator
     config: Config
     home: Path
@@ -122,7 +113,7 @@ async def telnyx_stack(
     time_scale: float = SCALE,
     emulator: dict[str, Any] | None = None,
     **overrides: Any,
-) -> AsyncIterator[Stack]:
+) -> AsyncIterator[TelnyxStack]:
     port = free_port()
     emu = TelnyxEmulator(
         API_KEY,
@@ -137,7 +128,9 @@ async def telnyx_stack(
         home = tmp_path / "home"
         runtime = Runtime(config, home)
         server = await start_background(runtime)
-        stack = Stack(emu, config, home, port, runtime, server, RpcClient.from_home(config, home))
+        stack = TelnyxStack(
+            emu, config, home, port, runtime, server, RpcClient.from_home(config, home)
+        )
         try:
             yield stack
         finally:

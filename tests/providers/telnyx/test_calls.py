@@ -12,10 +12,10 @@ from tests.providers.telnyx.stack import (
     CALLEE,
     commands,
     decoded_state,
-    eventually,
     hooks_of,
     telnyx_stack,
 )
+from tests.support import wait_until
 from voice_call.errors import Conflict, Unavailable
 from voice_call.models import CallState, Speaker
 from voice_call.sim.callee import CalleeScript
@@ -129,7 +129,7 @@ async def test_conversation_auto_response_on_telnyx(tmp_path: Path) -> None:
         call_id = started["callId"]
         record = await stack.wait_record(call_id, lambda r: len(r.transcript) >= 7)
         leg = await stack.leg(call_id)
-        await eventually(lambda: len(leg.callee.heard) >= 4)  # the last reply played
+        await wait_until(lambda: len(leg.callee.heard) >= 4)  # the last reply played
         await stack.call("voicecall.end", callId=call_id)
 
         assert [e.text for e in record.transcript[:7]] == [
@@ -180,7 +180,7 @@ async def test_callee_hangs_up_mid_turn(tmp_path: Path) -> None:
         turn = asyncio.ensure_future(
             stack.call("voicecall.continue", callId=call_id, message="Is now OK?")
         )
-        await eventually(lambda: len(commands(leg, "transcription_start")) >= 2)
+        await wait_until(lambda: len(commands(leg, "transcription_start")) >= 2)
         await stack.emu.remote_hangup(leg.id)
 
         with pytest.raises(Conflict, match="Call ended"):

@@ -10,10 +10,10 @@ from tests.providers.telnyx.stack import (
     CALLER,
     commands,
     decoded_state,
-    eventually,
     hooks_of,
     telnyx_stack,
 )
+from tests.support import wait_until
 from voice_call.models import CallState, Direction
 from voice_call.sim.callee import CalleeScript
 
@@ -38,7 +38,7 @@ async def test_inbound_allowed_is_answered_greeted_and_auto_responded(tmp_path: 
     ) as stack:
         emulated = await stack.emu.place_inbound(CALLER, APP_NUMBER)
         leg = stack.emu.leg(emulated.id)
-        await eventually(lambda: len(leg.callee.heard) >= 2)  # greeting, then the reply
+        await wait_until(lambda: len(leg.callee.heard) >= 2)  # greeting, then the reply
 
         assert leg.callee.heard == [
             "Thanks for calling Acme support.",

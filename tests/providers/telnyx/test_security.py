@@ -14,7 +14,7 @@ import pytest
 
 from tests.providers.telnyx.stack import (
     CALLEE,
-    Stack,
+    TelnyxStack,
     hooks_of,
     signed_headers,
     telnyx_stack,
@@ -28,7 +28,7 @@ SCRIPT = CalleeScript(replies=("Hello there.",), answer_delay_ms=100, reply_dela
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[tuple[Stack, str]]:
+async def live(tmp_path: Path) -> AsyncIterator[tuple[TelnyxStack, str]]:
     """A conversation call, answered, whose callee has said one line."""
     async with telnyx_stack(tmp_path, script=SCRIPT) as stack:
         started = await stack.call(
@@ -57,12 +57,12 @@ def transcription(text: str) -> dict[str, Any]:
     return {"transcription_data": {"transcript": text, "is_final": True, "confidence": 0.9}}
 
 
-async def snapshot(stack: Stack, call_id: str) -> tuple[int, int]:
+async def snapshot(stack: TelnyxStack, call_id: str) -> tuple[int, int]:
     record = await stack.record(call_id)
     return await stack.runtime.store.last_seq(), len(record.transcript)
 
 
-async def test_replayed_webhook_changes_nothing(live: tuple[Stack, str]) -> None:
+async def test_replayed_webhook_changes_nothing(live: tuple[TelnyxStack, str]) -> None:
     stack, call_id = live
     record = await stack.record(call_id)
     assert record.provider_call_id is not None
@@ -77,7 +77,7 @@ async def test_replayed_webhook_changes_nothing(live: tuple[Stack, str]) -> None
     assert await snapshot(stack, call_id) == before
 
 
-async def test_redelivered_event_applies_once(live: tuple[Stack, str]) -> None:
+async def test_redelivered_event_applies_once(live: tuple[TelnyxStack, str]) -> None:
     """A Telnyx retry has a new attempt number, so a new body and signature: the event id
     still names it, and the manager applies it once."""
     stack, call_id = live
@@ -96,7 +96,7 @@ async def test_redelivered_event_applies_once(live: tuple[Stack, str]) -> None:
     assert await snapshot(stack, call_id) == before
 
 
-async def test_a_fresh_signed_event_is_applied(live: tuple[Stack, str]) -> None:
+async def test_a_fresh_signed_event_is_applied(live: tuple[TelnyxStack, str]) -> None:
     """The control for the refusals below: the same kind of request, correctly signed."""
     stack, call_id = live
     pid = (await stack.record(call_id)).provider_call_id
@@ -108,7 +108,7 @@ async def test_a_fresh_signed_event_is_applied(live: tuple[Stack, str]) -> None:
 
 
 @pytest.mark.parametrize("attack", ["other-key", "stale", "future", "tampered", "no-pipe"])
-async def test_refused_signatures_apply_nothing(live: tuple[Stack, str], attack: str) -> None:
+async def test_refused_signatures_apply_nothing(live: tuple[TelnyxStack, str], attack: str) -> None:
     stack, call_id = live
     pid = (await stack.record(call_id)).provider_call_id
     assert pid is not None
@@ -163,7 +163,7 @@ async def test_missing_signature_headers_get_401_before_the_body_is_read(tmp_pat
 
 
 async def test_foreign_client_state_is_ignored_but_the_call_id_still_maps(
-    live: tuple[Stack, str],
+    live: tuple[TelnyxStack, str],
 ) -> None:
     """A client_state we did not set names no call; the call_control_id still finds ours."""
     stack, call_id = live
@@ -179,7 +179,7 @@ async def test_foreign_client_state_is_ignored_but_the_call_id_still_maps(
     await stack.wait_event(call_id, "call.dtmf")
 
 
-async def test_malformed_but_signed_body_is_400(live: tuple[Stack, str]) -> None:
+async def test_malformed_but_signed_body_is_400(live: tuple[TelnyxStack, str]) -> None:
     stack, call_id = live
     body = b'{"data": {"event_type": "call.answered", "payload": {"call_control_id": 5}}}'
     before = await snapshot(stack, call_id)

@@ -27,12 +27,12 @@ from tests.providers.telnyx.stack import (
     APP_NUMBER,
     CALLEE,
     CALLER,
-    Stack,
+    TelnyxStack,
     commands,
-    eventually,
     hooks_of,
     telnyx_stack,
 )
+from tests.support import wait_until
 from voice_call.audio.g711 import FRAME_BYTES, FRAME_MS
 from voice_call.models import CallState, Speaker
 from voice_call.sim.callee import CalleeScript
@@ -54,7 +54,7 @@ NATIVE = ("speak", "transcription_start", "transcription_stop")  # never sent wh
 
 @dataclass
 class Streamed:
-    stack: Stack
+    stack: TelnyxStack
     fake: FakeOpenAI
     transcription: TranscriptionScript
 
@@ -85,7 +85,7 @@ def media_frames(leg: TelnyxCall) -> list[AppFrame]:
     return [f for f in frames if f.event == "media"]
 
 
-def assert_stream_fields(params: StreamParams | None, stack: Stack, call_id: str) -> None:
+def assert_stream_fields(params: StreamParams | None, stack: TelnyxStack, call_id: str) -> None:
     """The Dial or answer asked for bidirectional PCMU with the call's token in the URL."""
     assert params is not None
     assert (params.track, params.bidirectional_mode, params.codec) == (
@@ -127,7 +127,7 @@ async def test_a_streamed_conversation_speaks_and_listens_over_the_stream(
         # both ways over the stream: our TTS as whole frames in, the line out as audio
         audio = leg.call.extra["audio_in"]
         assert audio and len(audio) % FRAME_BYTES == 0
-        await eventually(lambda: len(leg.callee.heard) >= 2)  # the echo has finished playing
+        await wait_until(lambda: len(leg.callee.heard) >= 2)  # the echo has finished playing
         assert all(h.startswith("[audio ") for h in leg.callee.heard)
         assert not [c for c in commands(leg) if c["action"] in NATIVE]
         kinds = [h.kind for h in hooks_of(stack.emu, leg.id)]
@@ -173,7 +173,7 @@ async def test_a_dial_that_may_ring_longer_than_a_token_lives_gets_a_longer_toke
         assert leg.timeout_secs == 300
         assert_stream_fields(leg.stream_on_answer, stack, call_id)
         assert 300 < token_life_s(leg.stream_on_answer) <= 330
-        await eventually(lambda: len(leg.callee.heard) >= 1)  # and the stream carried it
+        await wait_until(lambda: len(leg.callee.heard) >= 1)  # and the stream carried it
         await stack.call("voicecall.end", callId=call_id)
         await stack.wait_ended(call_id)
 
@@ -187,7 +187,7 @@ async def test_greeting_frames_are_whole_and_paced_every_20_ms(tmp_path: Path) -
         )
         call_id = started["callId"]
         leg = await streamed.leg(call_id)
-        await eventually(lambda: len(leg.callee.heard) >= 1, timeout=20)
+        await wait_until(lambda: len(leg.callee.heard) >= 1, timeout=20)
         frames = media_frames(leg)  # the greeting's: the callee says nothing, so nor do we
         assert len(frames) >= 50  # a second or more of speech to judge the pacing by
         assert {f.size for f in frames} == {FRAME_BYTES}
@@ -214,14 +214,14 @@ async def test_a_caller_barging_in_stops_our_frames_and_keeps_what_was_heard(
         call_id = started["callId"]
         await stack.wait_record(call_id, lambda r: len(r.transcript) == 3, timeout=20)
         leg = await streamed.leg(call_id)
-        await eventually(lambda: len(leg.callee.heard) >= 2)  # the echo was heard whole
+        await wait_until(lambda: len(leg.callee.heard) >= 2)  # the echo was heard whole
         stream = leg.stream
         assert stream is not None
         before = len(media_frames(leg))
         speaking = asyncio.create_task(
             stack.call("voicecall.speak", callId=call_id, message=long_text)
         )
-        await eventually(lambda: len(media_frames(leg)) - before >= 50)  # a second played
+        await wait_until(lambda: len(media_frames(leg)) - before >= 50)  # a second played
         streamed.transcription.say(barge)
         audio = await asyncio.to_thread(synthetic_speech, barge)
         barged_at = asyncio.get_running_loop().time()
@@ -256,7 +256,7 @@ async def test_an_inbound_call_is_answered_onto_the_stream(tmp_path: Path) -> No
         stack = streamed.stack
         emulated = await stack.emu.place_inbound(CALLER, APP_NUMBER)
         leg = stack.emu.leg(emulated.id)
-        await eventually(lambda: bool(commands(leg, "answer")))
+        await wait_until(lambda: bool(commands(leg, "answer")))
         record = await stack.runtime.store.find_by_provider_call_id("telnyx", leg.id)
         assert record is not None
         record = await stack.wait_record(
@@ -308,7 +308,7 @@ async def test_a_stream_without_a_good_token_is_refused_and_opens_no_stt(tmp_pat
         )
         call_id = started["callId"]
         leg = await streamed.leg(call_id)
-        await eventually(lambda: leg.stream is not None)
+        await wait_until(lambda: leg.stream is not None)
         assert leg.stream_on_answer is not None
         good = leg.stream_on_answer.url
         base, token = good.split("?token=")

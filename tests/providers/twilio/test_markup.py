@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from voice_call.clock import RealClock
 from voice_call.config import parse_config
 from voice_call.models import Direction
-from voice_call.providers.twilio.markup import Speech, Twiml, clean
+from voice_call.providers.twilio.markup import Twiml, clean
 from voice_call.providers.twilio.provider import TwilioProvider
 from voice_call.providers.twilio.voice import map_voice, speech_for, tts_voice
 from voice_call.providers.twilio.webhooks import Hook
+from voice_call.providers.voices import CarrierVoice
 
-SPEECH = Speech(voice="Polly.Joanna", language="en-US")
+SPEECH = CarrierVoice(voice="Polly.Joanna", language="en-US")
 
 
 def config(**extra: Any) -> Any:
@@ -91,17 +92,17 @@ def test_speech_per_call_and_per_route() -> None:
             "+15550004000": {"tts": {"openai": {"voice": "nova"}}},
         },
     )
-    assert speech_for(cfg, Direction.OUTBOUND, "+15550001000", None) == Speech(
+    assert speech_for(cfg, Direction.OUTBOUND, "+15550001000", None) == CarrierVoice(
         "Polly.Matthew", "de-DE"
     )  # routes are for inbound calls only
-    assert speech_for(cfg, Direction.INBOUND, "+1 555 000 1000", None) == Speech(
+    assert speech_for(cfg, Direction.INBOUND, "+1 555 000 1000", None) == CarrierVoice(
         "Polly.Amy", "en-GB"
     )  # digits-only match
-    assert speech_for(cfg, Direction.INBOUND, "+15559999999", "+15550004000") == Speech(
+    assert speech_for(cfg, Direction.INBOUND, "+15559999999", "+15550004000") == CarrierVoice(
         "Polly.Salli", "de-DE"
     )
     bare = config()
-    assert speech_for(bare, Direction.INBOUND, None, None) == Speech("Polly.Joanna", "en-US")
+    assert speech_for(bare, Direction.INBOUND, None, None) == CarrierVoice("Polly.Joanna", "en-US")
 
 
 def provider() -> TwilioProvider:

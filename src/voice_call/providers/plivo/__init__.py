@@ -8,8 +8,10 @@ The carrier's map:
 - `replies.py`   the XML each callback is answered with, rebuilt from the callback alone.
 - `urls.py`      callback URLs carrying what any instance needs to serve them.
 - `voice.py`     which `<Speak voice language>` a call gets.
-- elsewhere:     media frames `media/stream_protocols/plivo.py`, signature algorithm
-                 `security/signatures/plivo.py`, emulator `sim/plivo/`, notes `docs/carriers.md` §3.
+- elsewhere:     media frames parsed in `media/stream_protocols/plivo.py`, signature
+                 algorithm `security/signatures/plivo.py`, emulator `sim/plivo/`, notes
+                 `docs/carriers.md` §3; shared with the other carriers: the Polly voice table
+                 `providers/voices.py`, number routes `voice_call/numbers.py`.
 """
 
 from voice_call.providers.plivo.provider import PlivoProvider, build

@@ -11,6 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from voice_call.providers.voices import CarrierVoice
+
 CONTENT_TYPE = "text/xml"
 # A keep-alive's Wait; the Redirect after it asks again, so a quiet line is never dropped by
 # the XML running out (Plivo hangs up at the end of the document).
@@ -21,12 +23,6 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def clean(text: str) -> str:
     return _NOT_XML.sub("", text)
-
-
-@dataclass(frozen=True)
-class Voice:
-    voice: str
-    language: str
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,7 @@ def _element(parent: ET.Element, tag: str, text: str | None = None, **attrs: str
     return node
 
 
-def _speak(parent: ET.Element, text: str, voice: Voice) -> None:
+def _speak(parent: ET.Element, text: str, voice: CarrierVoice) -> None:
     _element(parent, "Speak", text, voice=voice.voice, language=voice.language)
 
 
@@ -76,7 +72,7 @@ def hangup(reason: str | None = None) -> str:
     return render(root)
 
 
-def notify(text: str, voice: Voice) -> str:
+def notify(text: str, voice: CarrierVoice) -> str:
     """The whole notify call: say it, then hang up (one path, the callee hears it once)."""
     root = ET.Element("Response")
     _speak(root, text, voice)
@@ -84,7 +80,7 @@ def notify(text: str, voice: Voice) -> str:
     return render(root)
 
 
-def speak(text: str, voice: Voice, lead_s: int, spoken_url: str) -> str:
+def speak(text: str, voice: CarrierVoice, lead_s: int, spoken_url: str) -> str:
     """Say `text` after a short lead, then tell us playback ended (the Redirect).
 
     The lead lets a listen that follows at once replace this document before a word is
@@ -98,7 +94,7 @@ def speak(text: str, voice: Voice, lead_s: int, spoken_url: str) -> str:
     return render(root)
 
 
-def listen(listen: Listen, prompt: str | None, voice: Voice, again_url: str) -> str:
+def listen(listen: Listen, prompt: str | None, voice: CarrierVoice, again_url: str) -> str:
     """GetInput for speech, the prompt nested; when nothing is heard, ask us again."""
     root = ET.Element("Response")
     get_input = _element(

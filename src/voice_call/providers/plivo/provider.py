@@ -1,6 +1,6 @@
 """The Plivo provider: Voice API calls, Plivo XML served from our webhook, GetInput speech.
 
-How a call runs (docs/carriers.md §3, anatomy §3.3):
+How a call runs (docs/carriers.md §3):
 - dial: `POST Call/` with answer, ring and hangup URLs that carry our call id and a `flow`;
   Plivo reports the RequestUUID now and the CallUUID on the first callback, which the manager
   stores as the record's provider call id (the RequestUUID kept as an alias for cancelling a
@@ -43,6 +43,7 @@ from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Unavailable
 from voice_call.models import CallRecord, Direction, Mode, Speaker, TranscriptEntry
+from voice_call.numbers import our_route, route_for
 from voice_call.providers.base import (
     DialRequest,
     DialResult,
@@ -54,9 +55,9 @@ from voice_call.providers.base import (
     WebhookResult,
 )
 from voice_call.providers.plivo.replies import SPEAK_LEAD_S, PlivoWebhookResult, Replies
-from voice_call.providers.plivo.rest import NotFound, PlivoRest
+from voice_call.providers.plivo.rest import PlivoCallGone, PlivoRest
 from voice_call.providers.plivo.urls import Callback, Flow, TextTooLong, callback_url, encode_text
-from voice_call.providers.plivo.voice import our_route, route_for, voice_for
+from voice_call.providers.plivo.voice import voice_for
 from voice_call.providers.plivo.webhooks import parse, verify
 from voice_call.providers.streamed_speech import StreamedSpeech
 from voice_call.security.exposure import forwarding_trust
@@ -194,7 +195,7 @@ class PlivoProvider:
         try:
             await self.rest.hangup_call(uuid)
             return
-        except NotFound:
+        except PlivoCallGone:
             pass  # not a live call (yet): a request still queued or ringing, or over already
         aliases = call.metadata.get("providerCallIdAliases")
         candidates = [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
@@ -202,7 +203,7 @@ class PlivoProvider:
             try:
                 await self.rest.cancel_request(request_uuid)
                 return
-            except NotFound:
+            except PlivoCallGone:
                 continue
         log.info("plivo: nothing to hang up for %s: the call is over", call.call_id)
 
@@ -256,7 +257,7 @@ class PlivoProvider:
         if self._streamed(call):
             return  # a stream's STT never stops, and a transfer would close the stream
         url = self._url(Callback(flow=Flow.KEEPALIVE, call_id=call.call_id))
-        with contextlib.suppress(NotFound):  # the call is over: nothing is listening
+        with contextlib.suppress(PlivoCallGone):  # the call is over: nothing is listening
             await self.rest.transfer(_live_uuid(call), url)
 
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
@@ -267,13 +268,13 @@ class PlivoProvider:
             live = await self.rest.live_call(provider_call_id)
             status = str(live.get("call_status") or "in-progress").lower()
             return ProviderStatus(status=status, terminal=False)
-        except NotFound:
+        except PlivoCallGone:
             pass
         except ProviderError as exc:
             return ProviderStatus(status=f"error: {exc}", terminal=False, unknown=True)
         try:
             detail = await self.rest.call_detail(provider_call_id)
-        except NotFound:
+        except PlivoCallGone:
             return ProviderStatus(status="not-found", terminal=True)
         except ProviderError as exc:
             return ProviderStatus(status=f"error: {exc}", terminal=False, unknown=True)

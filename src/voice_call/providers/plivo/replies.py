@@ -20,6 +20,7 @@ from voice_call.providers.plivo import markup
 from voice_call.providers.plivo.urls import Callback, Flow, callback_url
 from voice_call.providers.plivo.voice import voice_for
 from voice_call.providers.plivo.webhooks import Parsed
+from voice_call.providers.voices import CarrierVoice
 
 # Seconds of silence a speak transfer starts with: a listen (or the next sentence) that follows
 # at once replaces it before a word is played, and says it again, whole.
@@ -105,7 +106,7 @@ class Replies:
         ended = any(e.type == EventType.ENDED for e in parsed.events)
         if ended or parsed.inbound_answer or flow in (Flow.RING, Flow.HANGUP):
             return markup.empty()  # ignored by Plivo, or chosen once the policy has spoken
-        voice = markup.Voice(
+        voice = CarrierVoice(
             cb.voice or self.default_voice.voice, cb.language or self.default_voice.language
         )
         if flow == Flow.NOTIFY and cb.say:
@@ -130,7 +131,7 @@ class Replies:
         keep_alive = Callback(flow=Flow.KEEPALIVE, call_id=cb.call_id)
         return markup.keep_alive(callback_url(base, keep_alive))
 
-    def _listen(self, cb: Callback, voice: markup.Voice, base: str, prompt: str | None) -> str:
+    def _listen(self, cb: Callback, voice: CarrierVoice, base: str, prompt: str | None) -> str:
         action = Callback(flow=Flow.INPUT, call_id=cb.call_id, turn_token=cb.turn_token)
         again = Callback(
             flow=Flow.RELISTEN,

@@ -21,7 +21,7 @@ DEFAULT_API_BASE = "https://api.plivo.com"
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
-class NotFound(ProviderError):
+class PlivoCallGone(ProviderError):
     """Plivo answered 404: no such (live) call or request."""
 
 
@@ -73,7 +73,7 @@ class PlivoRest:
         if response.status_code >= 400:
             message = f"Plivo {what} failed: HTTP {response.status_code}: {_error_text(response)}"
             if response.status_code == 404:
-                raise NotFound(message)
+                raise PlivoCallGone(message)
             raise ProviderError(message)
         if not response.content:
             return {}

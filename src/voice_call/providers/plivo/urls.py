@@ -44,7 +44,7 @@ class TextTooLong(ValueError):
     pass
 
 
-class BadQuery(ValueError):
+class BadCallbackQuery(ValueError):
     pass
 
 
@@ -63,16 +63,16 @@ def encode_text(text: str) -> str:
 
 def decode_text(packed: str) -> str:
     if len(packed) > MAX_SAY_CHARS:
-        raise BadQuery("say is longer than any this service writes")
+        raise BadCallbackQuery("say is longer than any this service writes")
     try:
         raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
         inflater = zlib.decompressobj()
         data = inflater.decompress(raw, MAX_TEXT_BYTES + 1)
         text = data.decode("utf-8")
     except (binascii.Error, ValueError, zlib.error) as exc:  # UnicodeDecodeError is a ValueError
-        raise BadQuery(f"say is not valid encoded text: {exc}") from None
+        raise BadCallbackQuery(f"say is not valid encoded text: {exc}") from None
     if len(data) > MAX_TEXT_BYTES or not inflater.eof:
-        raise BadQuery("say is not a complete, bounded text")
+        raise BadCallbackQuery("say is not a complete, bounded text")
     return text
 
 
@@ -116,10 +116,10 @@ _LIMITS = {"flow": 32, "callId": 128, "turnToken": 128, "voice": 64, "lang": 32,
 
 
 def read_callback(query: Mapping[str, str]) -> Callback:
-    """Our params from a verified callback's query; BadQuery when one is malformed."""
+    """Our params from a verified callback's query; BadCallbackQuery when one is malformed."""
     for name, limit in _LIMITS.items():
         if len(query.get(name, "")) > limit:
-            raise BadQuery(f"{name} is longer than {limit} characters")
+            raise BadCallbackQuery(f"{name} is longer than {limit} characters")
     say = query.get("say")
     return Callback(
         flow=query.get("flow") or None,

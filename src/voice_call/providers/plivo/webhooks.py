@@ -1,12 +1,13 @@
 """Plivo callbacks in: signature verification (V3, V2 fallback) and parsing to normalised events.
 
-Verification (anatomy §4.6): V3 when `X-Plivo-Signature-V3` (or the main-account `-Ma-V3`)
-and its nonce are present, else the V2 pair, else refused — a present but wrong V3 never falls
-back to the weaker V2 (which covers neither the query nor the body). The URL is the one the
+Verification (the algorithms are in security/signatures/plivo.py): V3 when
+`X-Plivo-Signature-V3` (or the main-account `-Ma-V3`) and its nonce are present, else the V2
+pair, else refused — a present but wrong V3 never falls back to the weaker V2 (which covers
+neither the query nor the body). The URL is the one the
 carrier used (`security.public_url.verification_url`); a refusal names it with every query
 value hidden (the turn token and the words to say travel there).
 
-Parsing reads our own query (flow, callId, turnToken: see plivo_urls) and Plivo's form fields.
+Parsing reads our own query (flow, callId, turnToken: see urls.py) and Plivo's form fields.
 Bodies are form-encoded; `python-multipart` is not a dependency, so `urllib.parse.parse_qsl`.
 Anything malformed raises WebhookError (answered 400, nothing applied).
 """
@@ -23,14 +24,14 @@ from pydantic import ValidationError
 
 from voice_call.models import CallEvent, CallState, Direction, EventType
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest
-from voice_call.providers.plivo.urls import BadQuery, Callback, Flow, read_callback
+from voice_call.providers.plivo.urls import BadCallbackQuery, Callback, Flow, read_callback
 from voice_call.security.public_url import redact_url
 from voice_call.security.signatures import plivo as signatures
 
 MAX_FIELDS = 200
 Fields = dict[str, list[str]]
 
-# CallStatus values that mean the call is over (§3.3; `cancel` and `machine` [M]).
+# CallStatus values that mean the call is over (docs/carriers.md §3.3; `cancel` and `machine` [M]).
 TERMINAL_STATUSES = frozenset(
     {"completed", "busy", "failed", "timeout", "no-answer", "cancel", "canceled", "machine"}
 )
@@ -118,7 +119,7 @@ def parse(request: WebhookRequest, request_key: str | None) -> Parsed:
     query = _query(request.url)
     try:
         callback = read_callback(query)
-    except BadQuery as exc:
+    except BadCallbackQuery as exc:
         raise WebhookError(str(exc)) from None
     if request.method.upper() == "GET":
         fields: Fields = {name: [value] for name, value in query.items()}
@@ -243,7 +244,10 @@ def phone(raw: str) -> str:
 
 
 def end_reason(p: Parsed) -> CallState:
-    """How the call ended, from CallStatus, HangupCause and HangupSource (§3.3, §4)."""
+    """How the call ended, from CallStatus, HangupCause and HangupSource.
+
+    docs/carriers.md §3.3 (the fields) and §4 (the Plivo lifecycle).
+    """
     status = p.get("CallStatus").lower()
     cause = p.get("HangupCause").upper()
     source = p.get("HangupSource").lower()

@@ -7,7 +7,7 @@ parks the call and sends `call.initiated`; the manager screens it and we really 
 notify call hangs up after the message was heard whole, never after a blind delay.
 
 Streaming (`streaming.enabled`): the Dial (outbound) or the answer (inbound) carries
-`stream_url` with the call's token in its query (telnyx_stream_fields.py), and STT and TTS
+`stream_url` with the call's token in its query (stream_fields.py), and STT and TTS
 warm while the phone rings. Once Telnyx opens the socket, everything is said as our own TTS
 audio over it and heard through its speech-to-text: no `speak`, no `transcription_start`. The
 media session reports `call.playback-ended` itself, so a notify call still hangs up right
@@ -16,7 +16,7 @@ failed before any audio left; DTMF stays the REST `send_dtmf`.
 
 Nothing about a call is kept here: webhooks name their call through `client_state`, and
 everything else is in the store, so any instance serves any webhook. Shapes: REST in
-telnyx_rest.py, webhooks in telnyx_webhooks.py, voices and text in telnyx_speech.py.
+rest.py, webhooks in webhooks.py, voices and text in voice.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Bidirectional RTP in PCMU both ways (docs/carriers.md §2.4): Telnyx streams the caller
 (`inbound_track`) as µ-law 8 kHz, transcoding when the call's codec differs (`stream_codec`), and
-plays the µ-law we send back. The media route accepts nothing else.
+plays the µ-law we send back. The media route accepts nothing else; the frames on that socket
+are parsed in media/stream_protocols/telnyx.py.
 
 The token rides in the URL's query. Telnyx opens the socket only once the call is answered, so
 for a Dial it must outlive the ringing: when `timeout_secs` (plus the time Telnyx takes to

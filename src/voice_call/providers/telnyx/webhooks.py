@@ -41,7 +41,7 @@ _MAX_ID = 256
 _MAX_NUMBER = 64
 _MAX_TRANSCRIPT = 8000
 
-# docs/carriers.md §2.2 enum plus the causes the seed mapped (anatomy §3.2). The party is
+# docs/carriers.md §2.2 enum plus the causes the seed mapped. The party is
 # not named reliably (hangup_source depends on who dialled), so a normal clearing is `completed`.
 HANGUP_CAUSES: dict[str, CallState] = {
     "normal_clearing": CallState.COMPLETED,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+
+from voice_call.providers.voices import CarrierVoice
 
 MAX_INLINE_TWIML = 4000  # Twilio refuses a longer `Twiml` parameter
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -23,21 +24,13 @@ def clean(text: str) -> str:
     return _NOT_XML.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
 
 
-@dataclass(frozen=True)
-class Speech:
-    """How `<Say>` and `<Gather>` speak and listen on one call."""
-
-    voice: str
-    language: str
-
-
 class Twiml:
     """A `<Response>` document, one verb at a time."""
 
     def __init__(self) -> None:
         self.root = ET.Element("Response")
 
-    def say(self, text: str, speech: Speech, parent: ET.Element | None = None) -> Twiml:
+    def say(self, text: str, speech: CarrierVoice, parent: ET.Element | None = None) -> Twiml:
         el = ET.SubElement(
             self.root if parent is None else parent,
             "Say",
@@ -55,7 +48,7 @@ class Twiml:
         ET.SubElement(self.root, "Play", {"digits": clean(mapped)})
         return self
 
-    def gather(self, action: str, speech: Speech, timeout_s: int) -> ET.Element:
+    def gather(self, action: str, speech: CarrierVoice, timeout_s: int) -> ET.Element:
         """A speech (and keypad) `<Gather>`; its result is POSTed to `action`."""
         return ET.SubElement(
             self.root,

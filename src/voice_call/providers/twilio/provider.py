@@ -35,7 +35,7 @@ from voice_call.providers.base import (
     WebhookResult,
 )
 from voice_call.providers.streamed_speech import StreamedSpeech
-from voice_call.providers.twilio.markup import MAX_INLINE_TWIML, Speech, Twiml, empty
+from voice_call.providers.twilio.markup import MAX_INLINE_TWIML, Twiml, empty
 from voice_call.providers.twilio.rest import TwilioRest, api_base
 from voice_call.providers.twilio.voice import speech_for
 from voice_call.providers.twilio.webhooks import (
@@ -48,6 +48,7 @@ from voice_call.providers.twilio.webhooks import (
     read_hook,
     verify,
 )
+from voice_call.providers.voices import CarrierVoice
 from voice_call.security.exposure import forwarding_trust
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class TwilioProvider:
         query += [(k, v) for k, v in ours.items() if v]
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
-    def _speech(self, call: CallRecord) -> Speech:
+    def _speech(self, call: CallRecord) -> CarrierVoice:
         route_key = call.metadata.get("numberRouteKey")
         return speech_for(
             self.config,
@@ -134,7 +135,7 @@ class TwilioProvider:
         self,
         doc: Twiml,
         call_id: str | None,
-        speech: Speech,
+        speech: CarrierVoice,
         turn_token: str | None,
         prompt: str | None = None,
     ) -> Twiml:
@@ -149,7 +150,7 @@ class TwilioProvider:
         doc = Twiml().pause(seconds)
         return doc.redirect(self._url(then, call_id, turnToken=token)).render()
 
-    def notify_twiml(self, message: str, speech: Speech) -> str:
+    def notify_twiml(self, message: str, speech: CarrierVoice) -> str:
         return Twiml().say(message, speech).hangup().render()
 
     # ---------------------------------------------------------------- calls
@@ -316,7 +317,7 @@ class TwilioProvider:
         url, token = self.streamed.setup(self.webhook_url, call_id)
         return Twiml().stream(url, {"token": token}).render()
 
-    def _hook_speech(self, hook: Hook) -> Speech:
+    def _hook_speech(self, hook: Hook) -> CarrierVoice:
         return speech_for(self.config, hook.direction, hook.params.get("To"), None)
 
 

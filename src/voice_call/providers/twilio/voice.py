@@ -2,7 +2,8 @@
 
 Order: the dialled number's route (inbound calls only, as in the seed), then the `twilio`
 block, then the TTS settings. OpenAI voice names map to the Polly voices that sound closest
-(the seed's table); `Polly.*`, `Google.*` and Twilio's basic voices pass through unchanged.
+(the seed's table, providers/voices.py); `Polly.*`, `Google.*` and Twilio's basic voices pass
+through unchanged.
 """
 
 from __future__ import annotations
@@ -10,20 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from voice_call.config import Config, NumberRoute
+from voice_call.config import Config
 from voice_call.models import Direction
-from voice_call.providers.twilio.markup import Speech
+from voice_call.numbers import route_for
+from voice_call.providers.voices import CarrierVoice, polly_voice
 
 DEFAULT_VOICE = "Polly.Joanna"
 DEFAULT_LANGUAGE = "en-US"
-OPENAI_TO_POLLY = {
-    "alloy": "Polly.Joanna",
-    "echo": "Polly.Matthew",
-    "fable": "Polly.Amy",
-    "onyx": "Polly.Brian",
-    "nova": "Polly.Salli",
-    "shimmer": "Polly.Kimberly",
-}
 _BASIC_VOICES = ("alice", "man", "woman")
 
 
@@ -35,7 +29,8 @@ def map_voice(name: str | None) -> str:
         return name
     if name.lower() in _BASIC_VOICES:
         return name.lower()
-    return OPENAI_TO_POLLY.get(name.lower(), DEFAULT_VOICE)
+    polly = polly_voice(name)
+    return f"Polly.{polly}" if polly else DEFAULT_VOICE
 
 
 def _dig(tree: Any, *keys: str) -> Any:
@@ -62,29 +57,12 @@ def tts_voice(tts: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _digits(number: str | None) -> str:
-    return "".join(ch for ch in number or "" if ch.isdigit())
-
-
-def find_route(config: Config, number: str | None) -> NumberRoute | None:
-    """`numbers[number]`: the exact key, else the same digits (carriers vary in format)."""
-    if not number:
-        return None
-    if number in config.numbers:
-        return config.numbers[number]
-    wanted = _digits(number)
-    return next(
-        (route for key, route in config.numbers.items() if wanted and _digits(key) == wanted),
-        None,
-    )
-
-
 def speech_for(
     config: Config, direction: Direction | None, to_number: str | None, route_key: str | None
-) -> Speech:
+) -> CarrierVoice:
     route = None
     if direction == Direction.INBOUND:
-        route = find_route(config, route_key) or find_route(config, to_number)
+        route = route_for(config, to_number, route_key)
     twilio = config.twilio
     voice = (
         (route and route.voice)
@@ -93,4 +71,4 @@ def speech_for(
         or tts_voice(config.tts)
     )
     language = (route and route.language) or (twilio and twilio.language) or DEFAULT_LANGUAGE
-    return Speech(voice=map_voice(voice), language=language)
+    return CarrierVoice(voice=map_voice(voice), language=language)

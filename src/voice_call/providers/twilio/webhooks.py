@@ -1,5 +1,11 @@
 """Twilio webhooks: verify `X-Twilio-Signature`, then turn a request into normalised events.
 
+This is where a Twilio status callback (and every other request Twilio makes of us) becomes a
+`CallEvent`: `server/webhook.py` hands the request to `TwilioProvider.parse_webhook`, which
+calls `parse` here; `read_hook` reads the query and form fields, `events_for` maps them
+(`CallStatus` `ringing` → `call.ringing`, `completed` → `call.ended`, a Gather's
+`SpeechResult` → `call.speech`, ...), and the manager applies the events that come back.
+
 Every URL we hand Twilio carries `type` (which of our requests this is), usually `callId` (our
 UUID, so no CallSid → call mapping has to live in the provider) and, for listening, the turn
 token; Twilio echoes them back in the query, and the signature covers them. A request

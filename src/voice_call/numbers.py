@@ -1,0 +1,55 @@
+"""Phone numbers: comparing them, and finding a number's `numbers[...]` route in the config.
+
+Carriers spell the same number differently (`+15550001000`, `15550001000`, `+1 555 000 1000`),
+so numbers are compared by their digits wherever an exact match fails. Every lookup of a route
+by number goes through `route_key` / `route_for` here: the inbound screen (which records the
+key it chose on the call as `metadata["numberRouteKey"]`), and each carrier's voice choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from voice_call.config import Config, NumberRoute
+from voice_call.models import CallRecord, Direction
+
+
+def digits(number: str | None) -> str:
+    """Only the digits of `number` ("" for None): the form two numbers are compared in."""
+    return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+def route_key(numbers: Mapping[str, NumberRoute], number: str | None) -> str | None:
+    """The key of `numbers` that is `number`: written exactly so, else with the same digits."""
+    if not number:
+        return None
+    if number in numbers:
+        return number
+    wanted = digits(number)
+    return next((key for key in numbers if wanted and digits(key) == wanted), None)
+
+
+def route_for(config: Config, number: str | None, key: str | None = None) -> NumberRoute | None:
+    """`numbers[...]` for one of our numbers: the route key already chosen (`key`), else the
+    number itself, written exactly so or with the same digits."""
+    if key and key in config.numbers:
+        return config.numbers[key]
+    found = route_key(config.numbers, number)
+    return config.numbers[found] if found is not None else None
+
+
+def our_number(call: CallRecord) -> str:
+    """Our side of the call: the number dialled on inbound calls, the caller ID on outbound."""
+    return call.to_number if call.direction == Direction.INBOUND else call.from_number
+
+
+def screened_route(config: Config, call: CallRecord) -> NumberRoute | None:
+    """The route the inbound screen chose for this call (`numberRouteKey`), if it chose one."""
+    key = call.metadata.get("numberRouteKey")
+    return route_for(config, None, key) if isinstance(key, str) else None
+
+
+def our_route(config: Config, call: CallRecord) -> NumberRoute | None:
+    """The route of our side of the call: the key the inbound screen chose, else our number."""
+    key = call.metadata.get("numberRouteKey")
+    return route_for(config, our_number(call), key if isinstance(key, str) else None)
