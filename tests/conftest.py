@@ -1,48 +1,24 @@
 """Shared fixtures for the server and client tests: a mock-provider Runtime and a live server.
 
 The server runs on a real loopback socket (port 0) in the test's event loop, with a tmp state
-folder; `rpc` posts JSON-RPC with the runtime's bearer token.
+folder; `rpc` posts JSON-RPC with the runtime's bearer token. Fixtures only: tests import the
+server's config and limits from tests/server/stack.py and helpers from tests/support.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from voice_call.config import Config, parse_config
+from tests.server.stack import TEST_LIMITS, Rpc, server_config
+from voice_call.config import Config
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
-from voice_call.server.limits import Limits
 from voice_call.server.serve import RunningServer, start_background
-
-SERVER_CONFIG: dict[str, Any] = {
-    "provider": "mock",
-    "serve": {"port": 0},
-    "responder": {"provider": "echo"},
-    "mock": {"answerDelayMs": 50, "replyDelayMs": 50},
-    "maxConcurrentCalls": 20,
-    "staleCallReaperSeconds": 0,
-}
-# Short enough to keep the 408/429 tests quick, long enough for a loaded CI machine.
-TEST_LIMITS = Limits(body_timeout_s=0.5, max_in_flight=2)
-
-Rpc = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def server_config(**overrides: Any) -> Config:
-    raw = copy.deepcopy(SERVER_CONFIG)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return parse_config(raw)
 
 
 @pytest.fixture
@@ -93,12 +69,3 @@ def rpc(vc_http: httpx.AsyncClient, vc_runtime: Runtime) -> Rpc:
         return reply
 
     return call
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll `check` until true; fail the test after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from voice_call.client.rpc import RpcClient
 from voice_call.models import CallRecord
 from voice_call.runtime import Runtime
+
+POLL_INTERVAL_S = 0.02
 
 
 def free_port() -> int:
@@ -35,13 +38,31 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll `check` until it is true; TimeoutError after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
+async def wait_until(check: Callable[[], object], timeout: float = 10.0, *, what: str = "") -> None:
+    """Poll `check` (a plain or an async function) until its answer is truthy.
+
+    The one way tests wait for state that has no event of its own to await. After `timeout`
+    seconds the test fails with an AssertionError naming `what` (or the check's name).
+    """
+    try:
+        async with asyncio.timeout(timeout) as limit:
+            while True:
+                value = check()
+                if inspect.isawaitable(value):
+                    value = await value
+                if value:
+                    return
+                await asyncio.sleep(POLL_INTERVAL_S)
+    except TimeoutError:
+        if not limit.expired():
+            raise  # the check's own timeout, not ours
+        waited_for = what or _name(check)
+        raise AssertionError(f"timed out after {timeout} s waiting for {waited_for}") from None
+
+
+def _name(check: Callable[..., object]) -> str:
+    name = getattr(check, "__qualname__", repr(check))
+    return str(name).replace("<locals>.", "")
 
 
 class CallStackMixin:

@@ -278,7 +278,8 @@ class FakeCarrier:
     def clears(self) -> list[Received]:
         return self.of("clear", "clearAudio")
 
-    async def wait_until(self, check: Any, timeout: float = 5) -> None:
+    async def wait(self, check: Any, timeout: float = 5) -> None:
+        """Until `check()` holds, woken by each frame received (an event, not polling)."""
         async with asyncio.timeout(timeout):
             while not check():
                 self._changed.clear()

@@ -1,29 +1,43 @@
-"""A running server with the media route on a loopback port, speech from the fake OpenAI.
+"""Media stacks for the tests: a server with the media route, and a session without sockets.
 
-The Runtime uses the mock provider (no carrier REST) with streaming on; the route is told which
-carrier's protocol to speak, so one harness serves the Twilio, Telnyx and Plivo tests. STT is
+On a socket: a running server with the media route on a loopback port, speech from the fake
+OpenAI. The Runtime uses the mock provider (no carrier REST) with streaming on; the route is told
+which carrier's protocol to speak, so one stack serves the Twilio, Telnyx and Plivo tests. STT is
 the real OpenAI Realtime client against `FakeOpenAI`'s transcription socket and TTS the real
 OpenAI client against its `/v1/audio/speech`.
+
+In process: a MediaSession with fake STT and TTS and a recording outbox (`SessionHarness`), and
+a MediaSessions registry on fake speech and a fake clock (`registry`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import wait_for
 from tests.media.carrier import FakeCarrier
+from tests.support import wait_until
+from voice_call.clock import FakeClock
 from voice_call.config import parse_config
-from voice_call.models import CallEvent, CallRecord, Mode
+from voice_call.media.outbox import Outbox
+from voice_call.media.registry import MediaSessions
+from voice_call.media.session import MediaSession
+from voice_call.media.stream_protocols import MarkAck, Start, TwilioStream
+from voice_call.models import CallEvent, CallRecord, CallState, EventType, Mode
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
 from voice_call.server.media import MediaLimits, MediaRoute
 from voice_call.server.serve import RunningServer, start_background
 from voice_call.sim.openai import FakeOpenAI, SpeechScript, TranscriptionScript
+from voice_call.speech.stack import Voice
+from voice_call.speech.stt.fake import FakeStt
+from voice_call.speech.tts.fake import FakeTts
 
 KEY = "sk-test"
 CARRIERS = ["twilio", "telnyx", "plivo"]
@@ -53,15 +67,6 @@ def media_config(fake: FakeOpenAI, **overrides: Any) -> dict[str, Any]:
         else:
             raw[key] = copy.deepcopy(value)
     return raw
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a plain condition (state that has no event of its own to await)."""
-
-    async def checked() -> bool:
-        return check()
-
-    await wait_for(checked, timeout)
 
 
 @dataclass
@@ -101,7 +106,7 @@ class MediaServer:
             record = await self.runtime.store.get(call_id)
             return record is not None and record.terminal
 
-        await wait_for(terminal)
+        await wait_until(terminal)
         record = await self.runtime.store.get(call_id)
         assert record is not None
         return record
@@ -140,3 +145,110 @@ async def media_server(
             yield MediaServer(runtime, fake, server, carrier, route, sent)
         finally:
             await server.stop()
+
+
+# ------------------------------------------------------------ in process: no sockets
+
+
+class Recorder:
+    """The socket side: what the session queued, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.outbox = Outbox(self._send)
+        self.task = asyncio.create_task(self.outbox.run())
+        self.changed = asyncio.Event()
+
+    async def _send(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+        self.changed.set()
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["event"] == event]
+
+    async def wait(self, check: Any, timeout: float = 3) -> None:
+        async with asyncio.timeout(timeout):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+class SessionHarness:
+    """A MediaSession on the Twilio protocol with fake STT and TTS, its frames in a `Recorder`."""
+
+    def __init__(self, tts: Any = None, timeout_s: float = 2.0) -> None:
+        protocol = TwilioStream()
+        protocol.bind(Start(call_id="CA1", stream_id="MZ1"))
+        self.wire = Recorder()
+        self.stt = FakeStt()
+        self.tts = tts or FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40})
+        self.events: list[CallEvent] = []
+        self.fatal: list[tuple[int, str]] = []
+
+        async def sink(event: CallEvent) -> None:
+            self.events.append(event)
+
+        self.session = MediaSession(
+            "call-1",
+            protocol,
+            self.wire.outbox,
+            self.stt,
+            Voice(self.tts, timeout_s),
+            sink,
+            on_fatal=lambda code, reason: self.fatal.append((code, reason)),
+        )
+
+    def ack_marks(self) -> None:
+        for mark in self.wire.of("mark"):
+            self.session.handle(MarkAck(mark["mark"]["name"]))
+
+    async def close(self) -> None:
+        await self.session.close()
+        self.wire.outbox.close()
+        await self.wire.task
+
+    def kinds(self) -> list[EventType]:
+        return [e.type for e in self.events]
+
+
+class FakeSpeech:
+    """The registry's speech stack: a FakeStt per stream (kept for the test), one FakeTts."""
+
+    def __init__(self) -> None:
+        self.stts: list[FakeStt] = []
+        self.tts = FakeTts()
+        self.routes: list[Any] = []
+
+    def new_stt(self) -> FakeStt:
+        self.stts.append(FakeStt())
+        return self.stts[-1]
+
+    def voice(self, route_tts: Any = None) -> Voice:
+        self.routes.append(route_tts)
+        return Voice(self.tts, 1.0)
+
+    async def close(self) -> None:
+        return None
+
+
+def registry(
+    provider: str = "telnyx", **streaming: Any
+) -> tuple[MediaSessions, FakeSpeech, FakeClock]:
+    """A MediaSessions registry for `provider`, with `streaming` config, on fake speech."""
+    raw: dict[str, Any] = {"streaming": {"enabled": True, **streaming}}
+    if provider != "mock":
+        raw["provider"] = provider
+        raw["fromNumber"] = "+15550001234"
+        raw[provider] = {"twilio": {"accountSid": "AC1", "authToken": "t"},
+                         "telnyx": {"apiKey": "k", "connectionId": "c", "publicKey": "p"},
+                         "plivo": {"authId": "a", "authToken": "t"}}[provider]  # fmt: skip
+    config = parse_config(raw, env={})
+    speech, clock = FakeSpeech(), FakeClock()
+
+    async def sink(event: CallEvent) -> None:
+        return None
+
+    async def end(call_id: str, reason: CallState) -> None:
+        return None
+
+    return MediaSessions(config, sink=sink, end_call=end, clock=clock, speech=speech), speech, clock

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.media.harness import media_server, until
+from tests.media.stack import media_server
+from tests.support import wait_until
 from voice_call.asgi_server import BackgroundServer
 from voice_call.models import CallState, EventType
 from voice_call.server import serve
@@ -75,7 +76,7 @@ class Capture:
         channel = scope["extensions"][DIRECT]["channel"]
         first = await receive()
         self.messages.append(first.get("text") or first.get("bytes"))
-        await until(lambda: channel.queue.qsize() >= self.hold_before_attach)
+        await wait_until(lambda: channel.queue.qsize() >= self.hold_before_attach)
         self.channel = channel
         channel.attach(self)
         await self.closed.wait()
@@ -158,7 +159,7 @@ async def test_messages_split_anywhere_arrive_whole_in_order_and_text_echoes() -
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"first"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         for payload in payloads[1:]:
             wire = (
                 frame(TEXT, payload.encode())
@@ -180,7 +181,7 @@ async def test_control_frames_and_fragments_keep_their_order_through_websockets(
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"hello"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         wire = (
             frame(TEXT, b"a")
             + frame(TEXT, b"frag", fin=False)
@@ -214,7 +215,7 @@ async def test_a_control_frame_read_piecemeal_by_websockets_never_looks_like_a_n
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"hello"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         ping = frame(PING, b"ping!", mask=b"\x81\x85\x00\x00")
         for part in (ping[:2], ping[2:4], ping[4:] + frame(TEXT, b"after")):
             await client.send(part)
@@ -229,9 +230,9 @@ async def test_messages_queued_before_attach_come_first() -> None:
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"1") + frame(TEXT, b"2") + frame(TEXT, b"3"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         await client.send(frame(TEXT, b"4"))
-        await until(lambda: len(app.messages) == 4)
+        await wait_until(lambda: len(app.messages) == 4)
     assert app.messages == ["1", "2", "3", "4"]
 
 
@@ -250,7 +251,7 @@ async def test_broken_frames_close_with_websockets_codes(wire: bytes, code: int)
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"hello"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         await client.send(frame(TEXT, b"ok") + wire)
         assert await client.close_code() == code
         await asyncio.wait_for(app.closed.wait(), 5)
@@ -263,7 +264,7 @@ async def test_a_dropped_connection_reaches_the_sink_and_sending_stops() -> None
     async with served(app) as port:
         client = await RawClient.connect(port)
         await client.send(frame(TEXT, b"hello"))
-        await until(lambda: app.channel is not None)
+        await wait_until(lambda: app.channel is not None)
         channel = app.channel
         assert channel is not None
         client.abort()
@@ -287,7 +288,7 @@ async def test_the_media_route_is_the_same_on_both_lanes(
         await client.send_json({"event": "dtmf", "dtmf": {"digit": "7"}})
         for junk in ("{", '{"event": "media", "media": {"payload": "***"}}'):
             await client.send_text(junk)
-        await until(lambda: any(e.type is EventType.DTMF for e in media.sent))
+        await wait_until(lambda: any(e.type is EventType.DTMF for e in media.sent))
         assert session.inbound_frames > 0 and not client.closed.is_set()
         result = await asyncio.wait_for(session.speak("Hello there."), 15)
         assert result.heard_text == "Hello there."  # the marks came back in

@@ -12,7 +12,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.media.carrier import FakeCarrier
-from tests.media.harness import CARRIERS, MediaServer, media_server, until
+from tests.media.stack import CARRIERS, MediaServer, media_server
+from tests.support import wait_until
 from voice_call.server.media import MediaLimits
 
 
@@ -95,7 +96,7 @@ async def pending_sockets(media: MediaServer, count: int) -> list[FakeCarrier]:
     sockets = [media.client(call) for _ in range(count)]
     for client in sockets:
         await client.open(start=False, pump=False)
-    await until(lambda: media.route.pending == count)
+    await wait_until(lambda: media.route.pending == count)
     return sockets
 
 
@@ -116,7 +117,7 @@ async def test_pending_sockets_are_capped_with_1013(
         assert code == 1013 and text.startswith(reason)
         # a pending socket that starts properly frees its slot
         await waiting[0].send_json(waiting[0].start_frame())
-        await until(lambda: media.route.pending == 1)
+        await wait_until(lambda: media.route.pending == 1)
         for client in waiting:
             await client.close()
 
@@ -188,7 +189,7 @@ async def test_behind_a_trusted_proxy_pending_sockets_count_per_forwarded_client
             await client.open(start=False, pump=False)
         other = behind("203.0.113.2")  # another carrier IP: its own two slots
         await other.open(start=False, pump=False)
-        await until(lambda: media.route.pending == 3)
+        await wait_until(lambda: media.route.pending == 3)
         third = behind("203.0.113.1")
         code, text = await refused(third, start=False, pump=False)
         assert code == 1013 and text.startswith("too many media streams waiting to start from")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.media.carrier import loud_frames
-from tests.media.harness import CARRIERS, media_server, until
+from tests.media.stack import CARRIERS, media_server
+from tests.support import wait_until
 from voice_call.audio.g711 import FRAME_BYTES
 from voice_call.media.playback import PlaybackStatus
 from voice_call.models import CallState, EventType
@@ -77,13 +78,13 @@ async def test_barge_in_stops_outbound_frames_within_40ms_and_clears(
         session = await media.runtime.media.wait_for(record.call_id, 5)
         assert session is not None
         playback = session.speak(LONG)
-        await client.wait_until(lambda: len(client.media_frames()) >= 40)  # 800 ms in
+        await client.wait(lambda: len(client.media_frames()) >= 40)  # 800 ms in
         client.talk(loud_frames(25) + [b"\xff" * FRAME_BYTES] * 25)
-        await client.wait_until(lambda: client.clears(), timeout=3)
+        await client.wait(lambda: client.clears(), timeout=3)
         result = await asyncio.wait_for(playback, 3)
         await asyncio.sleep(0.2)  # anything still coming would arrive now
         frames_after = [f for f in client.media_frames() if f.at > client.clears()[0].at]
-        await until(lambda: any(e.type is EventType.SPEECH and e.is_final for e in media.sent))
+        await wait_until(lambda: any(e.type is EventType.SPEECH and e.is_final for e in media.sent))
         transcript = next(
             e.transcript for e in media.sent if e.type is EventType.SPEECH and e.is_final
         )
@@ -112,7 +113,7 @@ async def test_the_protected_greeting_ignores_speech_over_it(tmp_path: Path) -> 
         session = await media.runtime.media.wait_for(record.call_id, 5)
         assert session is not None
         playback = session.speak(GREETING, interruptible=False)
-        await client.wait_until(lambda: len(client.media_frames()) >= 20)
+        await client.wait(lambda: len(client.media_frames()) >= 20)
         client.talk(loud_frames(20))
         result = await asyncio.wait_for(playback, 15)
         await client.close()
@@ -153,7 +154,7 @@ async def test_dtmf_on_the_stream_reaches_the_manager(tmp_path: Path, carrier: s
         await client.open()
         assert await media.runtime.media.wait_for(record.call_id, 5) is not None
         await client.send_json({"event": "dtmf", "dtmf": {"digit": "5"}})
-        await until(lambda: any(e.type is EventType.DTMF for e in media.sent))
+        await wait_until(lambda: any(e.type is EventType.DTMF for e in media.sent))
         await client.close()
         events = await media.events(record.call_id)
     assert [e.digits for e in media.sent if e.type is EventType.DTMF] == ["5"]
@@ -187,7 +188,7 @@ async def test_a_stream_that_reconnects_within_the_grace_keeps_the_call(tmp_path
         await asyncio.sleep(0.05)
         second = media.client(record)
         await second.open()
-        await until(lambda: media.runtime.media.get(record.call_id) not in (None, old))
+        await wait_until(lambda: media.runtime.media.get(record.call_id) not in (None, old))
         await asyncio.sleep(0.4)  # past the grace
         alive = await media.runtime.store.get(record.call_id)
         assert alive is not None and not alive.terminal
@@ -200,7 +201,7 @@ async def test_prewarm_opens_stt_before_the_stream_and_the_stream_reuses_it(tmp_
     async with media_server(tmp_path, "plivo") as media:
         record = await media.new_call()
         media.runtime.media.prewarm(record.call_id, record)
-        await until(lambda: bool(media.fake.sessions and media.fake.sessions[0].received))
+        await wait_until(lambda: bool(media.fake.sessions and media.fake.sessions[0].received))
         assert len(media.fake.sessions) == 1
         client = media.client(record)
         await client.open()
@@ -215,6 +216,6 @@ async def test_a_call_that_ends_before_its_stream_closes_the_warmed_stt(tmp_path
     async with media_server(tmp_path, "telnyx") as media:
         record = await media.new_call()
         media.runtime.media.prewarm(record.call_id, record)  # as at dial, while it rings
-        await until(lambda: bool(media.fake.sessions and media.fake.sessions[0].received))
+        await wait_until(lambda: bool(media.fake.sessions and media.fake.sessions[0].received))
         await media.runtime.manager.end(record.call_id)  # e.g. nobody answered
-        await until(lambda: media.fake.sessions[0].closed)
+        await wait_until(lambda: media.fake.sessions[0].closed)

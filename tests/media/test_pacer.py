@@ -1,4 +1,4 @@
-"""The 20 ms framer and the absolute-clock pacer: whole frames, steady cadence, no drift."""
+"""The absolute-clock pacer: steady 20 ms cadence, no drift, few shared timers."""
 
 from __future__ import annotations
 
@@ -10,34 +10,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from voice_call.audio.framer import Framer
-from voice_call.audio.g711 import FRAME_BYTES, SILENCE_BYTE
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import Pacer, SlotScheduler
-
-# --------------------------------------------------------------------------- framer
-
-
-@given(st.lists(st.binary(max_size=700), max_size=30))
-def test_framer_emits_whole_frames_and_loses_nothing(chunks: list[bytes]) -> None:
-    framer = Framer()
-    out = [frame for chunk in chunks for frame in framer.push(chunk)]
-    assert all(len(frame) == FRAME_BYTES for frame in out)
-    data = b"".join(chunks)
-    assert b"".join(out) == data[: len(data) - len(data) % FRAME_BYTES]
-    assert framer.pending == len(data) % FRAME_BYTES
-    tail = framer.flush()
-    if len(data) % FRAME_BYTES:
-        assert tail is not None and len(tail) == FRAME_BYTES
-        rest = len(data) % FRAME_BYTES
-        assert tail == data[-rest:] + bytes([SILENCE_BYTE]) * (FRAME_BYTES - rest)
-    else:
-        assert tail is None
-    assert framer.flush() is None and framer.pending == 0
-
 
 # --------------------------------------------------------------------------- pacer, fake time
 

@@ -2,58 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from voice_call.clock import FakeClock
-from voice_call.config import parse_config
-from voice_call.media.registry import MediaSessions
-from voice_call.models import CallEvent, CallState
-from voice_call.speech.stack import Voice
-from voice_call.speech.stt.fake import FakeStt
-from voice_call.speech.tts.fake import FakeTts
-
-
-class FakeSpeech:
-    def __init__(self) -> None:
-        self.stts: list[FakeStt] = []
-        self.tts = FakeTts()
-        self.routes: list[Any] = []
-
-    def new_stt(self) -> FakeStt:
-        self.stts.append(FakeStt())
-        return self.stts[-1]
-
-    def voice(self, route_tts: Any = None) -> Voice:
-        self.routes.append(route_tts)
-        return Voice(self.tts, 1.0)
-
-    async def close(self) -> None:
-        return None
-
-
-def registry(
-    provider: str = "telnyx", **streaming: Any
-) -> tuple[MediaSessions, FakeSpeech, FakeClock]:
-    raw: dict[str, Any] = {"streaming": {"enabled": True, **streaming}}
-    if provider != "mock":
-        raw["provider"] = provider
-        raw["fromNumber"] = "+15550001234"
-        raw[provider] = {"twilio": {"accountSid": "AC1", "authToken": "t"},
-                         "telnyx": {"apiKey": "k", "connectionId": "c", "publicKey": "p"},
-                         "plivo": {"authId": "a", "authToken": "t"}}[provider]  # fmt: skip
-    config = parse_config(raw, env={})
-    speech, clock = FakeSpeech(), FakeClock()
-
-    async def sink(event: CallEvent) -> None:
-        return None
-
-    async def end(call_id: str, reason: CallState) -> None:
-        return None
-
-    return MediaSessions(config, sink=sink, end_call=end, clock=clock, speech=speech), speech, clock
+from tests.media.stack import registry
 
 
 @pytest.mark.parametrize(

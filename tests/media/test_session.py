@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import pytest
 
-from tests.media.harness import until
+from tests.media.stack import SessionHarness
+from tests.support import wait_until
 from voice_call.audio.g711 import FRAME_BYTES
 from voice_call.media import session as session_module
 from voice_call.media.lateness import LatenessStats
@@ -22,11 +21,9 @@ from voice_call.media.playback import (
     PlaybackStatus,
     SessionClosed,
 )
-from voice_call.media.session import MediaSession
-from voice_call.media.stream_protocols import Dtmf, MarkAck, Media, Start, TwilioStream
-from voice_call.models import CallEvent, EventType
+from voice_call.media.stream_protocols import Dtmf, MarkAck, Media
+from voice_call.models import EventType
 from voice_call.speech.stack import Voice
-from voice_call.speech.stt.fake import FakeStt
 from voice_call.speech.tts.base import TtsAudio, TtsError
 from voice_call.speech.tts.fake import FakeTts
 
@@ -54,7 +51,7 @@ async def test_outbox_writes_in_order_and_drops_media_on_request() -> None:
     assert outbox.drop_media() == 3 and outbox.buffered == len("media0") + len("mark")
     outbox.put("clear")
     gate.set()
-    await until(lambda: len(written) == 3)
+    await wait_until(lambda: len(written) == 3)
     assert written == ["media0", "mark", "clear"]
     assert outbox.stats is not None and outbox.stats.count == 1
     outbox.close()
@@ -75,8 +72,8 @@ async def test_outbox_sends_inline_when_the_socket_takes_it_at_once() -> None:
     outbox.put("b")  # queued behind it, in order
     assert written == [] and outbox.buffered == 2
     writer = asyncio.create_task(outbox.run())
-    await until(lambda: written == ["a", "b"])
-    await until(lambda: not outbox._busy)
+    await wait_until(lambda: written == ["a", "b"])
+    await wait_until(lambda: not outbox._busy)
     outbox.put("c")  # nothing queued, socket writable: written before `put` returns
     assert written == ["a", "b", "c"] and outbox.sent == 3 and outbox.buffered == 0
     outbox.close()
@@ -98,67 +95,8 @@ async def test_outbox_over_its_byte_cap_reports_once_and_refuses() -> None:
 # --------------------------------------------------------------------------- session
 
 
-class Recorder:
-    """The socket side: what the session queued, decoded."""
-
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
-        self.outbox = Outbox(self._send)
-        self.task = asyncio.create_task(self.outbox.run())
-        self.changed = asyncio.Event()
-
-    async def _send(self, text: str) -> None:
-        self.frames.append(json.loads(text))
-        self.changed.set()
-
-    def of(self, event: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["event"] == event]
-
-    async def wait(self, check: Any, timeout: float = 3) -> None:
-        async with asyncio.timeout(timeout):
-            while not check():
-                self.changed.clear()
-                await self.changed.wait()
-
-
-class Harness:
-    def __init__(self, tts: Any = None, timeout_s: float = 2.0) -> None:
-        protocol = TwilioStream()
-        protocol.bind(Start(call_id="CA1", stream_id="MZ1"))
-        self.wire = Recorder()
-        self.stt = FakeStt()
-        self.tts = tts or FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40})
-        self.events: list[CallEvent] = []
-        self.fatal: list[tuple[int, str]] = []
-
-        async def sink(event: CallEvent) -> None:
-            self.events.append(event)
-
-        self.session = MediaSession(
-            "call-1",
-            protocol,
-            self.wire.outbox,
-            self.stt,
-            Voice(self.tts, timeout_s),
-            sink,
-            on_fatal=lambda code, reason: self.fatal.append((code, reason)),
-        )
-
-    def ack_marks(self) -> None:
-        for mark in self.wire.of("mark"):
-            self.session.handle(MarkAck(mark["mark"]["name"]))
-
-    async def close(self) -> None:
-        await self.session.close()
-        self.wire.outbox.close()
-        await self.wire.task
-
-    def kinds(self) -> list[EventType]:
-        return [e.type for e in self.events]
-
-
 async def test_a_job_plays_with_keepalive_silence_marks_and_an_acknowledged_end() -> None:
-    h = Harness()
+    h = SessionHarness()
     playback = h.session.speak("Hello there. Bye now.")
     await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
     assert not playback.done()  # waiting for the carrier to say it played
@@ -181,7 +119,7 @@ async def test_a_job_plays_with_keepalive_silence_marks_and_an_acknowledged_end(
 
 
 async def test_failure_before_any_audio_lets_the_provider_fall_back() -> None:
-    h = Harness(FakeTts({"error": "voice not found", "firstChunkMs": 0}))
+    h = SessionHarness(FakeTts({"error": "voice not found", "firstChunkMs": 0}))
     result = await asyncio.wait_for(h.session.speak("Hi."), 2)
     await h.close()
     assert result.status is PlaybackStatus.FAILED and not result.audio_sent
@@ -204,7 +142,7 @@ class BreaksMidway:
 
 
 async def test_failure_after_audio_went_out_is_reported_as_such() -> None:
-    h = Harness(BreaksMidway())
+    h = SessionHarness(BreaksMidway())
     playback = h.session.speak("One. Two.")
     await h.wire.wait(lambda: any(m["mark"]["name"].endswith(".end") for m in h.wire.of("mark")))
     h.ack_marks()
@@ -215,7 +153,7 @@ async def test_failure_after_audio_went_out_is_reported_as_such() -> None:
 
 
 async def test_synthesis_timeout() -> None:
-    h = Harness(FakeTts({"firstChunkMs": 400}), timeout_s=0.1)
+    h = SessionHarness(FakeTts({"firstChunkMs": 400}), timeout_s=0.1)
     result = await asyncio.wait_for(h.session.speak("Slow."), 2)
     await h.close()
     assert result.status is PlaybackStatus.FAILED
@@ -225,14 +163,14 @@ async def test_synthesis_timeout() -> None:
 
 async def test_a_lost_end_mark_does_not_hang_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session_module, "ACK_GRACE_S", 0.05)
-    h = Harness()
+    h = SessionHarness()
     result = await asyncio.wait_for(h.session.speak("No echo."), 3)
     await h.close()
     assert result.status is PlaybackStatus.PLAYED
 
 
 async def test_barge_in_clears_drops_queued_and_ignores_stale_marks() -> None:
-    h = Harness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 40}))
+    h = SessionHarness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 40}))
     first = h.session.speak("A fairly long first sentence here. And a second one after it.")
     queued = h.session.speak("Queued, never heard.")
     await h.wire.wait(lambda: len(h.wire.of("mark")) >= 3)
@@ -262,7 +200,7 @@ async def test_barge_in_clears_drops_queued_and_ignores_stale_marks() -> None:
 
 
 async def test_protected_job_ignores_speech_and_its_transcripts() -> None:
-    h = Harness()
+    h = SessionHarness()
     playback = h.session.speak("Welcome to the demo.", interruptible=False)
     await h.wire.wait(lambda: len(h.wire.of("media")) >= 3)
     h.stt.speech_started()
@@ -280,7 +218,7 @@ async def test_protected_job_ignores_speech_and_its_transcripts() -> None:
 
 
 async def test_partials_finals_dtmf_and_tracks() -> None:
-    h = Harness()
+    h = SessionHarness()
     h.session.handle(Media(b"\x01" * 160))
     h.session.handle(Media(b"\x02" * 160, track="outbound"))  # our own audio echoed back
     await h.stt.connect()
@@ -299,7 +237,7 @@ async def test_partials_finals_dtmf_and_tracks() -> None:
 
 
 async def test_queue_limit_close_and_fatal_stt() -> None:
-    h = Harness(FakeTts({"firstChunkMs": 1000}))
+    h = SessionHarness(FakeTts({"firstChunkMs": 1000}))
     jobs = [h.session.speak(f"Line {n}.") for n in range(9)]  # one playing, eight waiting
     with pytest.raises(PlaybackQueueFull):
         h.session.speak("One more.")
@@ -336,7 +274,7 @@ async def test_heard_text_follows_sentence_boundaries() -> None:
 async def test_prerecorded_audio_plays_after_speech_unannounced_and_uninterrupted() -> None:
     from voice_call.audio.dtmf import dtmf_ulaw, goertzel_digits
 
-    h = Harness()
+    h = SessionHarness()
     said = h.session.speak("One moment.")
     tones = h.session.play(dtmf_ulaw("12#"), "[DTMF 12#]")
     await h.wire.wait(lambda: len(h.wire.of("mark")) >= 2)
@@ -357,7 +295,7 @@ async def test_prerecorded_audio_plays_after_speech_unannounced_and_uninterrupte
 
 
 async def test_turn_figures_ride_on_the_speech_and_speaking_events() -> None:
-    h = Harness()
+    h = SessionHarness()
     h.stt.speech_stopped(ago_s=0.25)  # the caller's last word, by the STT's VAD
     h.stt.final("book it")
     playback = h.session.speak("Done.")
@@ -377,7 +315,7 @@ async def test_a_long_line_is_converted_as_it_plays_and_never_times_out_for_that
 
     # 40 ms a character: this line is ~2.1 s of audio, produced all at once by the fake TTS,
     # and the synthesis timeout (1 s) is shorter than its playback
-    h = Harness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 200}), timeout_s=1.0)
+    h = SessionHarness(FakeTts({"msPerChar": 40, "firstChunkMs": 0, "chunkMs": 200}), timeout_s=1.0)
     text = "This one sentence goes on for a good few seconds of audio."
     playback = h.session.speak(text)
     most_ahead = 0
@@ -395,7 +333,7 @@ async def test_a_long_line_is_converted_as_it_plays_and_never_times_out_for_that
 
 
 async def test_the_first_audio_leaves_when_it_is_ready_not_at_the_next_tick() -> None:
-    h = Harness(FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40}))
+    h = SessionHarness(FakeTts({"msPerChar": 20, "firstChunkMs": 30, "chunkMs": 40}))
     sent_at: list[float] = []
     send = h.wire._send
 

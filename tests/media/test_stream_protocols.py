@@ -46,7 +46,7 @@ from voice_call.media.stream_protocols.base import loads
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall
 from voice_call.sim.plivo.call import PlivoLeg, Target
-from voice_call.sim.plivo.stream import PlivoStream as PlivoEmulatorStream
+from voice_call.sim.plivo.stream import PlivoStreamClient as PlivoEmulatorStream
 from voice_call.sim.telnyx.stream import CallInfo, StreamListener, StreamParams, TelnyxMediaStream
 from voice_call.sim.twilio.markup import Stream
 from voice_call.sim.twilio.stream import MediaStreamSession, StreamPeer

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Rpc, wait_for
+from tests.server.stack import Rpc
+from tests.support import wait_until
 from voice_call.runtime import Runtime
 from voice_call.server.serve import RunningServer
 
@@ -65,7 +66,7 @@ async def call_with_events(rpc: Rpc, runtime: Runtime, at_least: int) -> str:
     async def enough() -> bool:
         return len(await runtime.store.events(call_id=call_id)) >= at_least
 
-    await wait_for(enough)
+    await wait_until(enough)
     await runtime.manager.settle()
     return call_id
 
@@ -121,7 +122,7 @@ async def test_cut_off_subscriber_stream_ends(
 ) -> None:
     async with stream(vc_server, vc_runtime, since=0) as sse:
         await sse.next()
-        await wait_for(_has_subscriber(vc_runtime))
+        await wait_until(_has_subscriber(vc_runtime))
         for queue in list(vc_runtime.bus._subscribers):  # what publish() does to a slow reader
             queue.put_nowait(None)
         try:
@@ -157,7 +158,7 @@ async def test_stopping_the_server_ends_open_streams_promptly(
 ) -> None:
     async with stream(vc_server, vc_runtime, since=0) as sse:
         await sse.next()
-        await wait_for(_has_subscriber(vc_runtime))
+        await wait_until(_has_subscriber(vc_runtime))
         stopping = asyncio.create_task(vc_server.stop())
         try:
             while True:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Rpc, wait_for
+from tests.server.stack import Rpc
+from tests.support import wait_until
 from voice_call.models import TurnKind
 from voice_call.runtime import Runtime
 from voice_call.server.metrics import Metrics, metrics_for
@@ -50,7 +51,7 @@ async def test_calls_webhooks_and_turn_latency(
         rec = await vc_runtime.store.get(call_id)
         return rec is not None and sum(t.kind == TurnKind.REPLY for t in rec.latency) == 3
 
-    await wait_for(three_replies)  # the echo responder answers the callee's three lines
+    await wait_until(three_replies)  # the echo responder answers the callee's three lines
     path = vc_runtime.config.serve.path
     ok = await vc_http.post(
         path, json={"event": {"type": "call.dtmf", "callId": call_id, "digits": "1"}}

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import server_config, wait_for
+from tests.server.stack import server_config
+from tests.support import wait_until
 from voice_call.models import E164, EventType, Mode
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
@@ -100,7 +101,7 @@ async def asgi(vc_home: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, 
             current = await runtime.store.get(record.call_id)
             return current is not None and current.state.value == "listening"
 
-        await wait_for(settled)
+        await wait_until(settled)
         await runtime.manager.settle()
         transport = httpx.ASGITransport(app=build_app(runtime))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Rpc, server_config, wait_for
+from tests.server.stack import Rpc, server_config
+from tests.support import wait_until
 from voice_call.runtime import Runtime
 
 TO = "+15555550123"
@@ -36,7 +37,7 @@ async def live_call(rpc: Rpc, runtime: Runtime, mode: str = "conversation") -> s
         record = await runtime.store.get(call_id)
         return record is not None and record.state.live and "initialMessage" not in record.metadata
 
-    await wait_for(live)
+    await wait_until(live)
     return call_id
 
 
@@ -139,7 +140,7 @@ async def test_second_continue_while_one_waits_is_32002(rpc: Rpc, vc_runtime: Ru
         record = await vc_runtime.store.get(call_id)
         return record is not None and record.state.value == "listening" and not first.done()
 
-    await wait_for(waiting)
+    await wait_until(waiting)
     await asyncio.sleep(0.05)
     second = await rpc("voicecall.continue", {"callId": call_id, "message": "Q2?"})
     assert error_of(second) == (-32002, "conflict")
@@ -180,7 +181,7 @@ async def test_each_method_result_shape(rpc: Rpc, vc_runtime: Runtime) -> None:
         record = await vc_runtime.store.get(call_id)
         return record is not None and "initialMessage" not in record.metadata
 
-    await wait_for(greeted)
+    await wait_until(greeted)
     await vc_runtime.manager.settle()
     reply = await rpc("voicecall.continue", {"callId": call_id, "message": "How are you?"})
     assert reply["result"]["success"] is True and isinstance(reply["result"]["transcript"], str)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import server_config
+from tests.server.stack import server_config
 from voice_call.runtime import Runtime
 from voice_call.server.serve import PortInUse, serve, start_background
 
@@ -122,7 +122,7 @@ def test_a_started_server_puts_the_loaded_heap_out_of_the_collectors_sight(
     script = """
 import asyncio, gc, sys
 from pathlib import Path
-from tests.conftest import server_config
+from tests.server.stack import server_config
 from voice_call.runtime import Runtime
 from voice_call.server.serve import start_background
 

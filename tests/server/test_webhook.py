@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_LIMITS, Rpc, server_config, wait_for
+from tests.server.stack import TEST_LIMITS, Rpc, server_config
+from tests.support import wait_until
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
 from voice_call.server.limits import WEBHOOK_MAX_BYTES
@@ -32,7 +33,7 @@ async def new_call(rpc: Rpc, runtime: Runtime, mode: str = "notify") -> str:
         record = await runtime.store.get(call_id)
         return record is not None and record.answered_at is not None
 
-    await wait_for(answered)
+    await wait_until(answered)
     await runtime.manager.settle()
     return call_id
 
@@ -285,7 +286,7 @@ async def test_in_flight_limit_is_429_and_slots_come_back(
     async def admitted() -> bool:
         return (await vc_http.post(HOOK, content=b"{}")).status_code == 400
 
-    await wait_for(admitted)
+    await wait_until(admitted)
 
 
 async def test_required_signature_headers_are_checked_before_the_body(
@@ -396,7 +397,7 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_slots(
             async def full() -> bool:
                 return await post("203.0.113.1") == 429
 
-            await wait_for(full)  # that client's two slots are held by the stalled bodies
+            await wait_until(full)  # that client's two slots are held by the stalled bodies
             assert await post("203.0.113.2") == 400  # another carrier IP is admitted
     finally:
         for _, writer in stalled:

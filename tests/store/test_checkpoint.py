@@ -6,10 +6,9 @@ import asyncio
 import shutil
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
-from tests.support import run_helper
+from tests.support import run_helper, wait_until
 from voice_call.models import CallRecord, CallState, Direction, Mode
 from voice_call.store.base import LoggedEvent
 from voice_call.store.checkpoint import CheckpointPolicy
@@ -81,10 +80,10 @@ async def test_checkpointer_copies_commits_into_the_database_file(tmp_path: Path
             await store.save(record, event("c1", n))
         checkpointer = store.checkpointer
         assert checkpointer is not None
-        deadline = time.monotonic() + 10
-        while rows_in_main_file(db, tmp_path) < 20:  # the thread's work, awaited
-            assert time.monotonic() < deadline, checkpointer.stats
-            await asyncio.sleep(0.01)
+        await wait_until(  # the thread's work, awaited
+            lambda: rows_in_main_file(db, tmp_path) >= 20,
+            what="the checkpointer's thread to copy all 20 rows into the main file",
+        )
         assert checkpointer.stats.passes >= 1
         assert checkpointer.stats.errors == 0
     finally:
