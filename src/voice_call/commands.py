@@ -1,7 +1,7 @@
 """The command layer: one function per action, shared by RPC, the agent tool, the CLI and MCP.
 
 Each takes raw params (a JSON object from outside), validates them, calls the manager and
-returns a JSON-ready result in the seed's shapes (§7.1/§7.2 of the anatomy). Errors are
+returns a JSON-ready result in the plugin's shapes (README "JSON-RPC"). Errors are
 `VoiceCallError`s with a stable code, so every face reports them the same way.
 """
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voice_call.agent.responders.base import build_responder
+from voice_call.agent.responders.factory import build_responder
 from voice_call.clock import Clock, RealClock, Timer
 from voice_call.config import Config
 from voice_call.manager.bus import EventBus

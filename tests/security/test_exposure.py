@@ -370,7 +370,7 @@ def test_tailscale_serve_is_tailnet_only_for_carriers() -> None:
     refuse_tailnet_only(config(), "tailscale-serve")
 
 
-# --- the ngrok loopback rule (§4.5) --------------------------------------------------------------
+# --- the ngrok loopback rule ---------------------------------------------------------------------
 
 BYPASS = [
     # (tunnel, bind, publicUrl, flag) → honoured

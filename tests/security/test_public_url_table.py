@@ -1,8 +1,8 @@
-"""Anatomy §4.4 (public-URL reconstruction) and §4.5 (ngrok loopback rule), row by row.
+"""Public-URL reconstruction and the ngrok loopback rule (docs/security.md §1), row by row.
 
-Each table below is one sentence of §4.4: who is trusted, where the scheme comes from, which
-forwarded host wins, the fallbacks, and what never changes (path and query). The rows go
-through `verification_url` — what every webhook signature is checked against.
+Each table below is one sentence of the reconstruction rule: who is trusted, where the scheme
+comes from, which forwarded host wins, the fallbacks, and what never changes (path and query).
+The rows go through `verification_url` — what every webhook signature is checked against.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ TRUST = [
         "not-an-ip",
         False,
     ),
-    # §4.5: the ngrok local agent — loopback peers only, and still under trustedProxyIPs
+    # the ngrok local agent — loopback peers only, and still under trustedProxyIPs
     (ForwardingTrust(trust_loopback_peer=True), "127.0.0.1", True),
     (ForwardingTrust(trust_loopback_peer=True), "::1", True),
     (ForwardingTrust(trust_loopback_peer=True), "::ffff:127.0.0.1", True),
@@ -270,7 +270,7 @@ def test_public_url_pins_scheme_host_and_path(public: str, request_url: str, exp
     )
 
 
-# --- §4.5 end to end: what the config turns on ------------------------------------------------
+# --- the ngrok rule end to end: what the config turns on ------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 Twilio, Telnyx and Plivo call webhooks from the internet, so a loopback, private, link-local,
 CGNAT (100.64/10, where Tailscale addresses live), unique-local (fc00::/7) or unspecified
 address can never work: a real carrier provider with such a webhook URL refuses to start,
-before a call is paid for whose callbacks would never arrive (the seed's `webhook-exposure.ts`).
+before a call is paid for whose callbacks would never arrive.
 
 Only literals are judged. Other hostnames are not resolved: what this machine's resolver says
 is not what the carrier will see, and start-up should not depend on DNS. IPv4 is read the way
@@ -211,7 +211,7 @@ def exposure_fix(source: str) -> str:
     return "check the tunnel settings, or set publicUrl to the public https URL of this server"
 
 
-# --- forwarded-header trust (anatomy §4.5) ---------------------------------------------------
+# --- forwarded-header trust (docs/security.md) ------------------------------------------
 
 
 def ngrok_loopback_bypass(config: Config) -> bool:

@@ -2,10 +2,10 @@
 
 Behind a tunnel or proxy the request we receive names a local host; the carrier signed the
 public one. With `publicUrl` configured, its scheme, host and path are pinned and only the
-query comes from the request (a reverse proxy may map a different local path — the seed's
-PR #112800). Otherwise forwarding headers are trusted only when `webhookSecurity` says so
-(an allow-list of hosts or an explicit opt-in, and, when listed, only from trusted proxy IPs);
-untrusted, they are ignored and the Host header is used (§4.4 of the anatomy).
+query comes from the request (a reverse proxy may map a different local path). Otherwise
+forwarding headers are trusted only when `webhookSecurity` says so (an allow-list of hosts or an
+explicit opt-in, and, when listed, only from trusted proxy IPs); untrusted, they are ignored and
+the Host header is used (docs/security.md §1).
 """
 
 from __future__ import annotations

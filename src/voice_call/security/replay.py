@@ -1,7 +1,7 @@
 """Replay cache keyed by the verified request: a replayed webhook changes nothing.
 
 A key is reserved when a request is first accepted; if processing fails before state is durable
-the reservation is released, so the carrier's retry is processed (the seed's PR #118754).
+the reservation is released, so the carrier's retry is processed rather than answered as a replay.
 A replay gets the response the first delivery got.
 """
 

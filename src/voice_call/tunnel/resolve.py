@@ -1,10 +1,10 @@
 """Which URL carriers are told to call, the media-stream URL next to it, and the tunnel behind it.
 
-Priority (anatomy §7.4): `publicUrl` > `tunnel.provider` > the legacy `tailscale.mode` > the
-local URL. Only the winner is used: with `publicUrl` set no tunnel is opened. The stream
-WebSocket URL is derived from the same public origin (https → wss), keeping any path prefix a
-reverse proxy puts in front of the webhook path, so carriers reach media where they reach
-webhooks.
+Priority (README "Public exposure"): `publicUrl` > `tunnel.provider` > the legacy
+`tailscale.mode` > the local URL. Only the winner is used: with `publicUrl` set no tunnel is
+opened. The stream WebSocket URL is derived from the same public origin (https → wss), keeping
+any path prefix a reverse proxy puts in front of the webhook path, so carriers reach media where
+they reach webhooks.
 """
 
 from __future__ import annotations

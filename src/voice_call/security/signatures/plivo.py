@@ -88,7 +88,7 @@ def _digest_bytes(signature: str) -> bytes | None:
 
 
 def _equal(expected: str, given: str) -> bool:
-    """Constant-time, on the decoded digests: both sides canonicalised (§4.6), so a signature
+    """Constant-time, on the decoded digests: both sides canonicalised, so a signature
     re-encoded with other padding, line breaks or the URL-safe alphabet still compares equal."""
     want = base64.b64decode(expected)
     got = _digest_bytes(given)
