@@ -65,9 +65,6 @@ class Resampler:
         samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.int16, copy=False)
         return self._convert(samples, last=False)
 
-    def push_samples(self, samples: Pcm16) -> Pcm16:
-        return self._convert(np.asarray(samples, dtype=np.int16), last=False)
-
     def flush(self) -> Pcm16:
         self._carry = b""  # half a sample at the very end is noise, not audio
         return self._convert(np.zeros(0, dtype=np.int16), last=True)

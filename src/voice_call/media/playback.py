@@ -78,7 +78,6 @@ class PlaybackJob:
         self.on_first_audio: Callable[[], None] | None = None  # once, when audio is ready
         self.synthesized = False  # no more frames will come
         self.error: str | None = None
-        self.total_frames: int | None = None  # known once synthesis is over
         self.sent_frames = 0
         self.heard_frames = 0
         self.task: asyncio.Task[None] | None = None
@@ -100,7 +99,6 @@ class PlaybackJob:
             self.frames.append(tail)
         self.sentences = []
         self.synthesized = True
-        self.total_frames = len(self.frames)
         self.announce = False
 
     def start_synthesis(self) -> None:
@@ -123,7 +121,6 @@ class PlaybackJob:
             tail = framer.flush()
             if tail is not None and self.error is None:
                 self.frames.append(tail)
-            self.total_frames = self.sent_frames + len(self.frames)
             self.synthesized = True
 
     def drained(self) -> None:

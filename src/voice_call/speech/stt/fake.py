@@ -18,8 +18,6 @@ class FakeStt:
         self.speech_ended_at: float | None = None
         self.connect_delay_s = connect_delay_s
         self.fail = fail
-        self.connects = 0
-        self.audio_bytes = 0
         self.frames = 0
         self.closed = False
         self._connected = False
@@ -31,7 +29,6 @@ class FakeStt:
     async def connect(self) -> None:
         if self._connected:
             return
-        self.connects += 1
         if self.connect_delay_s:
             await asyncio.sleep(self.connect_delay_s)
         if self.fail:
@@ -40,7 +37,6 @@ class FakeStt:
 
     def send_audio(self, ulaw: bytes) -> None:
         if self._connected:
-            self.audio_bytes += len(ulaw)
             self.frames += 1
 
     async def close(self) -> None:

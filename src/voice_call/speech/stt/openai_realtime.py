@@ -266,6 +266,12 @@ class OpenAIRealtimeStt:
 
     async def close(self) -> None:
         self._closed = True
+        if self.dropped_frames or self.reconnects:  # the caller's words may be missing
+            log.warning(
+                "speech-to-text session closed after %d reconnect(s), %d audio frame(s) dropped",
+                self.reconnects,
+                self.dropped_frames,
+            )
         tasks = [t for t in (self._connecting, self._supervisor, self._writer) if t is not None]
         ws, self._ws = self._ws, None
         if ws is not None:
