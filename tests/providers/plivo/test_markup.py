@@ -26,14 +26,15 @@ from voice_call.providers.plivo.urls import (
     read_callback,
 )
 from voice_call.providers.plivo.voice import voice_for
+from voice_call.providers.voices import CarrierVoice
 
-VOICE = markup.Voice("Polly.Amy", "en-GB")
+VOICE = CarrierVoice("Polly.Amy", "en-GB")
 
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=200), attr=st.text(max_size=40))
 def test_any_text_makes_a_well_formed_document_that_says_it(text: str, attr: str) -> None:
-    document = markup.speak(text, markup.Voice(attr, attr), 1, f"https://x.test/?a={attr}")
+    document = markup.speak(text, CarrierVoice(attr, attr), 1, f"https://x.test/?a={attr}")
     root = ET.fromstring(document)
     speak = root.find("Speak")
     assert speak is not None
@@ -119,7 +120,7 @@ def _call(direction: Direction, ours: str, **metadata: Any) -> CallRecord:
 
 
 def test_voice_and_language_come_from_the_line_then_the_block_then_tts() -> None:
-    assert voice_for(_config(), None) == markup.Voice("WOMAN", "en-US")
+    assert voice_for(_config(), None) == CarrierVoice("WOMAN", "en-US")
     assert voice_for(_config(tts={"providers": {"openai": {"voice": "onyx"}}}), None).voice == (
         "Polly.Brian"
     )
@@ -128,8 +129,8 @@ def test_voice_and_language_come_from_the_line_then_the_block_then_tts() -> None
         plivo={"voice": "MAN", "language": "es-ES"},
         numbers={"+15550004444": {"voice": "Polly.Amy", "language": "en-GB"}},
     )
-    assert voice_for(config, None) == markup.Voice("MAN", "es-ES")
+    assert voice_for(config, None) == CarrierVoice("MAN", "es-ES")
     routed = _call(Direction.INBOUND, "+15550004444", numberRouteKey="+15550004444")
-    assert voice_for(config, our_route(config, routed)) == markup.Voice("Polly.Amy", "en-GB")
+    assert voice_for(config, our_route(config, routed)) == CarrierVoice("Polly.Amy", "en-GB")
     outbound = _call(Direction.OUTBOUND, "15550004444")  # digits match the route too
-    assert voice_for(config, our_route(config, outbound)) == markup.Voice("Polly.Amy", "en-GB")
+    assert voice_for(config, our_route(config, outbound)) == CarrierVoice("Polly.Amy", "en-GB")
