@@ -68,6 +68,7 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) 
 
     from voice_call.agent.mcp_server import require_bearer
     from voice_call.security.rpc_token import ensure_rpc_token, token_path
+    from voice_call.server.http_limits import ConnectionLimits, limited_http_protocol
 
     if not _loopback(host):
         click.echo(
@@ -79,5 +80,14 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) 
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     click.echo(f"MCP (streamable HTTP) on http://{host}:{port}{path}", err=True)
     click.echo(f"  bearer token: the file {token_path(home)}", err=True)
-    config = uvicorn.Config(require_bearer(app, token), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(
+        require_bearer(app, token),
+        host=host,
+        port=port,
+        log_level="warning",
+        # bounded request heads and connections, as `voicecall serve`; and no trust in
+        # X-Forwarded-* from 127.0.0.1: the peer is who it is
+        http=limited_http_protocol(ConnectionLimits()),
+        proxy_headers=False,
+    )
     anyio.run(uvicorn.Server(config).serve)

@@ -29,6 +29,7 @@ from voice_call.client.rpc import SERVER_FILE, local_url
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app, close_streams
 from voice_call.server.fast_ws import FastWebSocketProtocol
+from voice_call.server.http_limits import ConnectionLimits, connection_cap, limited_http_protocol
 from voice_call.server.media import MAX_FRAME_BYTES
 
 log = logging.getLogger("voice_call.server")
@@ -177,6 +178,10 @@ async def _start(
         await runtime.start()
         runtime.bound(port)
         app = app or build_app(runtime)
+        limits = ConnectionLimits(
+            head_timeout_s=serve_config.head_timeout_ms / 1000,
+            max_connections=connection_cap(serve_config.max_connections),
+        )
         config = uvicorn.Config(
             app,
             host=serve_config.bind,
@@ -184,6 +189,12 @@ async def _start(
             log_level="warning",
             lifespan="on",
             access_log=False,  # `/events?token=` must not end up in a log
+            # httptools with bounds on a request head's size and time, and a connection cap
+            http=limited_http_protocol(limits),
+            # Forwarding headers are `webhookSecurity`'s to trust or not (security/
+            # public_url.py); uvicorn would believe them from 127.0.0.1 and rewrite the client
+            # address and scheme before our rules see the request.
+            proxy_headers=False,
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_S),
             ws=WS_PROTOCOL,
             # A client that offers permessage-deflate would otherwise get it, and zlib on both
