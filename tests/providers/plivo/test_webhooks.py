@@ -110,10 +110,24 @@ def test_official_v2_vector_verifies() -> None:
         "X-Plivo-Signature-V2": "ehV3IKhLysWBxC1sy8INm0qGoQYdYsHwuoKjsX7FsXc=",
         "X-Plivo-Signature-V2-Nonce": "12345",
     }
-    assert provider("my_auth_token").verify_webhook(request("https://answer.url", {}, headers)).ok
-    assert (
-        not provider("my_auth_tokens").verify_webhook(request("https://answer.url", {}, headers)).ok
+    # V2 covers only scheme://host/path + nonce: refused unless opted in, and then only for a
+    # callback that applies nothing (here one naming no flow and carrying no event).
+    nothing = {"CallUUID": "u-1"}
+    refused = provider("my_auth_token").verify_webhook(
+        request("https://answer.url", nothing, headers)
     )
+    assert not refused.ok and "allowV2Signatures" in refused.reason
+    opted_in = provider("my_auth_token", plivo=v2_opt_in("my_auth_token"))
+    assert opted_in.verify_webhook(request("https://answer.url", nothing, headers)).ok
+    wrong_token = provider("my_auth_tokens", plivo=v2_opt_in("my_auth_tokens"))
+    assert not wrong_token.verify_webhook(request("https://answer.url", nothing, headers)).ok
+    applies = {"CallUUID": "u-1", "CallStatus": "completed"}  # a hang-up: needs V3
+    verdict = opted_in.verify_webhook(request("https://answer.url", applies, headers))
+    assert not verdict.ok and "needs V3" in verdict.reason
+
+
+def v2_opt_in(token: str) -> dict[str, Any]:
+    return {"authId": "MAPLIVOPROVIDER00001", "authToken": token, "allowV2Signatures": True}
 
 
 def test_signature_forms_and_request_keys() -> None:
@@ -129,9 +143,13 @@ def test_signature_forms_and_request_keys() -> None:
             request(url, params, dict(headers, **{"X-Plivo-Signature-V3": variant}))
         )
         assert same.ok and same.request_key == first.request_key
-    # Another nonce is another request (a new key), a changed query is refused.
+    # Another nonce is Plivo's retry of the same callback (the same key: applied once); another
+    # callback (a changed body, our URLs' `n`) is another key; a changed query is refused.
     again = PROVIDER.verify_webhook(request(url, params, v3_headers(url, params, "5678")))
-    assert again.ok and again.request_key != first.request_key
+    assert again.ok and again.request_key == first.request_key
+    other_params = dict(params, CallStatus="completed")
+    other = PROVIDER.verify_webhook(request(url, other_params, v3_headers(url, other_params)))
+    assert other.ok and other.request_key != first.request_key
     moved = f"{HOOK}?flow=answer&callId=abd"
     refused = PROVIDER.verify_webhook(request(moved, params, headers))
     assert not refused.ok and "callId=***" in refused.reason and "abd" not in refused.reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,9 +107,11 @@ class Callback:
 def callback_url(webhook_url: str, callback: Callback) -> str:
     """`webhook_url` with our params added (any query it already has is kept, first)."""
     parts = urlsplit(webhook_url)
-    mine = set(callback.query())
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in mine]
-    query = urlencode([*kept, *callback.query().items()])
+    # `n` makes each URL we write unique, so two callbacks that are not retries of one another
+    # never share a request key (a retry keeps the URL; the key leaves out Plivo's nonce).
+    ours = {**callback.query(), "n": secrets.token_hex(6)}
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    query = urlencode([*kept, *ours.items()])
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 

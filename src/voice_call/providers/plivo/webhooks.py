@@ -1,11 +1,17 @@
-"""Plivo callbacks in: signature verification (V3, V2 fallback) and parsing to normalised events.
+"""Plivo callbacks in: signature verification (V3; V2 only by opt-in) and parsing to events.
 
-Verification (the algorithms are in security/signatures/plivo.py): V3 when
-`X-Plivo-Signature-V3` (or the main-account `-Ma-V3`) and its nonce are present, else the V2
-pair, else refused — a present but wrong V3 never falls back to the weaker V2 (which covers
-neither the query nor the body). The URL is the one the
-carrier used (`security.public_url.verification_url`); a refusal names it with every query
-value hidden (the turn token and the words to say travel there).
+Verification (the algorithms are in security/signatures/plivo.py): V3 when any V3 header is
+present — `X-Plivo-Signature-V3` or the main-account `X-Plivo-Signature-Ma-V3` (either alone is
+enough), with `X-Plivo-Signature-V3-Nonce` — and a present but wrong or incomplete V3 never
+falls back to V2. V2 signs only `scheme://host/path` + nonce, neither the query nor the body,
+so a captured V2 pair would sign any forged speech, keys or hang-up: it is refused unless
+`plivo.allowV2Signatures` is on, and even then only a callback that applies nothing (a transfer
+fetching the XML it names) passes with it. The URL is the one the carrier used
+(`security.public_url.verification_url`); a refusal names it with every query value hidden (the
+turn token and the words to say travel there).
+
+The request key (replay cache, event dedupe keys) is what V3 signed minus the nonce: a Plivo
+retry carries a fresh nonce for the same callback and must be applied once.
 
 Parsing reads our own query (flow, callId, turnToken: see urls.py) and Plivo's form fields.
 Bodies are form-encoded; `python-multipart` is not a dependency, so `urllib.parse.parse_qsl`.
@@ -70,34 +76,73 @@ def _signed_params(request: WebhookRequest) -> Fields:
     return {} if request.method.upper() == "GET" else form_fields(request.body)
 
 
-def verify(request: WebhookRequest, auth_token: str | None, url: str) -> Verification:
+def verify(
+    request: WebhookRequest, auth_token: str | None, url: str, *, allow_v2: bool = False
+) -> Verification:
     """Check the signature over `url` (the URL the carrier used)."""
     if not auth_token:
         return Verification(ok=False, reason="plivo.authToken is not configured: cannot verify")
     headers = request.headers
+    v3 = [headers.get(signatures.V3_HEADER.lower(), ""), headers.get(V3_MA, "")]
+    if any(v3) or headers.get(V3_NONCE):  # V3 decides: never a fallback to the weaker V2
+        return _verify_v3(request, auth_token, url, [given for given in v3 if given])
+    v2 = [headers.get(signatures.V2_HEADER.lower(), ""), headers.get(V2_MA, "")]
+    if not any(v2):
+        return Verification(ok=False, reason="missing Plivo signature headers (V3 with nonce)")
+    if not allow_v2:
+        return Verification(
+            ok=False,
+            reason="Plivo V2 signatures are not accepted: they cover neither the query nor the "
+            "body (V3 is required; plivo.allowV2Signatures opts in for callbacks that apply "
+            "nothing)",
+        )
+    return _verify_v2(request, auth_token, url, [given for given in v2 if given])
+
+
+V3_MA = signatures.V3_MA_HEADER.lower()
+V3_NONCE = signatures.V3_NONCE_HEADER.lower()
+V2_MA = signatures.V2_MA_HEADER.lower()
+V2_NONCE = signatures.V2_NONCE_HEADER.lower()
+
+
+def _verify_v3(
+    request: WebhookRequest, auth_token: str, url: str, given: list[str]
+) -> Verification:
+    nonce = request.headers.get(V3_NONCE, "")
+    if not nonce or not given:
+        return Verification(ok=False, reason="a Plivo V3 signature needs its nonce")
     method = request.method.upper()
-    v3_nonce = headers.get("x-plivo-signature-v3-nonce", "")
-    v3 = [headers.get("x-plivo-signature-v3", ""), headers.get("x-plivo-signature-ma-v3", "")]
-    if v3_nonce and any(v3):
-        try:
-            params = _signed_params(request)
-        except WebhookError as exc:
-            return Verification(ok=False, reason=f"cannot verify: {exc}")
-        if any(
-            signatures.validate_v3(auth_token, url, params, v3_nonce, given, method)
-            for given in v3
-            if given
-        ):
-            key = signatures.v3_request_key(url, params, v3_nonce, method)
-            return Verification(ok=True, request_key=key)
-        return Verification(ok=False, reason=f"invalid Plivo V3 signature for {redact_url(url)}")
-    v2_nonce = headers.get("x-plivo-signature-v2-nonce", "")
-    v2 = [headers.get("x-plivo-signature-v2", ""), headers.get("x-plivo-signature-ma-v2", "")]
-    if v2_nonce and any(v2):
-        if any(signatures.validate_v2(auth_token, url, v2_nonce, given) for given in v2 if given):
-            return Verification(ok=True, request_key=signatures.v2_request_key(url, v2_nonce))
+    try:
+        params = _signed_params(request)
+    except WebhookError as exc:
+        return Verification(ok=False, reason=f"cannot verify: {exc}")
+    if any(signatures.validate_v3(auth_token, url, params, nonce, g, method) for g in given):
+        return Verification(ok=True, request_key=signatures.v3_request_key(url, params, method))
+    return Verification(ok=False, reason=f"invalid Plivo V3 signature for {redact_url(url)}")
+
+
+def _verify_v2(
+    request: WebhookRequest, auth_token: str, url: str, given: list[str]
+) -> Verification:
+    nonce = request.headers.get(V2_NONCE, "")
+    if not nonce or not any(signatures.validate_v2(auth_token, url, nonce, g) for g in given):
         return Verification(ok=False, reason=f"invalid Plivo V2 signature for {redact_url(url)}")
-    return Verification(ok=False, reason="missing Plivo signature headers (V3 or V2, with nonce)")
+    if not _applies_nothing(request):
+        return Verification(
+            ok=False,
+            reason="a Plivo V2 signature covers neither the query nor the body: this callback "
+            "changes the call, so it needs V3",
+        )
+    return Verification(ok=True, request_key=signatures.v2_request_key(url, nonce))
+
+
+def _applies_nothing(request: WebhookRequest) -> bool:
+    """True when the callback, as it reads, changes no call: no event, no inbound call."""
+    try:
+        parsed = parse(request, None)
+    except WebhookError:
+        return False
+    return not parsed.events and not parsed.inbound_answer
 
 
 @dataclass

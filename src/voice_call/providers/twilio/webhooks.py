@@ -303,14 +303,14 @@ def parse(request: WebhookRequest, request_key: str | None) -> TwilioResult:
 # ---------------------------------------------------------------------------- verification
 
 
-def request_key(method: str, url: str, params: list[tuple[str, str]] | bytes) -> str:
-    """Stable id of a verified request: the same delivery (a retry, a replay) gets the same."""
-    digest = hashlib.sha256(f"{method.upper()}\n{url}\n".encode())
-    if isinstance(params, bytes):
-        digest.update(hashlib.sha256(params).digest())
-    else:  # JSON keeps the pairs unambiguous at a fraction of urlencode's cost
-        digest.update(json.dumps(sorted(params)).encode())
-    return "twilio:" + digest.hexdigest()
+def request_key(signed: str) -> str:
+    """Stable id of a verified request: the string its signature covers, nothing else.
+
+    Twilio signs the sorted set of form pairs, so a delivery with an empty pair (`&=`) added, a
+    pair repeated or the pairs reordered, or the URL with the other port spelling, verifies with
+    the same signature: it is the same request (a replay), not a new one to apply again.
+    """
+    return "twilio:" + hashlib.sha256(signed.encode()).hexdigest()
 
 
 def _shown(url: str) -> str:
@@ -340,19 +340,17 @@ def verify(
     except ValueError:
         return Verification(ok=False, reason="the request URL could not be parsed")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    material: list[tuple[str, str]] | bytes
+    signed: str | None
     if request.method.upper() == "GET":
-        material = []
-        valid = signatures.validate(auth_token, url, None, signature)
+        signed = signatures.signed_string(auth_token, url, None, signature)
     elif ctype == "application/json" or hashed_body:
-        material = request.body
-        valid = signatures.validate(auth_token, url, material, signature)
+        signed = signatures.signed_string(auth_token, url, request.body, signature)
     else:
         try:
-            material = list(_fields(request.body.decode("utf-8")))
+            pairs = _fields(request.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return Verification(ok=False, reason="body is not a form Twilio signed")
-        valid = signatures.validate_form(auth_token, url, material, signature)
-    if not valid:
+        signed = signatures.signed_form_string(auth_token, url, pairs, signature)
+    if signed is None:
         return Verification(ok=False, reason=f"invalid X-Twilio-Signature for {_shown(url)}")
-    return Verification(ok=True, request_key=request_key(request.method, url, material))
+    return Verification(ok=True, request_key=request_key(signed))

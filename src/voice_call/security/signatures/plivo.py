@@ -21,7 +21,7 @@ segment is not part of the base, exactly as the official validator computes it.
 
 Comparisons are constant-time on the decoded digests (both sides canonicalised: padding, line
 breaks and the URL-safe alphabet do not matter). `v3_request_key` / `v2_request_key` name a
-verified request for the replay cache by what was signed plus the nonce, never by the signature.
+verified request for the replay cache by what was signed, never by the signature.
 """
 
 from __future__ import annotations
@@ -147,13 +147,20 @@ def validate_v1(auth_token: str, url: str, params: Params, signature: str) -> bo
     return _equal(sign_v1(auth_token, url, params), signature)
 
 
-def v3_request_key(url: str, params: Params, nonce: str, method: str = "POST") -> str:
-    """The replay-cache key of a V3-verified request: what was signed (base string and nonce),
-    never the signature itself, so the same request re-signed another way is still a replay."""
+def v3_request_key(url: str, params: Params, method: str = "POST") -> str:
+    """The replay and dedupe key of a V3-verified request: the base string it signed.
+
+    Not the nonce: Plivo retries a callback with a fresh nonce (so a fresh signature), and the
+    retry is the same callback, to be applied once. Not the signature either, so the same
+    request signed another way (the main-account header, another encoding) is still the same.
+    Every callback URL we write carries its own `n`, so two callbacks that are not a retry of
+    one another differ in the base string.
+    """
     base = v3_base_string(url, params, method)
-    return "plivo:v3:" + hashlib.sha256(f"{base}\n{nonce}".encode()).hexdigest()
+    return "plivo:v3:" + hashlib.sha256(base.encode()).hexdigest()
 
 
 def v2_request_key(url: str, nonce: str) -> str:
+    """V2 signs only the URL's base and the nonce: those are all that name the request."""
     base, _ = _split(url)
     return "plivo:v2:" + hashlib.sha256(f"{base}\n{nonce}".encode()).hexdigest()

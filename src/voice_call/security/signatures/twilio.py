@@ -7,6 +7,11 @@ in the URL). The key is the Auth Token; the result is standard base64. A JSON bo
 a URL carrying `bodySHA256=<hex sha256 of the body>` with no params. Like Twilio's validator,
 `validate` accepts the URL with its port stripped or with the default port added, because
 Twilio's own signing is inconsistent about ports.
+
+What a signature covers is the signed string, not the request's bytes: a form with an empty pair
+(`&=`) added, a pair repeated or the pairs reordered, or the URL with the other port spelling,
+carries the same valid signature. `signed_string` / `signed_form_string` return exactly the
+string that matched, so a caller can name the request by it (the replay and dedupe keys).
 """
 
 from __future__ import annotations
@@ -104,40 +109,59 @@ def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def validate(
+def signed_string(
     auth_token: str, url: str, params: Params | str | bytes | None, signature: str
-) -> bool:
-    """True when `signature` is what Twilio would send for this request (constant-time compare).
+) -> str | None:
+    """The string `signature` is the HMAC of (one port variant of `url` + the params part), or
+    None when it is not what Twilio would send for this request (constant-time compare).
 
     `params` is the decoded form for a form POST, empty/None for a GET, or the raw body (str or
     bytes) for a JSON webhook, whose URL must then carry `bodySHA256`.
     """
     variants = _port_variants(url)
     if variants is None:
-        return False
+        return None
     form: Params | None
     body_ok = True
     if isinstance(params, str | bytes):
         query = parse_qs(urlsplit(url).query)
         if "bodySHA256" not in query:
-            return False  # a raw body is only signed through its hash in the URL
+            return None  # a raw body is only signed through its hash in the URL
         body_ok = _equal(body_sha256(params), query["bodySHA256"][0])
         form = None
     else:
         form = params
-    return _matches(auth_token, variants, _params_part(form), signature) and body_ok
+    signed = _matched(auth_token, variants, _params_part(form), signature)
+    return signed if body_ok else None
+
+
+def validate(
+    auth_token: str, url: str, params: Params | str | bytes | None, signature: str
+) -> bool:
+    """True when `signature` is what Twilio would send for this request (see `signed_string`)."""
+    return signed_string(auth_token, url, params, signature) is not None
+
+
+def signed_form_string(
+    auth_token: str, url: str, pairs: Iterable[tuple[str, str]], signature: str
+) -> str | None:
+    """`signed_string` for a form POST given as its decoded (name, value) pairs, repeats kept."""
+    variants = _port_variants(url)
+    if variants is None:
+        return None
+    return _matched(auth_token, variants, _pairs_part(pairs), signature)
 
 
 def validate_form(
     auth_token: str, url: str, pairs: Iterable[tuple[str, str]], signature: str
 ) -> bool:
     """`validate` for a form POST given as its decoded (name, value) pairs, repeats kept."""
-    variants = _port_variants(url)
-    return variants is not None and _matches(auth_token, variants, _pairs_part(pairs), signature)
+    return signed_form_string(auth_token, url, pairs, signature) is not None
 
 
-def _matches(auth_token: str, variants: tuple[str, str], part: str, signature: str) -> bool:
-    # Evaluate both variants before combining, so timing does not reveal which one matched.
+def _matched(auth_token: str, variants: tuple[str, str], part: str, signature: str) -> str | None:
+    # Evaluate both variants before choosing, so timing does not reveal which one matched.
     # The params part is built once: only the URL differs between the two.
-    matches = [_equal(_sign(auth_token, v + part), signature) for v in variants]
-    return any(matches)
+    texts = [v + part for v in variants]
+    matches = [_equal(_sign(auth_token, text), signature) for text in texts]
+    return next((text for text, ok in zip(texts, matches, strict=True) if ok), None)
