@@ -26,8 +26,8 @@ async def refused(client: FakeCarrier, **open_args: bool) -> tuple[int | None, s
 
 
 def tampered(token: str) -> str:
-    call, expiry, signature = token.split(".")
-    return f"{call}.{expiry}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    head, signature = token.rsplit(".", 1)
+    return f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)

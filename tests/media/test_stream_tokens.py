@@ -40,13 +40,13 @@ def test_expiry() -> None:
 
 def test_tampering_is_detected() -> None:
     tokens = StreamTokens("s" * 32)
-    call, expiry, signature = tokens.mint(CALL).split(".")
+    call, expiry, grant, signature = tokens.mint(CALL).split(".")
     later = str(int(expiry) + 3600)
-    assert tokens.check(f"{call}.{later}.{signature}").problem is TokenProblem.BAD_SIGNATURE
-    swapped = f"{'0' + call[1:]}.{expiry}.{signature}"
+    assert tokens.check(f"{call}.{later}.{grant}.{signature}").problem is TokenProblem.BAD_SIGNATURE
+    swapped = f"{'0' + call[1:]}.{expiry}.{grant}.{signature}"
     assert tokens.check(swapped).problem is TokenProblem.BAD_SIGNATURE
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
-    assert tokens.check(f"{call}.{expiry}.{flipped}").problem is TokenProblem.BAD_SIGNATURE
+    assert tokens.check(f"{call}.{expiry}.{grant}.{flipped}").problem is TokenProblem.BAD_SIGNATURE
 
 
 def test_secrets_decide_who_can_verify() -> None:

@@ -5,6 +5,12 @@ tokens and build stream URLs here; the media route checks them here), pre-warmin
 connections opened while the phone rings, so the first turn is not slower than the others),
 the speech stack, and the drop grace — a stream that ends without another one starting for the
 same call within `streaming.dropGraceMs` ends the call.
+
+One stream per call: a socket for a call whose stream is live (or being admitted) here is
+refused, never swapped in (`reserve`), and a token opens one stream only (`spend`, through the
+manager into the store, see security/stream_tokens.py). A call's answer stream is handed out
+once (`answer_stream`): an answer the carrier asks for again (a retry, a duplicate delivery)
+gets the same URL and token while it is valid, and STT is not warmed a second time.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -23,9 +31,9 @@ from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import SlotScheduler
 from voice_call.media.session import EventSink, MediaSession
 from voice_call.media.stream_protocols import protocol_for
-from voice_call.models import CallRecord, CallState
+from voice_call.models import CallEvent, CallRecord, CallState, EventType
 from voice_call.numbers import screened_route
-from voice_call.security.stream_tokens import StreamTokens
+from voice_call.security.stream_tokens import ANSWER, StreamTokens, spent_key
 from voice_call.speech.stack import Speech, SpeechStack, Voice
 from voice_call.speech.stt.base import SttSession
 from voice_call.tunnel.resolve import stream_url
@@ -33,6 +41,8 @@ from voice_call.tunnel.resolve import stream_url
 log = logging.getLogger("voice_call.media")
 
 EndCall = Callable[[str, CallState], Awaitable[object]]
+MAX_ANSWERS = 10_000  # answer streams remembered for retried answers (oldest forgotten first)
+REUSE_MARGIN_S = 5.0  # an answer token closer than this to expiry is minted anew
 
 
 class MediaSessions:
@@ -63,6 +73,9 @@ class MediaSessions:
         self._prewarmed: dict[str, tuple[SttSession, Timer]] = {}
         self._grace: dict[str, Timer] = {}
         self._waiters: dict[str, list[asyncio.Future[MediaSession]]] = {}
+        self._starting: set[str] = set()  # calls whose stream is being admitted
+        # call → (url, token, expiry) of its answer stream, for a retried answer
+        self._answers: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -88,20 +101,53 @@ class MediaSessions:
         Dial's socket opens only once the phone is answered); for Twilio (no query allowed)
         put `token(call_id)` in a `<Parameter name="token">` instead.
         """
+        return self._url(webhook_url, self.token(call_id, min_ttl_s), token_in_query)
+
+    def _url(self, webhook_url: str, token: str, token_in_query: bool | None = None) -> str:
         if token_in_query is None:
             token_in_query = protocol_for(self.config.provider).token_in_query
         url = stream_url(webhook_url, self.config.serve.path, self.config.streaming.stream_path)
         if token_in_query:
-            url += "?" + urlencode({"token": self.token(call_id, min_ttl_s)})
+            url += "?" + urlencode({"token": token})
         return url
 
-    def token(self, call_id: str, min_ttl_s: float = 0) -> str:
-        return self.tokens.mint(call_id, max(self.tokens.ttl_s, min_ttl_s))
+    def token(self, call_id: str, min_ttl_s: float = 0, *, grant: str | None = None) -> str:
+        """A token for one stream of `call_id` (see security/stream_tokens.py for `grant`)."""
+        return self.tokens.mint(call_id, max(self.tokens.ttl_s, min_ttl_s), grant=grant)
+
+    def answer_stream(
+        self,
+        webhook_url: str,
+        call_id: str,
+        record: CallRecord | None = None,
+        *,
+        min_ttl_s: float = 0,
+    ) -> tuple[str, str]:
+        """(stream URL, token) of the call's answer stream; STT and TTS warm from now on.
+
+        Asked again for the same call (the carrier retried its answer request), the same URL
+        and token while the token is valid, without warming anything again; either way the
+        token's grant is ANSWER, so only one answer stream per call is ever admitted.
+        """
+        now = time.time()
+        cached = self._answers.get(call_id)
+        if cached is not None and cached[2] - REUSE_MARGIN_S > now:
+            return cached[0], cached[1]
+        if cached is None:
+            self.prewarm(call_id, record, keep_s=min_ttl_s)
+        ttl_s = max(self.tokens.ttl_s, min_ttl_s)
+        token = self.token(call_id, ttl_s, grant=ANSWER)
+        url = self._url(webhook_url, token)
+        self._answers[call_id] = (url, token, now + ttl_s)
+        self._answers.move_to_end(call_id)
+        while len(self._answers) > MAX_ANSWERS:
+            self._answers.popitem(last=False)
+        return url, token
 
     def prewarm(self, call_id: str, record: CallRecord | None = None, *, keep_s: float = 0) -> None:
         """Open STT (and the TTS connection) now, while the phone rings; idempotent. Unused,
         it is closed when the call ends or after the token lifetime (at least `keep_s`)."""
-        if call_id in self._prewarmed or call_id in self._sessions:
+        if call_id in self._prewarmed or call_id in self._sessions or call_id in self._starting:
             return
         stt = self.speech.new_stt()
         voice = self.voice_for(record)
@@ -134,6 +180,28 @@ class MediaSessions:
             self._spawn(self._drop_prewarmed(call_id))
 
     # ------------------------------------------------------------------ for the media route
+
+    def reserve(self, call_id: str) -> bool:
+        """Hold the call for a stream being admitted; False when its stream is live here or
+        another one is being admitted (a second socket is refused, never swapped in)."""
+        if call_id in self._sessions or call_id in self._starting:
+            return False
+        self._starting.add(call_id)
+        return True
+
+    def release(self, call_id: str) -> None:
+        """The stream held by `reserve` was not admitted, or has been registered."""
+        self._starting.discard(call_id)
+
+    async def spend(self, call_id: str, grant: str) -> bool:
+        """Mark the token's grant used, in the store (through the manager, whose dedupe keys
+        are unique there); False when it was used before, by any instance."""
+        event = CallEvent(
+            call_id=call_id,
+            type=EventType.STREAM_STARTED,
+            dedupe_key=spent_key(call_id, grant),
+        )
+        return await self.sink(event) != "duplicate"
 
     def take_stt(self, call_id: str) -> SttSession:
         """The pre-warmed STT session for the call, else a new (unconnected) one."""
@@ -173,7 +241,8 @@ class MediaSessions:
                 self._waiters.pop(call_id, None)
 
     def register(self, session: MediaSession) -> None:
-        """`session` now carries the call's audio (a reconnect replaces the old stream)."""
+        """`session` now carries the call's audio (the route admits it only when none is live)."""
+        self.release(session.call_id)
         timer = self._grace.pop(session.call_id, None)
         if timer is not None:
             timer.cancel()

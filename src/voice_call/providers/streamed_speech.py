@@ -62,13 +62,14 @@ class StreamedSpeech:
         *,
         min_ttl_s: float = 0,
     ) -> tuple[str, str]:
-        """(stream URL on the webhook's host, token) for the carrier; STT and TTS warm from
-        now on, while the phone rings. Carriers that take the token in the query (Telnyx,
-        Plivo) find it in the URL already."""
+        """(stream URL on the webhook's host, token) of the call's answer stream; STT and TTS
+        warm from now on, while the phone rings. Carriers that take the token in the query
+        (Telnyx, Plivo) find it in the URL already. `call_id` is ours, or the carrier's when
+        the request being answered does not name ours (the media route looks it up). Asked
+        again for the same call (a retried answer), the same URL and token: one answer stream
+        per call, its token good once (media/registry.py)."""
         assert self.media is not None
-        self.media.prewarm(call_id, record, keep_s=min_ttl_s)
-        url = self.media.stream_url(webhook_url, call_id, min_ttl_s=min_ttl_s)
-        return url, self.media.token(call_id, min_ttl_s)
+        return self.media.answer_stream(webhook_url, call_id, record, min_ttl_s=min_ttl_s)
 
     async def session(self, call: CallRecord) -> MediaSession | None:
         if self.media is None:

@@ -6,8 +6,13 @@ Admission, in order (docs/security.md §2):
    or 4 from one client → close 1013. No start within 5 s → close 1008 "start timeout".
 3. The start frame's token (Twilio: `start.customParameters.token`; Telnyx and Plivo: the
    `token` query parameter of the stream URL) must verify, be unexpired, name a live call of
-   this provider, and that call's carrier id must be the one in the start frame → else 1008
-   with the reason, and no STT session is ever opened. A second start → 1008.
+   this provider (by our id, or the carrier's when the answer did not know ours), and that
+   call's carrier id must be the one in the start frame → else 1008 with the reason, and no
+   STT session is ever opened. A second start → 1008.
+   One stream per call, one stream per token: a call whose stream is live (or being admitted)
+   refuses another socket (1008 "media stream already live for this call"; the live one keeps
+   going), and a token that opened a stream is spent, in the store, for every instance (1008
+   "stream token already used"; security/stream_tokens.py).
 4. Only µ-law 8 kHz is accepted (1008 otherwise); STT connects (pre-warmed when the provider
    asked while the phone rang) → 1011 if it cannot.
 
@@ -44,7 +49,7 @@ from voice_call.models import CallRecord, CallState
 from voice_call.runtime import Runtime
 from voice_call.security.exposure import forwarding_trust
 from voice_call.security.public_url import client_ip
-from voice_call.security.stream_tokens import TokenProblem
+from voice_call.security.stream_tokens import TokenCheck, TokenProblem
 from voice_call.server.fast_ws import DIRECT, DirectChannel
 from voice_call.speech.stt.base import SttError
 
@@ -52,6 +57,7 @@ log = logging.getLogger("voice_call.server.media")
 
 MAX_FRAME_BYTES = 64 * 1024
 POLICY, TOO_BIG, INTERNAL, TRY_LATER = 1008, 1009, 1011, 1013
+ALREADY_LIVE = "media stream already live for this call"
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,26 @@ class MediaRoute:
     async def _serve(self, sock: Socket) -> None:
         protocol = self.protocol_class()
         start = await self._pending(sock, protocol)
-        record = await self._admit(sock.ws, protocol, start)
-        protocol.bind(start)
-        await self._stream(sock, protocol, record)
+        check, record = await self._admit(sock.ws, protocol, start)
+        media = self.runtime.media
+        if not media.reserve(record.call_id):
+            raise MediaRefused(POLICY, ALREADY_LIVE)
+        try:
+            await self._spend(check, record)
+            protocol.bind(start)
+            await self._stream(sock, protocol, record, check.call_id or record.call_id)
+        finally:
+            media.release(record.call_id)
+
+    async def _spend(self, check: TokenCheck, record: CallRecord) -> None:
+        """Use the token up (MediaRefused when it was used before)."""
+        try:
+            fresh = await self.runtime.media.spend(record.call_id, check.grant or "")
+        except Exception:
+            log.exception("call %s: the stream token could not be recorded", record.call_id)
+            raise MediaRefused(INTERNAL, "could not record the stream now; retry") from None
+        if not fresh:
+            raise MediaRefused(POLICY, TokenProblem.SPENT.value)
 
     async def _pending(self, sock: Socket, protocol: StreamProtocol) -> Start:
         # Behind a trusted proxy, the client it forwarded for (as for webhooks).
@@ -202,12 +225,14 @@ class MediaRoute:
             raise MediaRefused(TOO_BIG, f"frame larger than {limit} bytes")
         return data
 
-    async def _admit(self, ws: WebSocket, protocol: StreamProtocol, start: Start) -> CallRecord:
+    async def _admit(
+        self, ws: WebSocket, protocol: StreamProtocol, start: Start
+    ) -> tuple[TokenCheck, CallRecord]:
         token = ws.query_params.get("token") if protocol.token_in_query else start.token
         check = self.runtime.media.tokens.check(token)
-        if not check.ok or check.call_id is None:
+        if not check.ok or check.call_id is None or check.grant is None:
             raise MediaRefused(POLICY, str(check.problem))
-        record = await self.runtime.store.get(check.call_id)
+        record = await self._call_named(check.call_id)
         if record is None or record.provider != self.runtime.provider.name:
             raise MediaRefused(POLICY, "unknown call")
         if record.terminal:
@@ -221,11 +246,23 @@ class MediaRoute:
                 f"unsupported media format {start.encoding}/{start.sample_rate}:"
                 " stream audio/x-mulaw at 8000 Hz",
             )
+        return check, record
+
+    async def _call_named(self, name: str) -> CallRecord | None:
+        """The call a token names: by our id, else by the carrier's (an inbound call's answer
+        that did not know ours), from the store, so any instance can admit its stream."""
+        store = self.runtime.store
+        record = await store.get(name)
+        if record is None:
+            record = await store.find_by_provider_call_id(self.runtime.provider.name, name)
         return record
 
     # ------------------------------------------------------------------ the live stream
 
-    async def _stream(self, sock: Socket, protocol: StreamProtocol, record: CallRecord) -> None:
+    async def _stream(
+        self, sock: Socket, protocol: StreamProtocol, record: CallRecord, warmed_as: str
+    ) -> None:
+        """`warmed_as`: the name the token gave the call, which its pre-warmed STT is under."""
         media = self.runtime.media
         closing: list[tuple[int, str]] = []
 
@@ -245,7 +282,7 @@ class MediaRoute:
             record.call_id,
             protocol,
             outbox,
-            media.take_stt(record.call_id),
+            media.take_stt(warmed_as),
             media.voice_for(record),
             media.sink,
             scheduler=media.scheduler,

@@ -265,13 +265,16 @@ async def test_an_inbound_call_is_answered_onto_the_stream(tmp_path: Path) -> No
             lambda r: texts(r) == [greeting, LINE, f"You said: {LINE}"],
             timeout=20,
         )
-        # accepted: the answer URL's reply comes straight back to us, naming our call, and
-        # that request's reply connects the stream
+        # accepted: the answer URL's reply comes straight back to us, and that request's reply
+        # connects the stream; its token names the CallUUID, which the media route finds in
+        # the store (no per-process CallUUID → call id map between the two requests)
         answer = ET.fromstring(stack.hooks("answer", carrier.id)[0].response_body)
         assert [child.tag for child in answer] == ["Redirect"]
         query = parse_qs(urlsplit(answer[0].text or "").query)
-        assert query["flow"] == ["answered"] and query["callId"] == [record.call_id]
-        assert_stream_xml(stack.hooks("redirect", carrier.id)[0].response_body, stack.port)
+        assert query["flow"] == ["answered"] and "callId" not in query
+        streamed = stack.hooks("redirect", carrier.id)[0].response_body
+        assert_stream_xml(streamed, stack.port)
+        assert f"token={carrier.id}." in streamed
         assert carrier.extra["said_via_stream"] == [LINE]
         assert_no_native_speech(stack, carrier.id)
         await stack.call("voicecall.end", callId=record.call_id)

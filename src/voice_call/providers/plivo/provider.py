@@ -54,7 +54,7 @@ from voice_call.providers.base import (
     WebhookRequest,
     WebhookResult,
 )
-from voice_call.providers.plivo.replies import SPEAK_LEAD_S, PlivoWebhookResult, Replies
+from voice_call.providers.plivo.replies import SPEAK_LEAD_S, Replies
 from voice_call.providers.plivo.rest import PlivoCallGone, PlivoRest
 from voice_call.providers.plivo.urls import Callback, Flow, TextTooLong, callback_url, encode_text
 from voice_call.providers.plivo.voice import voice_for
@@ -78,14 +78,19 @@ _HANGUP_CODES = {
     3010: "busy",
     3020: "no-answer",
 }
-MAX_ANSWERING = 1000  # inbound calls accepted whose reply has not been built yet
 
 
 class PlivoProvider:
     name = "plivo"
+    # V3 or the main account's V3 alone, with the nonce (401 before the body otherwise); the V2
+    # pairs only when plivo.allowV2Signatures is on (see webhooks.py).
     required_headers: tuple[tuple[str, ...], ...] = (
         ("x-plivo-signature-v3", "x-plivo-signature-v3-nonce"),
+        ("x-plivo-signature-ma-v3", "x-plivo-signature-v3-nonce"),
+    )
+    _V2_HEADERS = (
         ("x-plivo-signature-v2", "x-plivo-signature-v2-nonce"),
+        ("x-plivo-signature-ma-v2", "x-plivo-signature-v2-nonce"),
     )
     delivers_notify_inline = True  # the answer URL's XML says it, then hangs up
     # Each Speak is followed by a Redirect back to us; on a stream the session reports it.
@@ -96,14 +101,14 @@ class PlivoProvider:
         self.clock = clock
         self.rest = rest
         self.auth_token = config.plivo.auth_token if config.plivo else None
+        self.allow_v2 = bool(config.plivo and config.plivo.allow_v2_signatures)
+        if self.allow_v2:
+            self.required_headers = (*self.required_headers, *self._V2_HEADERS)
         self.webhook_url = ""
         self.trust = forwarding_trust(config)
         self.pinned_url = config.public_url
         self.replies = Replies(config)
         self.streamed = StreamedSpeech(config, native_replaces_stream=True)
-        # Plivo CallUUID → our call id, from `answer` to the reply to the accepted inbound
-        # request (the same request): its `answered` URL must name the call for the token.
-        self._answering: dict[str, str] = {}
 
     @property
     def queues_speech(self) -> bool:
@@ -178,11 +183,9 @@ class PlivoProvider:
         return DialResult(provider_call_id=request_uuids[0], status="queued")
 
     async def answer(self, call: CallRecord) -> None:
-        # The XML our answer URL returns answers it; a streamed call's needs our id there.
-        if self.streamed.enabled and call.provider_call_id:
-            if len(self._answering) >= MAX_ANSWERING:
-                del self._answering[next(iter(self._answering))]  # the oldest never came
-            self._answering[call.provider_call_id] = call.call_id
+        # The XML our answer URL returns answers it. Its stream token names the CallUUID
+        # (replies.py), which the media route finds in the store: nothing to remember here.
+        return None
 
     async def hangup(self, call: CallRecord, reason: str) -> None:
         refused = reason == "inbound-policy" and call.direction == Direction.INBOUND
@@ -333,7 +336,8 @@ class PlivoProvider:
         )
 
     def verify_webhook(self, request: WebhookRequest) -> Verification:
-        return verify(request, self.auth_token, self._carrier_url(request))
+        url = self._carrier_url(request)
+        return verify(request, self.auth_token, url, allow_v2=self.allow_v2)
 
     def parse_webhook(
         self, request: WebhookRequest, request_key: str | None = None
@@ -347,10 +351,7 @@ class PlivoProvider:
     def webhook_response(
         self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
     ) -> WebhookResult:
-        call_id = None
-        if isinstance(result, PlivoWebhookResult) and result.inbound_answer:
-            call_id = self._answering.pop(result.call_uuid, None)
-        return self.replies.after(result, outcomes, call_id)
+        return self.replies.after(result, outcomes)
 
 
 def _too_long(text: str) -> str:

@@ -68,13 +68,15 @@ class Replies:
         )
 
     def _streams(self, parsed: Parsed) -> str | None:
-        """Our call id when this request answers a conversation that streams its audio."""
+        """What the stream token names when this request answers a conversation that streams
+        its audio: our call id, else (an inbound call's `answered`) the CallUUID, which the
+        media route finds in the store, so a retried answer on any instance streams the call."""
         cb = parsed.callback
         answering = cb.flow in (Flow.ANSWER, Flow.ANSWERED)
         ended = any(e.type == EventType.ENDED for e in parsed.events)
         if self.stream_url is None or not answering or ended:
             return None
-        return cb.call_id
+        return cb.call_id or parsed.get("CallUUID") or None
 
     def after(
         self, result: WebhookResult, outcomes: list[str], call_id: str | None = None

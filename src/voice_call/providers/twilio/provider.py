@@ -60,7 +60,6 @@ TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canc
 # if we are down and never hang it up.
 TIME_LIMIT_SLACK_S = 60
 REJECTED = "rejected"
-MAX_ANSWERING = 1000  # inbound calls accepted whose answer request has not come yet
 
 
 class TwilioProvider:
@@ -85,17 +84,20 @@ class TwilioProvider:
         self.webhook_url = config.public_url or ""
         self.pinned_url = config.public_url
         self.streamed = StreamedSpeech(config, native_replaces_stream=True)
-        # Twilio sid → our call id, from `answer` to the accepted inbound request's reply:
-        # its stream token needs our id, which Twilio's own Voice URL request does not carry.
-        self._answering: dict[str, str] = {}
 
     @property
     def queues_speech(self) -> bool:
         # A stream queues what we say; a live TwiML update replaces what is playing.
         return self.streamed.enabled
 
-    def _streams(self, call_id: str | None) -> bool:
-        return self.streamed.enabled and call_id is not None
+    def _stream_name(self, hook: Hook) -> str | None:
+        """What the call's stream token names, when the call streams: our id when the request
+        carries it, else Twilio's CallSid (an inbound call's Voice URL request never names ours;
+        the media route finds the call by either in the store, so a retried request answered by
+        any instance streams to the same call)."""
+        if not self.streamed.enabled:
+            return None
+        return hook.call_id or hook.params.get("CallSid", "").strip() or None
 
     # ---------------------------------------------------------------- wiring
 
@@ -186,10 +188,7 @@ class TwilioProvider:
 
     async def answer(self, call: CallRecord) -> None:
         # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
-        if self.streamed.enabled and call.provider_call_id:
-            if len(self._answering) >= MAX_ANSWERING:
-                del self._answering[next(iter(self._answering))]  # the oldest never came
-            self._answering[call.provider_call_id] = call.call_id
+        return None
 
     async def hangup(self, call: CallRecord, reason: str) -> None:
         if call.provider_call_id is None:
@@ -300,10 +299,10 @@ class TwilioProvider:
         if hook.kind == "inbound":
             # Accepted: answer now (a Redirect is TwiML that is not <Reject>) and come straight
             # back, so the greeting's live update reaches a call that is already in progress.
-            call_id = hook.call_id or self._answering.pop(hook.params.get("CallSid", ""), None)
-            return Twiml().redirect(self._url("answered", call_id)).render()
-        if hook.kind in ("voice", "answered") and self._streams(hook.call_id):
-            return self._stream_twiml(hook.call_id or "")
+            return Twiml().redirect(self._url("answered", hook.call_id)).render()
+        stream_name = self._stream_name(hook)
+        if hook.kind in ("voice", "answered") and stream_name:
+            return self._stream_twiml(stream_name)
         if hook.kind == "gather":
             # Replaces the running document: hold while the bot replies, then listen again.
             return self._hold(hook.call_id, ANSWER_PAUSE_S, "listen", hook.turn_token)
