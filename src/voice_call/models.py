@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# ASCII digits only (`\d` and str.isdigit() also take ٨ and other scripts' digits) and the
+# whole string (`$` would let a trailing newline through `match`).
+E164 = re.compile(r"\A\+[1-9][0-9]{1,14}\Z")
 DTMF_DIGITS = re.compile(r"^[0-9*#wWpP,]{1,64}$")
 
 
@@ -99,6 +101,7 @@ class EventType(StrEnum):
     SILENCE = "call.silence"
     PLAYBACK_ENDED = "call.playback-ended"  # the carrier finished playing what we said
     DTMF = "call.dtmf"
+    STREAM_STARTED = "call.stream-started"  # a media stream was admitted (spends its token)
     ENDED = "call.ended"
     ERROR = "call.error"
 

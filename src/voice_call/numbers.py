@@ -1,22 +1,43 @@
 """Phone numbers: comparing them, and finding a number's `numbers[...]` route in the config.
 
 Carriers spell the same number differently (`+15550001000`, `15550001000`, `+1 555 000 1000`),
-so numbers are compared by their digits wherever an exact match fails. Every lookup of a route
+so our own routes are found by their digits wherever an exact match fails. Who a caller is
+(`allowFrom`) is decided on normalised E.164 only (`e164`): never on digits pulled out of a SIP
+URI or any other caller ID. Every lookup of a route
 by number goes through `route_key` / `route_for` here: the inbound screen (which records the
 key it chose on the call as `metadata["numberRouteKey"]`), and each carrier's voice choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from voice_call.config import Config, NumberRoute
-from voice_call.models import CallRecord, Direction
+from voice_call.models import E164, CallRecord, Direction
+
+# The visual separators people and carriers write inside a number, as the config accepts them.
+_SEPARATORS = re.compile(r"[ \-().]")
 
 
 def digits(number: str | None) -> str:
-    """Only the digits of `number` ("" for None): the form two numbers are compared in."""
-    return "".join(ch for ch in number or "" if ch.isdigit())
+    """Only the ASCII digits of `number` ("" for None): the form route keys are compared in."""
+    return "".join(ch for ch in number or "" if "0" <= ch <= "9")
+
+
+def e164(number: str | None) -> str | None:
+    """`number` as compact E.164 (`+1 (555) 000-1000` → `+15550001000`), or None when it is
+    anything else: a SIP URI, `client:…`, bare digits without `+`, a non-ASCII digit."""
+    if not number:
+        return None
+    compact = _SEPARATORS.sub("", number)
+    return compact if E164.fullmatch(compact) else None
+
+
+def denied_prefix(number: str, prefixes: Iterable[str]) -> str | None:
+    """The first of `prefixes` (outbound.denyPrefixes) that `number` starts with, if any."""
+    compact = e164(number) or number
+    return next((prefix for prefix in prefixes if compact.startswith(prefix)), None)
 
 
 def route_key(numbers: Mapping[str, NumberRoute], number: str | None) -> str | None:

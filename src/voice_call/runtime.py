@@ -27,6 +27,7 @@ from voice_call.manager.bus import EventBus
 from voice_call.manager.manager import CallManager
 from voice_call.providers.registry import build_provider
 from voice_call.security.exposure import (
+    forwarding_from_anyone,
     ngrok_loopback_bypass,
     refuse_tailnet_only,
     refuse_unreachable_webhook,
@@ -152,6 +153,9 @@ class Runtime:
                 "tunnel.allowNgrokFreeTierLoopbackBypass is ignored: it applies only with "
                 'tunnel.provider "ngrok", no publicUrl, and a loopback serve.bind'
             )
+        forwarding = forwarding_from_anyone(self.config)
+        if forwarding is not None:
+            log.warning(forwarding)
 
     async def _open_tunnel(self, port: int) -> None:
         tunnel = self._tunnel_factory(self.config)

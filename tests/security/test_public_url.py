@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from voice_call.security.public_url import (
     ForwardingTrust,
+    HostNotAllowed,
     redact_url,
     trusts_forwarding,
     valid_host,
@@ -45,7 +47,9 @@ def test_trusted_forwarding_uses_proto_and_host() -> None:
 def test_allowed_hosts_filter_forwarded_hosts() -> None:
     trust = ForwardingTrust(allowed_hosts=["calls.example.com"])
     evil = {**FORWARDED, "x-forwarded-host": "evil.example.net"}
-    assert verification_url(LOCAL, evil, "1.2.3.4", trust=trust).startswith("https://127.0.0.1")
+    # the forwarded host is ignored, and the Host header (127.0.0.1) is not allowed either
+    with pytest.raises(HostNotAllowed):
+        verification_url(LOCAL, evil, "1.2.3.4", trust=trust)
     good = verification_url(LOCAL, FORWARDED, "1.2.3.4", trust=trust)
     assert good.startswith("https://calls.example.com/")
 
@@ -80,10 +84,13 @@ def test_allowed_hosts_match_ipv6_and_ported_hosts_by_name() -> None:
         ("[2001:db8::5]:8443", "https://[2001:db8::5]:8443/"),
         ("[2001:db8::5]", "https://[2001:db8::5]/"),
         ("calls.example.com:8443", "https://calls.example.com:8443/"),
-        ("[2001:db8::6]:8443", "https://127.0.0.1:3334/"),  # not allowed: ignored
     ):
         headers = {**FORWARDED, "x-forwarded-host": forwarded}
         assert verification_url(LOCAL, headers, "1.2.3.4", trust=trust).startswith(expected)
+    # not allowed: ignored, and the Host header left (127.0.0.1:3334) is not allowed either
+    headers = {**FORWARDED, "x-forwarded-host": "[2001:db8::6]:8443"}
+    with pytest.raises(HostNotAllowed):
+        verification_url(LOCAL, headers, "1.2.3.4", trust=trust)
 
 
 def test_invalid_forwarded_host_falls_back_to_host_header() -> None:

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from voice_call.config import parse_config
 from voice_call.security.exposure import forwarding_trust
-from voice_call.security.public_url import ForwardingTrust, trusts_forwarding, verification_url
+from voice_call.security.public_url import (
+    ForwardingTrust,
+    HostNotAllowed,
+    trusts_forwarding,
+    verification_url,
+)
 
 LOCAL = "http://127.0.0.1:3334/voice/webhook?callId=c1&type=status"
 TAIL = "/voice/webhook?callId=c1&type=status"
@@ -82,24 +87,33 @@ TRUST = [
 @pytest.mark.parametrize(("trust", "remote", "trusted"), TRUST)
 def test_who_may_forward(trust: ForwardingTrust, remote: str | None, trusted: bool) -> None:
     assert trusts_forwarding(trust, remote) is trusted
-    headers = {"host": "127.0.0.1:3334", "x-forwarded-host": "calls.example.com"}
+    headers = {
+        "host": "127.0.0.1:3334",
+        "x-forwarded-host": "calls.example.com",
+        "x-forwarded-proto": "https",
+    }
+    if not trusted and trust.allowed_hosts:  # the Host header left is not an allowed host
+        with pytest.raises(HostNotAllowed):
+            verification_url(LOCAL, headers, remote, trust=trust)
+        return
     expected = "https://calls.example.com" + TAIL if trusted else LOCAL
     assert verification_url(LOCAL, headers, remote, trust=trust) == expected
 
 
-# --- "proto from X-Forwarded-Proto (only http/https, default https)" ---------------------------
+# --- "proto from X-Forwarded-Proto (only http/https), else the request's own: never an
+#      assumed https" (issue 15: a missing or odd proto used to become https) ------------------
 
 PROTO = [
     ({"x-forwarded-proto": "https"}, "https"),
     ({"x-forwarded-proto": "http"}, "http"),
-    ({}, "https"),
-    ({"x-forwarded-proto": ""}, "https"),
+    ({}, "http"),
+    ({"x-forwarded-proto": ""}, "http"),
     ({"x-forwarded-proto": "HTTPS"}, "https"),
     ({"x-forwarded-proto": " http "}, "http"),
     ({"x-forwarded-proto": "http, https"}, "http"),  # the first hop's, as for hosts
-    ({"x-forwarded-proto": "ftp"}, "https"),
-    ({"x-forwarded-proto": "javascript"}, "https"),
-    ({"x-forwarded-proto": "wss"}, "https"),
+    ({"x-forwarded-proto": "ftp"}, "http"),
+    ({"x-forwarded-proto": "javascript"}, "http"),
+    ({"x-forwarded-proto": "wss"}, "http"),
 ]
 
 
@@ -119,7 +133,7 @@ def test_untrusted_proto_is_ignored() -> None:
 #      (first comma element; RFC-1123 or bracketed IPv6 with numeric port; no '@'; in
 #      allowedHosts when set). Fallback: Host, then the request URL host." ------------------
 
-HOSTS: list[tuple[ForwardingTrust, dict[str, str], str]] = [
+HOSTS: list[tuple[ForwardingTrust, dict[str, str], str | None]] = [
     (OPT_IN, {"x-forwarded-host": "a.example.com"}, "a.example.com"),
     (OPT_IN, {"x-forwarded-host": "a.example.com:8443"}, "a.example.com:8443"),
     (OPT_IN, {"x-forwarded-host": "a.example.com, b.example.com"}, "a.example.com"),
@@ -179,7 +193,7 @@ HOSTS: list[tuple[ForwardingTrust, dict[str, str], str]] = [
     (
         ForwardingTrust(allowed_hosts=["calls.example.com"]),
         {"x-forwarded-host": "evil.example.net"},
-        "h.example.com",
+        None,  # the Host header left (h.example.com) is not allowed either: refused
     ),
     (
         ForwardingTrust(allowed_hosts=["calls.example.com"]),
@@ -189,6 +203,12 @@ HOSTS: list[tuple[ForwardingTrust, dict[str, str], str]] = [
     (
         ForwardingTrust(allowed_hosts=["calls.example.com"]),
         {"x-forwarded-host": "calls.example.com.evil.net"},
+        None,
+    ),
+    # the Host header is held to the allow-list too
+    (
+        ForwardingTrust(allowed_hosts=["h.example.com"]),
+        {"x-forwarded-host": "evil.net"},
         "h.example.com",
     ),
 ]
@@ -196,9 +216,13 @@ HOSTS: list[tuple[ForwardingTrust, dict[str, str], str]] = [
 
 @pytest.mark.parametrize(("trust", "forwarded", "host"), HOSTS)
 def test_forwarded_host_choice(
-    trust: ForwardingTrust, forwarded: dict[str, str], host: str
+    trust: ForwardingTrust, forwarded: dict[str, str], host: str | None
 ) -> None:
-    headers = {"host": "h.example.com", **forwarded}
+    headers = {"host": "h.example.com", "x-forwarded-proto": "https", **forwarded}
+    if host is None:
+        with pytest.raises(HostNotAllowed):
+            verification_url(LOCAL, headers, "203.0.113.7", trust=trust)
+        return
     url = verification_url(LOCAL, headers, "203.0.113.7", trust=trust)
     assert url == f"https://{host}{TAIL}"
 
@@ -222,9 +246,9 @@ def test_host_header_then_request_host(
     assert verification_url(request_url, headers, "203.0.113.7") == expected
 
 
-def test_trusted_without_a_forwarded_host_uses_the_host_header_over_https() -> None:
+def test_trusted_without_a_forwarded_host_or_proto_keeps_the_host_header_and_scheme() -> None:
     url = verification_url(LOCAL, {"host": "calls.example.com"}, None, trust=OPT_IN)
-    assert url == "https://calls.example.com" + TAIL
+    assert url == "http://calls.example.com" + TAIL  # issue 15: no longer an assumed https
 
 
 # --- "path + query always from the request"; publicUrl pins the rest ---------------------------
@@ -238,7 +262,7 @@ def test_forwarded_headers_never_move_the_path_or_query() -> None:
         "x-forwarded-path": "/p",
     }
     url = verification_url(LOCAL, headers, None, trust=OPT_IN)
-    assert url == "https://a.example.com" + TAIL
+    assert url == "http://a.example.com" + TAIL
 
 
 PINNED = [
@@ -345,6 +369,6 @@ def test_reconstruction_never_changes_path_or_query_or_adds_userinfo(
     assert url.endswith(TAIL)
     proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     if trusted:
-        assert scheme == (proto if proto in ("http", "https") else "https")
+        assert scheme == (proto if proto in ("http", "https") else "http")
     else:
         assert scheme == "http"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.log_errors import error_records
 from tests.server.stack import server_config
 from tests.support import wait_until
 from voice_call.models import E164, EventType, Mode
@@ -86,6 +87,15 @@ rpc_request = st.fixed_dictionaries(
 rpc_payloads = st.one_of(rpc_request, st.lists(rpc_request, max_size=5), json_values)
 
 
+@pytest.fixture(autouse=True)
+def no_logged_tracebacks() -> Iterator[None]:
+    """Nothing a property sends may be logged at ERROR or with a traceback (checked once all
+    of the property's examples ran)."""
+    with error_records() as records:
+        yield
+    assert not records.records, records.lines()
+
+
 @pytest.fixture
 async def asgi(vc_home: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, str]]:
     config = server_config(responder={"provider": "none"}, mock={"silent": True})
@@ -104,7 +114,7 @@ async def asgi(vc_home: Any) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime, 
         await wait_until(settled)
         await runtime.manager.settle()
         transport = httpx.ASGITransport(app=build_app(runtime))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http, runtime, record.call_id
     finally:
         await runtime.stop()

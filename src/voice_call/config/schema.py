@@ -8,11 +8,13 @@ the environment are in ``checks.py``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic.alias_generators import to_camel
 
 from voice_call.config.fields import (
@@ -52,15 +54,37 @@ class NumberRoute(_Section):
     response_timeout_ms: Int | None = Field(default=None, gt=0)
 
 
+# Premium-rate ranges a dial is refused for unless the operator changes the list.
+DEFAULT_DENY_PREFIXES = ("+1900", "+1976")
+
+
+def _deny_prefix(value: str) -> str:
+    if not re.fullmatch(r"\+[0-9]{1,15}", value):
+        raise ValueError(
+            f"{json.dumps(value, ensure_ascii=False)} is not a number prefix"
+            ' — write + and ASCII digits only, e.g. "+1900"'
+        )
+    return value
+
+
 class OutboundConfig(_Section):
     default_mode: Mode = Mode.NOTIFY
     notify_hangup_delay_sec: Int = Field(default=3, ge=0)
+    # a dial to a number starting with one of these is refused before anything is stored
+    deny_prefixes: list[Annotated[str, AfterValidator(_deny_prefix)]] = Field(
+        default_factory=lambda: list(DEFAULT_DENY_PREFIXES)
+    )
 
 
 class ServeConfig(_Section):
     port: Int = Field(default=3334, ge=0, le=65535)  # 0 = any free port
     bind: str = Field(default="127.0.0.1", min_length=1)
     path: UrlPath = "/voice/webhook"
+    # a request head (request line + headers) must arrive whole within this, counted from the
+    # connection opening or the previous response; then 408 and close
+    head_timeout_ms: Int = Field(default=10_000, ge=100, le=300_000)
+    # open HTTP + WebSocket connections; beyond it a new one gets 503 and is closed at once
+    max_connections: Int = Field(default=1000, ge=1, le=100_000)
 
 
 class TailscaleConfig(_Section):
@@ -175,6 +199,9 @@ class PlivoConfig(_Section):
     api_base_url: OptHttpUrl = None
     voice: OptStr = None
     language: OptStr = None
+    # V2 signs neither the query nor the body: even when allowed, only a callback that applies
+    # nothing passes with it (providers/plivo/webhooks.py).
+    allow_v2_signatures: Bool = False
 
 
 def _default_replies() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voice_call.config import Config
-from voice_call.numbers import digits, route_key
+from voice_call.numbers import e164, route_key
 
 DEFAULT_GREETING = "Hello! How can I help you today?"
 
@@ -16,6 +16,7 @@ class InboundDecision:
     reason: str = ""
     greeting: str = DEFAULT_GREETING
     route_key: str | None = None
+    rejection: str = "inbound-policy"  # recorded as the call's rejectionReason
 
 
 def screen(config: Config, from_number: str | None, to_number: str | None) -> InboundDecision:
@@ -23,12 +24,22 @@ def screen(config: Config, from_number: str | None, to_number: str | None) -> In
     if policy == "disabled":
         return InboundDecision(False, "inbound calls are disabled (inboundPolicy)")
     if policy in ("allowlist", "pairing"):
-        caller = digits(from_number)
-        if not caller:
-            return InboundDecision(False, "no caller ID to check against allowFrom")
-        if caller not in {digits(n) for n in config.allow_from}:
+        # Only a plain E.164 caller ID can match: digits pulled out of `sip:+1555…@elsewhere`
+        # would let any SIP domain borrow an allowed number.
+        caller = e164(from_number)
+        if caller is None:
+            return InboundDecision(False, "no E.164 caller ID to check against allowFrom")
+        if caller not in {e164(n) for n in config.allow_from}:
             return InboundDecision(False, "caller not in allowFrom")
     key = route_key(config.numbers, to_number)
     route = config.numbers.get(key) if key else None
     greeting = (route and route.inbound_greeting) or config.inbound_greeting or DEFAULT_GREETING
     return InboundDecision(True, greeting=greeting, route_key=key)
+
+
+def over_capacity(active: int, limit: int) -> InboundDecision | None:
+    """A refusal when `active` live calls already fill `maxConcurrentCalls`, else None."""
+    if active < limit:
+        return None
+    reason = f"maximum concurrent calls ({limit}) reached"
+    return InboundDecision(False, reason, rejection="max-concurrent-calls")

@@ -25,7 +25,7 @@ from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
 from voice_call.manager.bus import EventBus
-from voice_call.manager.inbound import screen
+from voice_call.manager.inbound import over_capacity, screen
 from voice_call.manager.records import (
     end_record,
     event_data,
@@ -56,6 +56,7 @@ from voice_call.models import (
     TurnKind,
     TurnLatency,
 )
+from voice_call.numbers import denied_prefix
 from voice_call.providers.base import DialRequest, Provider, ProviderError, SpeechQueue
 from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
 
@@ -162,7 +163,13 @@ class CallManager:
         to = to or self.config.to_number
         if not to:
             raise InvalidInput("to is required: pass a number or set toNumber in the config")
-        if not E164.match(to):
+        denied = denied_prefix(to, self.config.outbound.deny_prefixes)
+        if denied is not None:
+            raise InvalidInput(
+                f"calls to {denied}… numbers are refused (outbound.denyPrefixes, premium rate by "
+                f"default), got {to!r}"
+            )
+        if not E164.fullmatch(to):
             raise InvalidInput(f"to must be an E.164 number like +15555550123, got {to!r}")
         if not message or not message.strip():
             raise InvalidInput("message is required: what should the call say first?")
@@ -437,21 +444,27 @@ class CallManager:
 
     async def _accept_inbound(self, event: CallEvent) -> str:
         decision = screen(self.config, event.from_number, event.to_number)
-        record = inbound_record(
-            event, decision, self.provider.name, self.config.from_number, self.clock.now()
-        )
-        entry = self._entry(
-            record,
-            event.type,
-            event_data(event, "accepted" if decision.accepted else decision.reason),
-            event.key,
-        )
-        try:
-            await self._persist(record, entry)
-        except DuplicateEvent:
-            return "duplicate"
+        async with self._initiate_lock:  # counted and inserted together, as for dialling
+            if decision.accepted:
+                active = len(await self.store.list_active())
+                decision = over_capacity(active, self.config.max_concurrent_calls) or decision
+            record = inbound_record(
+                event, decision, self.provider.name, self.config.from_number, self.clock.now()
+            )
+            if not decision.accepted:
+                record.metadata["rejectionReason"] = decision.rejection
+            entry = self._entry(
+                record,
+                event.type,
+                event_data(event, "accepted" if decision.accepted else decision.reason),
+                event.key,
+            )
+            try:
+                await self._persist(record, entry)
+            except DuplicateEvent:
+                return "duplicate"
         self._remember(event.key)
-        if not decision.accepted:
+        if not decision.accepted:  # "inbound-policy": each carrier's reject-while-ringing path
             await self._provider_action(
                 self.provider.hangup(record, "inbound-policy"), "reject", quiet=True
             )

@@ -239,3 +239,18 @@ def forwarding_trust(config: Config) -> ForwardingTrust:
         trusted_proxy_ips=tuple(security.trusted_proxy_ips),
         trust_loopback_peer=ngrok_loopback_bypass(config),
     )
+
+
+def forwarding_from_anyone(config: Config) -> str | None:
+    """A warning when `trustForwardingHeaders` trusts forwarding headers from any peer.
+
+    Without `trustedProxyIPs`, whoever reaches the port picks the host and scheme signatures
+    are checked against and the client address the per-client limits count."""
+    security = config.webhook_security
+    if not security.trust_forwarding_headers or security.trusted_proxy_ips:
+        return None
+    return (
+        "webhookSecurity.trustForwardingHeaders is on without webhookSecurity.trustedProxyIPs: "
+        "forwarding headers are trusted from any client — list your proxy's address in "
+        "trustedProxyIPs, or set publicUrl"
+    )

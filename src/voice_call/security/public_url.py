@@ -5,7 +5,9 @@ public one. With `publicUrl` configured, its scheme, host and path are pinned an
 query comes from the request (a reverse proxy may map a different local path). Otherwise
 forwarding headers are trusted only when `webhookSecurity` says so (an allow-list of hosts or an
 explicit opt-in, and, when listed, only from trusted proxy IPs); untrusted, they are ignored and
-the Host header is used (docs/security.md §1).
+the Host header is used (docs/security.md §1). With `allowedHosts` set, the host finally chosen
+— forwarded or the Host header — must be one of them (`HostNotAllowed`). The scheme is the
+request's own unless a trusted `X-Forwarded-Proto` names another: never an assumed https.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from urllib.parse import urlsplit, urlunsplit
 FORWARDED_HOST_HEADERS = ("x-forwarded-host", "x-original-host", "ngrok-forwarded-host")
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?(:\d{1,5})?$"
+    r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?(:[0-9]{1,5})?\Z"
 )
-_BRACKETED_V6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\](:\d{1,5})?$")
+_BRACKETED_V6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\](:[0-9]{1,5})?\Z")
+
+
+class HostNotAllowed(Exception):
+    """The request reached us under a host outside `webhookSecurity.allowedHosts`.
+
+    Not a ValueError on purpose: it must not pass for "the URL could not be parsed"."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +110,19 @@ def split_host(value: str) -> tuple[str, int | None]:
         rest = value[end + 1 :]
         return value[: end + 1], int(rest[1:]) if rest.startswith(":") and rest[1:] else None
     host, sep, port = value.rpartition(":")
-    if sep and port.isdigit():
+    if sep and port.isascii() and port.isdigit():
         return host, int(port)
     return value, None
 
 
-def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str | None:
+def host_listed(host: str, allowed: Sequence[str]) -> bool:
+    """`host` (with or without its port) is one of `allowed`, case-insensitively."""
     wanted = {h.lower() for h in allowed}
+    host = host.lower()
+    return host in wanted or split_host(host)[0] in wanted
+
+
+def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str | None:
     for name in FORWARDED_HOST_HEADERS:
         raw = headers.get(name)
         if not raw:
@@ -116,7 +130,7 @@ def _forwarded_host(headers: Mapping[str, str], allowed: Sequence[str]) -> str |
         host = raw.split(",")[0].strip()
         if not valid_host(host):
             continue
-        if wanted and host.lower() not in wanted and split_host(host.lower())[0] not in wanted:
+        if allowed and not host_listed(host, allowed):
             continue
         return host
     return None
@@ -130,7 +144,10 @@ def verification_url(
     public_url: str | None = None,
     trust: ForwardingTrust | None = None,
 ) -> str:
-    """The URL to verify a signature against. `headers` has lower-case names."""
+    """The URL to verify a signature against. `headers` has lower-case names.
+
+    Raises HostNotAllowed when `allowedHosts` is set and neither a trusted forwarded host nor
+    the Host header is one of them."""
     request = urlsplit(request_url)
     if public_url:
         pinned = urlsplit(public_url)
@@ -141,8 +158,11 @@ def verification_url(
         host = header_host
     if trust is not None and trusts_forwarding(trust, remote):
         proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-        scheme = proto if proto in ("http", "https") else "https"
+        if proto in ("http", "https"):
+            scheme = proto
         host = _forwarded_host(headers, trust.allowed_hosts) or host
+    if trust is not None and trust.allowed_hosts and not host_listed(host, trust.allowed_hosts):
+        raise HostNotAllowed("the request's host is not in webhookSecurity.allowedHosts")
     return urlunsplit((scheme, host, request.path, request.query, ""))
 
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from voice_call.runtime import Runtime
 from voice_call.server.events import KEEPALIVE_S, EventsRoute
 from voice_call.server.health import HealthRoute
+from voice_call.server.host_guard import HostGuard
 from voice_call.server.limits import InFlightLimiter, Limits
 from voice_call.server.media import MediaRoute
 from voice_call.server.metrics import MetricsRoute
@@ -45,9 +47,10 @@ def build_app(
     security = runtime.config.webhook_security
     limits = limits or Limits(max_in_flight=security.max_in_flight_per_client)
     events = EventsRoute(runtime, keepalive_s)
+    hook_path = webhook_path(runtime.config.serve.path)
     routes = [
         Route(
-            webhook_path(runtime.config.serve.path),
+            hook_path,
             WebhookRoute(runtime, limits, InFlightLimiter(limits.max_in_flight)).handle,
             methods=["POST"],
         ),
@@ -76,6 +79,8 @@ def build_app(
         routes=[*routes, *streams],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
+        # DNS rebinding: every HTTP route but the carrier's answers only to our own names
+        middleware=[Middleware(HostGuard, runtime=runtime, exempt={hook_path})],
     )
     app.router.redirect_slashes = False  # a redirect is no answer for a carrier's POST
     app.state.events = events

@@ -41,6 +41,7 @@ ERROR_CODES = {
     "timeout": -32004,
 }
 MAX_BATCH = 100
+MAX_SEQ = 2**63 - 1
 EVENTS_METHOD = "voicecall.events"
 ALL_METHODS = (*METHODS, EVENTS_METHOD)
 
@@ -50,7 +51,7 @@ Reply = dict[str, Any]
 class EventsParams(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
-    since: StrictInt = Field(default=0, ge=0)
+    since: StrictInt = Field(default=0, ge=0, le=MAX_SEQ)  # SQLite integers are 64-bit
     limit: StrictInt = Field(default=100, ge=1, le=PAGE)
     call_id: str | None = Field(default=None, alias="callId", min_length=1, max_length=128)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
 from voice_call.runtime import Runtime
 from voice_call.security.exposure import forwarding_trust
+from voice_call.security.public_url import HostNotAllowed
 from voice_call.security.replay import CachedResponse
 from voice_call.server.limits import BodyRejected, InFlightLimiter, Limits, client_key, read_body
 from voice_call.server.responses import json_error
@@ -56,6 +58,15 @@ def lowered_headers(request: Request) -> dict[str, str]:
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), value)  # the first of repeated headers, like .get()
     return headers
+
+
+_URL = re.compile(r"\s*(?:\bfor\s+)?\(?\b[A-Za-z][A-Za-z0-9+.-]*://[^\s)]*\)?")
+
+
+def without_urls(reason: str) -> str:
+    """A refusal's reason as a 401 body: the URL we verified against (reconstructed from the
+    request's headers, naming our paths) is logged, never echoed to whoever sent it."""
+    return _URL.sub("", reason).strip() or "Unauthorized"
 
 
 def unverified_key(request: WebhookRequest) -> str:
@@ -112,7 +123,9 @@ class WebhookRoute:
         )
         verification = self._verify(incoming)
         if not verification.ok or not verification.request_key:
-            return json_error(401, verification.reason or "Unauthorized")
+            reason = verification.reason or "Unauthorized"
+            log.warning("webhook refused (401): %s", reason)  # the URL checked, for operators
+            return json_error(401, without_urls(reason))
         key = verification.request_key
         replay = self.runtime.replay
         seen, cached = replay.reserve(key)
@@ -160,6 +173,9 @@ class WebhookRoute:
     def _verify(self, incoming: WebhookRequest) -> Verification:
         try:
             verification = self.runtime.provider.verify_webhook(incoming)
+        except HostNotAllowed as exc:
+            log.warning("webhook for host %r refused: %s", incoming.headers.get("host"), exc)
+            verification = Verification(ok=False, reason=str(exc))
         except Exception:  # fail closed: a verifier that breaks on odd input does not pass it
             log.exception("webhook verification failed with an error")
             verification = Verification(ok=False, reason="signature could not be verified")

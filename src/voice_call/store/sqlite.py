@@ -43,12 +43,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from voice_call.errors import Unavailable
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
 from voice_call.store.base import DuplicateEvent, LoggedEvent
 from voice_call.store.checkpoint import DEFAULT_POLICY, Checkpointer, CheckpointPolicy
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 # Keep the number of bound parameters per statement well under SQLite's limit.
 _IN_CHUNK = 500
 
@@ -158,10 +160,24 @@ class SqliteStore:
         return store
 
     async def open(self) -> None:
-        """Open (creating file, folder and schema when needed). Idempotent."""
+        """Open (creating file, folder and schema when needed). Idempotent.
+
+        A path that cannot hold the store (an existing file that is not SQLite, a folder
+        under a file) is an Unavailable naming the path, not an sqlite3 traceback."""
         if self._conn is not None:
             return
-        conn = self._connect_readonly() if self.readonly else self._connect_writer()
+        self._refuse_foreign_file()
+        try:
+            conn = self._connect_readonly() if self.readonly else self._connect_writer()
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_NOTADB:
+                raise
+            raise Unavailable(self._not_a_database()) from None
+        except (NotADirectoryError, FileExistsError, IsADirectoryError, PermissionError) as exc:
+            raise Unavailable(
+                f"cannot open the call store at {self.path}: {exc.strerror or exc} — set "
+                "store.path to a folder or a .db file this user can write"
+            ) from None
         if not self.readonly:
             try:
                 checkpointer = Checkpointer(self.path, self._lock, self.checkpoints)
@@ -172,6 +188,22 @@ class SqliteStore:
             weakref.finalize(self, checkpointer.stop, False)
             self.checkpointer = checkpointer
         self._conn = conn
+
+    def _refuse_foreign_file(self) -> None:
+        """Never open (nor chmod) someone's existing non-SQLite file as our store."""
+        try:
+            with self.path.open("rb") as file:
+                header = file.read(len(SQLITE_HEADER))
+        except OSError:
+            return  # absent (created later) or unreadable: the connect reports it
+        if header and header != SQLITE_HEADER:
+            raise Unavailable(self._not_a_database())
+
+    def _not_a_database(self) -> str:
+        return (
+            f"the call store path {self.path} is a file that is not a SQLite database — set "
+            "store.path to a folder or to a new .db file"
+        )
 
     def _connect_writer(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
