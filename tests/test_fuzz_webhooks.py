@@ -20,7 +20,7 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.log_errors import error_records
 from voice_call.config import parse_config
 from voice_call.models import CallRecord, CallState, Direction, Mode
 from voice_call.providers.telnyx.webhooks import encode_client_state
@@ -93,6 +94,15 @@ async def _seed_calls(runtime: Runtime, carrier: str) -> None:
         await runtime.store.save(
             record, LoggedEvent(call_id=call_id, type="call.created", at=time.time())
         )
+
+
+@pytest.fixture(autouse=True)
+def no_logged_tracebacks() -> Iterator[None]:
+    """Nothing a property sends may be logged at ERROR or with a traceback (checked once all
+    of the property's examples ran)."""
+    with error_records() as records:
+        yield
+    assert not records.records, records.lines()
 
 
 @pytest.fixture(params=sorted(CONFIGS))

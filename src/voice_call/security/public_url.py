@@ -169,9 +169,9 @@ def verification_url(
 def redact_url(url: str) -> str:
     """For logs and 401 reasons: no userinfo, no fragment, every query value hidden."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    # The netloc less any userinfo, the port as written: `.port` would raise on a Host header
+    # such as `example.com:99999`, and a log line must never fail on what a client sent.
+    host = parts.netloc.rpartition("@")[2]
     query = "&".join(
         f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair
         for pair in parts.query.split("&")
