@@ -7,13 +7,14 @@ server's config and limits from tests/server/stack.py and helpers from tests/sup
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.log_errors import error_records
 from tests.server.stack import TEST_LIMITS, Rpc, server_config
 from voice_call.config import Config
 from voice_call.runtime import Runtime
@@ -69,3 +70,12 @@ def rpc(vc_http: httpx.AsyncClient, vc_runtime: Runtime) -> Rpc:
         return reply
 
     return call
+
+
+@pytest.fixture
+def no_logged_tracebacks() -> Iterator[None]:
+    """Nothing the test sends may be logged at ERROR or with a traceback (checked at the end:
+    for a property, once all of its examples ran)."""
+    with error_records() as records:
+        yield
+    assert not records.records, records.lines()

@@ -20,7 +20,7 @@ import json
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.log_errors import error_records
 from voice_call.config import parse_config
 from voice_call.models import CallRecord, CallState, Direction, Mode
 from voice_call.providers.telnyx.webhooks import encode_client_state
@@ -42,6 +41,9 @@ from voice_call.security.signatures.twilio import HEADER as TWILIO_HEADER
 from voice_call.security.signatures.twilio import compute_signature
 from voice_call.server.app import build_app
 from voice_call.store.base import LoggedEvent
+
+# Nothing a property sends may be logged at ERROR or with a traceback.
+pytestmark = pytest.mark.usefixtures("no_logged_tracebacks")
 
 HOOK = "http://test/voice/webhook"
 TOKEN = "fuzz-auth-token-0123456789abcdef"
@@ -94,15 +96,6 @@ async def _seed_calls(runtime: Runtime, carrier: str) -> None:
         await runtime.store.save(
             record, LoggedEvent(call_id=call_id, type="call.created", at=time.time())
         )
-
-
-@pytest.fixture(autouse=True)
-def no_logged_tracebacks() -> Iterator[None]:
-    """Nothing a property sends may be logged at ERROR or with a traceback (checked once all
-    of the property's examples ran)."""
-    with error_records() as records:
-        yield
-    assert not records.records, records.lines()
 
 
 @pytest.fixture(params=sorted(CONFIGS))

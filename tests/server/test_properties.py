@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,13 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.log_errors import error_records
 from tests.server.stack import server_config
 from tests.support import wait_until
 from voice_call.models import E164, EventType, Mode
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
 from voice_call.server.rpc import ALL_METHODS
+
+# Nothing a property sends may be logged at ERROR or with a traceback.
+pytestmark = pytest.mark.usefixtures("no_logged_tracebacks")
 
 HOOK = "/voice/webhook"
 PROPERTY = settings(
@@ -85,15 +87,6 @@ rpc_request = st.fixed_dictionaries(
     },
 )
 rpc_payloads = st.one_of(rpc_request, st.lists(rpc_request, max_size=5), json_values)
-
-
-@pytest.fixture(autouse=True)
-def no_logged_tracebacks() -> Iterator[None]:
-    """Nothing a property sends may be logged at ERROR or with a traceback (checked once all
-    of the property's examples ran)."""
-    with error_records() as records:
-        yield
-    assert not records.records, records.lines()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import httpx
 from tests.support import CallStackMixin, free_port, merge
 from voice_call.client.rpc import RpcClient
 from voice_call.config import Config, parse_config
-from voice_call.models import CallRecord
+from voice_call.models import CallRecord, Speaker
 from voice_call.runtime import Runtime
 from voice_call.security.signatures.twilio import compute_signature
 from voice_call.server.serve import RunningServer, start_background
@@ -90,6 +90,17 @@ class TwilioStack(CallStackMixin):
     async def start_call(self, mode: str, message: str, to: str = CALLEE) -> str:
         reply = await self.call("voicecall.initiate", to=to, message=message, mode=mode)
         return str(reply["callId"])
+
+    async def answered_greeting(self, greeting: str) -> str:
+        """A conversation whose callee has answered `greeting`: one Gather action logged."""
+        call_id = await self.start_call("conversation", greeting)
+        await self.wait_record(
+            call_id, lambda r: any(e.speaker == Speaker.USER for e in r.transcript)
+        )
+        # the emulator logs a webhook once it has our answer, a moment after we applied it
+        await self.emu.webhooks.wait_for(lambda h: h.kind == "action")
+        await self.runtime.manager.settle()
+        return call_id
 
     async def restart(self) -> None:
         """Stop serving (the manager, store and provider with it), then serve a fresh Runtime."""

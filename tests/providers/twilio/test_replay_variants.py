@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from tests.providers.twilio.stack import TwilioStack, twilio_stack
-from voice_call.models import EventType, Speaker
+from voice_call.models import EventType
 
 GREETING = "Good morning, this is the library calling about a book."
 
@@ -26,17 +26,9 @@ async def _count(stack: TwilioStack, call_id: str, kind: EventType) -> int:
     return sum(e.type == kind for e in await stack.runtime.store.events(call_id=call_id))
 
 
-async def _answered_greeting(stack: TwilioStack) -> str:
-    call_id = await stack.start_call("conversation", GREETING)
-    await stack.wait_record(call_id, lambda r: any(e.speaker == Speaker.USER for e in r.transcript))
-    await stack.emu.webhooks.wait_for(lambda h: h.kind == "action")
-    await stack.runtime.manager.settle()
-    return call_id
-
-
 async def test_signed_variants_of_a_gather_are_replays(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         hook = stack.hooks("action", record.provider_call_id)[0]
         before = await _count(stack, call_id, EventType.SPEECH)
@@ -53,7 +45,7 @@ async def test_signed_variants_of_a_gather_are_replays(tmp_path: Path) -> None:
 
 async def test_signed_variants_of_a_speech_callback_apply_it_once(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         url = f"{stack.webhook}?type=gather&callId={call_id}"
         params = {
@@ -78,7 +70,7 @@ async def test_signed_variants_of_a_speech_callback_apply_it_once(tmp_path: Path
 
 async def test_signed_variants_of_a_status_callback_apply_it_once(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         url = f"{stack.webhook}?type=status&callId={call_id}"
         params = {"CallSid": str(record.provider_call_id), "CallStatus": "ringing"}

@@ -19,19 +19,9 @@ from voice_call.models import Speaker
 GREETING = "Good morning, this is the library calling about a book."
 
 
-async def _answered_greeting(stack: TwilioStack) -> str:
-    """A conversation whose callee has answered the greeting: one Gather action logged."""
-    call_id = await stack.start_call("conversation", GREETING)
-    await stack.wait_record(call_id, lambda r: any(e.speaker == Speaker.USER for e in r.transcript))
-    # the emulator logs a webhook once it has our answer, a moment after we applied it
-    await stack.emu.webhooks.wait_for(lambda h: h.kind == "action")
-    await stack.runtime.manager.settle()
-    return call_id
-
-
 async def test_replayed_gather_callback_changes_nothing(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         hook = stack.hooks("action", record.provider_call_id)[0]
         before = await stack.runtime.store.last_seq()
@@ -63,7 +53,7 @@ async def _exists(stack: TwilioStack, sid: str) -> bool:
 
 async def test_tampered_signature_or_body_is_401_and_changes_nothing(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         hook = stack.hooks("action", record.provider_call_id)[0]
         before = await stack.runtime.store.last_seq()
@@ -81,7 +71,7 @@ async def test_tampered_signature_or_body_is_401_and_changes_nothing(tmp_path: P
 
 async def test_signature_for_another_host_is_401(tmp_path: Path) -> None:
     async with twilio_stack(tmp_path) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         url = f"{stack.webhook}?type=gather&callId={call_id}"
         params = {"CallSid": str(record.provider_call_id), "SpeechResult": "forged"}
@@ -113,7 +103,7 @@ async def test_unsigned_request_is_401_before_the_body_is_read(tmp_path: Path) -
 async def test_gather_with_a_stale_turn_token_does_not_answer_the_turn(tmp_path: Path) -> None:
     callee = script(replies=("Hello?", "The real answer."), reply_delay_ms=15000)
     async with twilio_stack(tmp_path, callee) as stack:
-        call_id = await _answered_greeting(stack)
+        call_id = await stack.answered_greeting(GREETING)
         record = await stack.record(call_id)
         turn = asyncio.create_task(
             stack.call("voicecall.continue", callId=call_id, message="Which day suits you?")
