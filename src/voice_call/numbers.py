@@ -64,13 +64,18 @@ def our_number(call: CallRecord) -> str:
     return call.to_number if call.direction == Direction.INBOUND else call.from_number
 
 
-def screened_route(config: Config, call: CallRecord) -> NumberRoute | None:
-    """The route the inbound screen chose for this call (`numberRouteKey`), if it chose one."""
+def screened_key(call: CallRecord) -> str | None:
+    """The `numbers[...]` key the inbound screen chose for this call (`numberRouteKey`)."""
     key = call.metadata.get("numberRouteKey")
-    return route_for(config, None, key) if isinstance(key, str) else None
+    return key if isinstance(key, str) else None
+
+
+def screened_route(config: Config, call: CallRecord) -> NumberRoute | None:
+    """The route the inbound screen chose for this call, if it chose one."""
+    key = screened_key(call)
+    return route_for(config, None, key) if key is not None else None
 
 
 def our_route(config: Config, call: CallRecord) -> NumberRoute | None:
     """The route of our side of the call: the key the inbound screen chose, else our number."""
-    key = call.metadata.get("numberRouteKey")
-    return route_for(config, our_number(call), key if isinstance(key, str) else None)
+    return route_for(config, our_number(call), screened_key(call))

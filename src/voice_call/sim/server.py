@@ -7,13 +7,14 @@ before the first request and what to close around the server's stop.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Self
 
 from voice_call.asgi_server import BackgroundServer
 
 
-class LoopbackService:
+class LoopbackService(ABC):
     """`async with service:` serves `asgi_app()` on 127.0.0.1 (a free port unless told one)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -21,17 +22,17 @@ class LoopbackService:
         self._port = port
         self._server: BackgroundServer | None = None
 
+    @abstractmethod
     def asgi_app(self) -> Any:
         """The app to serve; built at start, so it may read everything `__init__` set."""
-        raise NotImplementedError
 
-    async def _on_start(self) -> None:
+    async def _on_start(self) -> None:  # noqa: B027 (an optional hook)
         """Runs before the app answers its first request (open clients, shared call state)."""
 
-    async def _on_stop(self) -> None:
+    async def _on_stop(self) -> None:  # noqa: B027 (an optional hook)
         """Runs while the app still answers (end running calls and their tasks)."""
 
-    async def _after_stop(self) -> None:
+    async def _after_stop(self) -> None:  # noqa: B027 (an optional hook)
         """Runs once the app has stopped answering (close clients)."""
 
     @property

@@ -78,11 +78,9 @@ class Replies:
             return None
         return cb.call_id or parsed.get("CallUUID") or None
 
-    def after(
-        self, result: WebhookResult, outcomes: list[str], call_id: str | None = None
-    ) -> WebhookResult:
-        """The reply once the events were applied; `call_id`: an accepted inbound call's id
-        (its `answered` request then names it, which its stream token needs)."""
+    def after(self, result: WebhookResult, outcomes: list[str]) -> WebhookResult:
+        """The reply once the events were applied. An accepted inbound call's `answered`
+        request names no call of ours: its stream token names the CallUUID instead."""
         if not isinstance(result, PlivoWebhookResult) or not result.serves_xml:
             return result
         # The manager's outcome strings: "rejected: <why>" for a refused inbound call, and
@@ -94,7 +92,7 @@ class Replies:
             if refused or over:
                 result.body = markup.hangup("rejected")
             else:
-                answered = Callback(flow=Flow.ANSWERED, call_id=call_id)
+                answered = Callback(flow=Flow.ANSWERED)
                 result.body = markup.inbound_accept(callback_url(result.base, answered))
         elif over:
             result.body = markup.hangup()

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.models import CallRecord, Direction, EventType, Mode, Speaker
+from voice_call.numbers import screened_key
 from voice_call.providers.base import (
     DialRequest,
     DialResult,
@@ -123,13 +124,7 @@ class TwilioProvider:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
     def _speech(self, call: CallRecord) -> CarrierVoice:
-        route_key = call.metadata.get("numberRouteKey")
-        return speech_for(
-            self.config,
-            call.direction,
-            call.to_number,
-            route_key if isinstance(route_key, str) else None,
-        )
+        return speech_for(self.config, call.direction, call.to_number, screened_key(call))
 
     # ---------------------------------------------------------------- documents
 
