@@ -1,7 +1,8 @@
 """Settings: a JSON5 file in the seed plugin's shape, env fallbacks, validation and defaults.
 
 Pipeline (``load_config`` → ``parse_config``): read JSON5 (``load.py``) → unwrap an OpenClaw
-config file (``openclaw.py``: ``plugins.entries["voice-call"].config``) → migrate legacy keys
+config file (``openclaw.py``: ``plugins.entries["voice-call"].config``) → fill ``"${NAME}"`` and
+``{source: "env", id}`` references (``substitution.py``) → migrate legacy keys
 with warnings (``legacy.py``) → fill secrets from the environment where the file leaves them
 out (``environment.py``) → validate the model (``schema.py``, ``fields.py``) and check between
 fields (``checks.py``). Validation reports *every* problem at once, each as

@@ -1,5 +1,5 @@
 """Checks between fields: what one setting requires of another (provider credentials, the
-caller ID, realtime versus streaming).
+caller ID), and settings of the seed's that this version refuses (realtime voice).
 
 They run on the raw dict, after legacy migration and environment fallbacks, so their problems
 are reported together with any type errors in one go.
@@ -12,16 +12,15 @@ from typing import Any
 from voice_call.config.environment import PROVIDER_ENV
 from voice_call.config.errors import Loc
 from voice_call.config.raw import is_missing, lookup
-from voice_call.config.schema import CARRIERS, PROVIDERS
+from voice_call.config.schema import CARRIERS
 
 
 def cross_check(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Problems between fields, found on the raw dict so they add to any type errors."""
+    problems = _refused(raw) + _ngrok_bypass_refused(raw)
     if lookup(raw, "enabled", True) is False:
-        return []
+        return problems
     provider = lookup(raw, "provider", "mock")
-    known = provider in PROVIDERS
-    problems: list[tuple[Loc, str]] = []
     if provider in CARRIERS and is_missing(lookup(raw, "fromNumber")):
         hint = " or TWILIO_FROM_NUMBER" if provider == "twilio" else ""
         problems.append(
@@ -32,32 +31,38 @@ def cross_check(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         )
     if provider in CARRIERS:
         problems += _credential_problems(raw, provider)
-    realtime_on = lookup(lookup(raw, "realtime"), "enabled") is True
-    streaming_on = lookup(lookup(raw, "streaming"), "enabled") is True
-    if realtime_on and lookup(raw, "inboundPolicy", "disabled") == "disabled":
-        problems.append(
-            (
-                ("inboundPolicy",),
-                'must not be "disabled" when realtime.enabled is true'
-                ' — set it to "allowlist", "pairing" or "open", or turn realtime off',
-            )
-        )
-    if realtime_on and streaming_on:
-        problems.append(
-            (
-                ("streaming", "enabled"),
-                "cannot be true together with realtime.enabled — turn one of them off",
-            )
-        )
-    if realtime_on and known and provider not in ("twilio", "telnyx", "mock"):
-        problems.append(
+    return problems
+
+
+def _refused(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Seed settings this version cannot honour: refused even when the service is off, so a
+    file that turns them on never passes `config check`."""
+    if lookup(lookup(raw, "realtime"), "enabled") is True:
+        return [
             (
                 ("realtime", "enabled"),
-                f'only works with provider "twilio", "telnyx" or "mock" (provider is "{provider}")'
-                " — set realtime.enabled to false or switch provider",
+                "realtime voice is not available in this version yet — set realtime.enabled"
+                " to false (streaming.enabled gives a streamed call with STT/TTS)",
             )
+        ]
+    return []
+
+
+def _ngrok_bypass_refused(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """The seed's "Twilio webhooks with invalid signatures through ngrok" switch. Every tunnelled
+    request arrives from loopback, so it would take forged webhooks from anyone who finds the
+    tunnel URL; and the tunnel gives Twilio the exact URL it signs, so real ones verify."""
+    if lookup(lookup(raw, "tunnel"), "allowNgrokFreeTierLoopbackBypass") is not True:
+        return []
+    return [
+        (
+            ("tunnel", "allowNgrokFreeTierLoopbackBypass"),
+            "not supported: it would accept forged Twilio webhooks from anyone who finds the "
+            "tunnel URL (real ones verify through the ngrok tunnel without it) — remove it; to "
+            "trust the tunnel's forwarding headers set webhookSecurity.trustForwardingHeaders: "
+            'true with trustedProxyIPs: ["127.0.0.1"]',
         )
-    return problems
+    ]
 
 
 def _credential_problems(raw: dict[str, Any], provider: str) -> list[tuple[Loc, str]]:

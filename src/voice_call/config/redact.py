@@ -1,4 +1,8 @@
-"""Redaction: the effective config, safe to print (`voicecall config`, support requests)."""
+"""Redaction: the effective config, safe to print (`voicecall config`, support requests).
+
+Secrets are masked by their key's name; a value taken from the environment (``"${NAME}"`` or
+``{source: "env", id: "NAME"}``) is shown as ``${NAME}`` wherever it appears, whatever the key.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from voice_call.config.schema import Config
+from voice_call.config.substitution import hide_all
 
 _SECRET_WORDS = ("token", "apikey", "secret", "password", "passwd", "privatekey")
 _SECRET_NAMES = frozenset({"key", "auth", "authorization", "credentials"})
@@ -53,5 +58,5 @@ def _redact(node: Any) -> Any:
 def redacted(config: Config) -> dict[str, Any]:
     """The effective config as camelCase JSON with every secret masked and nulls left out."""
     dumped = config.model_dump(mode="json", by_alias=True, exclude_none=True)
-    result: dict[str, Any] = _redact(dumped)
+    result: dict[str, Any] = _redact(hide_all(dumped, config.env_values))
     return result

@@ -14,8 +14,13 @@ import re
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from voice_call.config.fields import (
     Bool,
@@ -28,6 +33,9 @@ from voice_call.config.fields import (
     UrlPath,
     field_error,
 )
+from voice_call.config.section import Section
+from voice_call.config.streaming import SttName, SttProviders
+from voice_call.config.tts import TtsConfig
 from voice_call.models import Mode
 
 ProviderName = Literal["twilio", "telnyx", "plivo", "mock"]
@@ -35,10 +43,9 @@ PROVIDERS: tuple[str, ...] = typing.get_args(ProviderName)
 CARRIERS = ("twilio", "telnyx", "plivo")
 
 
-class _Section(BaseModel):
-    """camelCase in the file, snake_case in Python; unknown keys are errors."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class _Section(Section):
+    """camelCase in the file, snake_case in Python; unknown keys are errors (section.py: shared
+    with the sections in tts.py and streaming.py, which schema.py imports)."""
 
 
 class NumberRoute(_Section):
@@ -47,7 +54,7 @@ class NumberRoute(_Section):
     inbound_greeting: OptStr = None
     voice: OptStr = None  # carrier voice for this line (overrides the provider block's)
     language: OptStr = None  # e.g. "en-GB"
-    tts: dict[str, Any] | None = None
+    tts: TtsConfig | None = None
     agent_id: OptStr = None
     response_model: OptStr = None
     response_system_prompt: OptStr = None
@@ -121,9 +128,10 @@ class WebhookSecurityConfig(_Section):
 
 class StreamingConfig(_Section):
     enabled: Bool = False
-    provider: OptStr = None
+    # the speech-to-text service (config/streaming.py STT_PROVIDERS); None = "openai"
+    provider: SttName | None = None
     stream_path: UrlPath = "/voice/stream"
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    providers: SttProviders = Field(default_factory=SttProviders)
     pre_start_timeout_ms: Int = Field(default=5000, gt=0)
     max_pending_connections: Int = Field(default=32, ge=1)
     max_pending_connections_per_ip: Int = Field(default=4, ge=1)
@@ -134,22 +142,92 @@ class StreamingConfig(_Section):
     protect_greeting: Bool = True  # the opening greeting ignores (echo) barge-in
 
 
+class RealtimeToolParameters(_Section):
+    type: Literal["object"]
+    properties: dict[str, Any]  # JSON Schema for each argument: the tool's own, not ours
+    required: list[str] | None = None
+
+
+class RealtimeTool(_Section):
+    """A function tool offered to the realtime voice model (OpenAI function shape)."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1)
+    description: str
+    parameters: RealtimeToolParameters
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> RealtimeTool:
+        if self.name == "openclaw_end_call":
+            raise field_error("name", '"openclaw_end_call" is built in — choose another name')
+        return self
+
+
+FastContextSource = Literal["memory", "sessions"]
+
+
+def _all_fast_context_sources() -> list[FastContextSource]:
+    return ["memory", "sessions"]
+
+
+class RealtimeFastContext(_Section):
+    """A memory/session lookup tried before a full agent consult."""
+
+    enabled: Bool = False
+    timeout_ms: Int = Field(default=800, gt=0)
+    max_results: Int = Field(default=3, ge=1)
+    sources: list[FastContextSource] = Field(default_factory=_all_fast_context_sources)
+    fallback_to_consult: Bool = False
+
+
+class RealtimeAgentContext(_Section):
+    """The persona capsule added once when a realtime session starts."""
+
+    enabled: Bool = False
+    max_chars: Int = Field(default=6000, gt=0)
+    include_identity: Bool = True
+    include_workspace_files: Bool = True
+    files: list[str] = Field(default_factory=lambda: ["SOUL.md", "IDENTITY.md", "USER.md"])
+
+
 class RealtimeConfig(_Section):
-    # The realtime voice bridge has many provider-owned knobs (instructions, toolPolicy, tools,
-    # providers, …); keep them as given rather than chase the seed's schema.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    """The seed's realtime voice settings. The bridge itself is not in this version:
+    `realtime.enabled: true` is refused (checks.py); the rest is checked so a file written for
+    the plugin loads as it is."""
 
     enabled: Bool = False
     provider: OptStr = None
     stream_path: OptUrlPath = None
+    idle_hangup_ms: Int | None = Field(default=None, gt=0)
+    instructions: OptStr = None
+    tool_policy: Literal["safe-read-only", "owner", "none"] = "safe-read-only"
+    consult_policy: Literal["auto", "substantive", "always"] = "auto"
+    consult_thinking_level: (
+        Literal["off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra"]
+        | None
+    ) = None
+    consult_fast_mode: Bool | None = None
+    tools: list[RealtimeTool] = Field(default_factory=list)
+    fast_context: RealtimeFastContext = Field(default_factory=RealtimeFastContext)
+    agent_context: RealtimeAgentContext = Field(default_factory=RealtimeAgentContext)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # provider-owned, raw
+
+
+def _not_redis(value: Any) -> Any:
+    if value == "redis":
+        raise ValueError(
+            'the Redis store is not available in this version yet — use "sqlite" (the default;'
+            " store.path picks the file)"
+        )
+    return value
 
 
 class StoreConfig(_Section):
     """Where call records live. The seed gives a path string; we also take an object."""
 
-    backend: Literal["sqlite", "redis"] = "sqlite"
+    backend: Annotated[Literal["sqlite"], BeforeValidator(_not_redis)] = "sqlite"
     path: OptStr = None  # None = the store's default file under state_home()
-    url: OptStr = None
+    url: OptStr = None  # the Redis store's; refused until that store exists
     retention_days: Int = Field(default=30, ge=0)
 
     @model_validator(mode="before")
@@ -163,10 +241,11 @@ class StoreConfig(_Section):
     def _check(self) -> StoreConfig:
         if self.path is not None:
             self.path = os.path.expanduser(self.path)
-        if self.backend == "redis" and self.url is None:
+        if self.url is not None:
             raise field_error(
                 "url",
-                'required when backend is "redis" — set it, e.g. "redis://localhost:6379/0"',
+                "only the Redis store uses it, and that store is not available in this version"
+                " yet — remove it (store.path picks the SQLite file)",
             )
         return self
 
@@ -248,12 +327,23 @@ class ResponderConfig(_Section):
         return self
 
 
+def _not_pairing(value: Any) -> Any:
+    if value == "pairing":
+        raise ValueError(
+            '"pairing" is not available in this version — use "allowlist" and list the callers'
+            ' to let in under allowFrom (e.g. allowFrom: ["+15550001234"])'
+        )
+    return value
+
+
 class Config(_Section):
     enabled: Bool = True
     provider: ProviderName = "mock"
     from_number: OptE164 = None
     to_number: OptE164 = None
-    inbound_policy: Literal["disabled", "allowlist", "pairing", "open"] = "disabled"
+    inbound_policy: Annotated[
+        Literal["disabled", "allowlist", "open"], BeforeValidator(_not_pairing)
+    ] = "disabled"
     allow_from: list[E164Number] = Field(default_factory=list)
     inbound_greeting: OptStr = None
     numbers: dict[E164Number, NumberRoute] = Field(default_factory=dict)
@@ -273,7 +363,7 @@ class Config(_Section):
     session_scope: Literal["per-phone", "per-call", "main"] = "per-phone"
     public_url: OptHttpUrl = None
     skip_signature_verification: Bool = False
-    tts: dict[str, Any] = Field(default_factory=dict)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     agent_id: str = Field(default="main", min_length=1)
     response_model: OptStr = None
@@ -290,12 +380,19 @@ class Config(_Section):
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
     _core_tts: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _env_values: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def core_tts(self) -> dict[str, Any]:
         """OpenClaw's global `messages.tts`, which our `tts` deep-merges over (as the seed
         plugin does)."""
         return self._core_tts
+
+    @property
+    def env_values(self) -> dict[str, str]:
+        """Each value taken from a ``${NAME}`` or env secret reference → ``NAME`` (redaction
+        shows the reference instead of the value)."""
+        return self._env_values
 
     @property
     def warnings(self) -> list[str]:

@@ -51,6 +51,9 @@ _MESSAGES: dict[str, Callable[[ErrorDetails], str]] = {
     "int_type": lambda e: (
         f"expected a whole number, got {show(e['input'])} — write a number without quotes"
     ),
+    "float_type": lambda e: (
+        f"expected a number, got {show(e['input'])} — write a number without quotes"
+    ),
     "bool_type": lambda e: (
         f"expected true or false, got {show(e['input'])} — write true or false without quotes"
     ),
@@ -133,6 +136,17 @@ def _closest(key: str, candidates: list[str]) -> str | None:
     folded = {fold(c): c for c in candidates}
     match = difflib.get_close_matches(fold(key), list(folded), n=1, cutoff=0.6)
     return folded[match[0]] if match else None
+
+
+def scalar_type_at(loc: Loc) -> type | None:
+    """``int`` or ``bool`` where the field at ``loc`` holds a number or true/false, else None
+    (lets a whole ``"${PORT}"`` fill a number field)."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return None
+    field = next((f for n, f in model.model_fields.items() if loc[-1] in (n, f.alias)), None)
+    tp = _unwrap(field.annotation) if field is not None else None
+    return tp if tp in (int, bool) else None
 
 
 def _model_at(loc: Loc) -> type[BaseModel] | None:

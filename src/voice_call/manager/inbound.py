@@ -23,7 +23,7 @@ def screen(config: Config, from_number: str | None, to_number: str | None) -> In
     policy = config.inbound_policy
     if policy == "disabled":
         return InboundDecision(False, "inbound calls are disabled (inboundPolicy)")
-    if policy in ("allowlist", "pairing"):
+    if policy == "allowlist":
         # Only a plain E.164 caller ID can match: digits pulled out of `sip:+1555…@elsewhere`
         # would let any SIP domain borrow an allowed number.
         caller = e164(from_number)

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -213,11 +213,8 @@ class MediaSessions:
 
     def voice_for(self, record: CallRecord | None) -> Voice:
         """The call's voice: the number route's `tts` over the plugin's over the global one."""
-        route_tts: Mapping[str, Any] | None = None
         route = screened_route(self.config, record) if record is not None else None
-        if route is not None:
-            route_tts = route.tts
-        return self.speech.voice(route_tts)
+        return self.speech.voice(route.tts if route is not None else None)
 
     def get(self, call_id: str) -> MediaSession | None:
         return self._sessions.get(call_id)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from voice_call.config import Config
+from voice_call.config.streaming import STT_PROVIDERS, OpenAIRealtimeStt
+from voice_call.config.tts import TtsConfig
 from voice_call.errors import Unavailable
 from voice_call.speech.stt.base import SttSession
 from voice_call.speech.tts.base import TtsEngine, TtsUnavailable
@@ -21,7 +23,6 @@ from voice_call.speech.tts.factory import build_tts
 from voice_call.speech.tts.settings import TtsSettings, resolve_tts
 
 log = logging.getLogger("voice_call.speech")
-STT_PROVIDERS = ("openai", "fake")
 
 
 class SpeechUnavailable(Unavailable):
@@ -39,59 +40,42 @@ class Speech(Protocol):
 
     def new_stt(self) -> SttSession: ...
 
-    def voice(self, route_tts: Mapping[str, Any] | None = None) -> Voice: ...
+    def voice(self, route_tts: TtsConfig | Mapping[str, Any] | None = None) -> Voice: ...
 
     async def close(self) -> None: ...
 
 
-def _number(options: Mapping[str, Any], key: str, path: str, low: float, high: float) -> Any:
-    value = options.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise SpeechUnavailable(f"{path}.{key}: expected a number from {low:g} to {high:g}")
-    return value
-
-
 def stt_settings(config: Config) -> Any:
-    """The realtime STT settings for `config` (or None for the fake)."""
-    from voice_call.speech.stt.openai_realtime import DEFAULT_URL, RealtimeSttSettings
+    """The realtime STT settings for `config` (or None for the fake). The block was checked
+    when the config loaded (config/streaming.py); what it leaves out keeps the defaults."""
+    from voice_call.speech.stt.openai_realtime import RealtimeSttSettings
 
     name = config.streaming.provider or "openai"
     if name not in STT_PROVIDERS:
         raise SpeechUnavailable(
             f'streaming.provider "{name}" is not supported — use "openai" (or "fake" offline)'
         )
-    options = config.streaming.providers.get(name, {})
     if name == "fake":
         return None
-    path = "streaming.providers.openai"
-    api_key = options.get("apiKey") or config.openai_api_key
-    if not isinstance(api_key, str) or not api_key:
+    options = config.streaming.providers.openai or OpenAIRealtimeStt()
+    api_key = options.api_key or config.openai_api_key
+    if not api_key:
         raise SpeechUnavailable(
-            f"{path}.apiKey: required for speech-to-text on streamed calls — set it, or"
-            " openaiApiKey / OPENAI_API_KEY"
+            "streaming.providers.openai.apiKey: required for speech-to-text on streamed calls"
+            " — set it, or openaiApiKey / OPENAI_API_KEY"
         )
-    for key in ("model", "language", "prompt", "url"):
-        if options.get(key) is not None and not isinstance(options[key], str):
-            raise SpeechUnavailable(f"{path}.{key}: expected a string")
-    api = options.get("api", "ga")
-    if api not in ("ga", "beta"):
-        raise SpeechUnavailable(f'{path}.api: expected "ga" or "beta"')
-    settings = RealtimeSttSettings(
-        api_key=api_key,
-        url=options.get("url") or DEFAULT_URL,
-        model=options.get("model") or "gpt-4o-transcribe",
-        language=options.get("language"),
-        prompt=options.get("prompt"),
-        api=api,
-    )
-    overrides = {
-        "vad_threshold": _number(options, "vadThreshold", path, 0, 1),
-        "prefix_padding_ms": _number(options, "prefixPaddingMs", path, 0, 10_000),
-        "silence_duration_ms": _number(options, "silenceDurationMs", path, 0, 10_000),
+    given: dict[str, Any] = {
+        "url": options.url,
+        "model": options.model,
+        "language": options.language,
+        "prompt": options.prompt,
+        "api": options.api,
+        "vad_threshold": options.vad_threshold,
+        "prefix_padding_ms": options.prefix_padding_ms,
+        "silence_duration_ms": options.silence_duration_ms,
     }
-    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    chosen = {key: value for key, value in given.items() if value is not None}
+    return replace(RealtimeSttSettings(api_key=api_key), **chosen)
 
 
 class SpeechStack:
@@ -111,7 +95,7 @@ class SpeechStack:
 
         return OpenAIRealtimeStt(self._stt)
 
-    def _settings(self, route_tts: Mapping[str, Any] | None) -> TtsSettings:
+    def _settings(self, route_tts: TtsConfig | Mapping[str, Any] | None) -> TtsSettings:
         try:
             return resolve_tts(
                 self.config.core_tts,
@@ -123,9 +107,10 @@ class SpeechStack:
         except TtsUnavailable as exc:
             raise SpeechUnavailable(str(exc)) from None
 
-    def voice(self, route_tts: Mapping[str, Any] | None = None) -> Voice:
+    def voice(self, route_tts: TtsConfig | Mapping[str, Any] | None = None) -> Voice:
         settings = self._settings(route_tts)
-        key = json.dumps([settings.provider, settings.options, settings.timeout_s], default=str)
+        chain = [[engine.name, engine.options] for engine in settings.chain]
+        key = json.dumps([chain, settings.timeout_s], default=str)
         voice = self._voices.get(key)
         if voice is None:
             for warning in settings.warnings:
@@ -136,7 +121,9 @@ class SpeechStack:
                 engine = build_tts(settings)
             except TtsUnavailable as exc:
                 raise SpeechUnavailable(str(exc)) from None
-            voice = self._voices[key] = Voice(engine, settings.timeout_s)
+            # a sentence may wait out every engine of the chain before it gets audio
+            timeout_s = settings.timeout_s * len(settings.chain)
+            voice = self._voices[key] = Voice(engine, timeout_s)
         return voice
 
     async def close(self) -> None:

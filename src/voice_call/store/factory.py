@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from voice_call.config import Config
-from voice_call.errors import Unavailable
 from voice_call.store.base import CallStore
 from voice_call.store.sqlite import SqliteStore
 
@@ -25,6 +24,5 @@ def sqlite_path(config: Config, home: Path) -> Path:
 
 
 def build_store(config: Config, home: Path) -> CallStore:
-    if config.store.backend == "sqlite":
-        return SqliteStore(sqlite_path(config, home))
-    raise Unavailable(f"store backend {config.store.backend!r} is not available in this build yet")
+    # SQLite is the one backend: the config refuses any other (e.g. "redis") at load.
+    return SqliteStore(sqlite_path(config, home))

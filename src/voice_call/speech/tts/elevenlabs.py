@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
+from pydantic.alias_generators import to_snake
 
 from voice_call.audio.resample import SUPPORTED_RATES
 from voice_call.speech.tts.base import TtsAudio, TtsError, TtsUnavailable
@@ -50,7 +51,13 @@ class ElevenLabsTts:
         self.model_id = option(options, "elevenlabs", "modelId", str, "eleven_flash_v2_5")
         self.output_format = option(options, "elevenlabs", "outputFormat", str, "pcm_16000")
         self.rate, self.encoding = parse_output_format(self.output_format)
-        self.voice_settings = options.get("voiceSettings")
+        settings = options.get("voiceSettings")
+        # the config spells them camelCase (similarityBoost); the API takes snake_case
+        self.voice_settings = (
+            {to_snake(key): value for key, value in settings.items()}
+            if isinstance(settings, Mapping)
+            else None
+        )
         base_url = option(options, "elevenlabs", "baseUrl", str, DEFAULT_BASE_URL)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
