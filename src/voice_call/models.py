@@ -118,12 +118,14 @@ class ManagerEntry(StrEnum):
     DIAL_FAILED = "call.dial-failed"
     STALE = "call.stale"  # never answered within staleCallReaperSeconds
     RESTORED = "call.restored"  # reconciled with the carrier after a restart
+    IGNORED = "call.ignored"  # a carrier event for a call that had ended (data: event, outcome)
     SPEAKING = "bot.speaking"
     SPOKE = "bot.spoke"
     SPEAK_FAILED = "bot.speak-failed"
     LISTENING = "bot.listening"
     GREETED = "bot.greeted"
     DTMF = "bot.dtmf"
+    DTMF_FAILED = "bot.dtmf-failed"  # the carrier refused the dtmfSequence sent on answer
     REPLY_FAILED = "bot.reply-failed"  # the responder failed or was too slow: the apology
     GOODBYE = "bot.goodbye"  # the responder asked to hang up after its reply
     HANGUP = "bot.hangup"
@@ -246,6 +248,11 @@ class CallRecord(WireModel):
     transcript: list[TranscriptEntry] = Field(default_factory=list)
     latency: list[TurnLatency] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # The agent the call belongs to (`agentId`: the number's, else the top level); None on
+    # records stored before it existed, which count as the default agent "main".
+    agent_id: str | None = None
+    # The memory session chosen at initiate (`sessionKey`); None: `sessionScope` decides.
+    session_key: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.stack import server_config
-from tests.support import wait_until
-from voice_call.config import DEFAULT_APOLOGY
+from tests.server.stack import SERVER_CONFIG
+from tests.support import StolenTime, merge, wait_until
+from voice_call.agent.spoken import CONTRACT
+from voice_call.config import DEFAULT_APOLOGY, parse_config
 from voice_call.models import CallRecord, CallState, Mode, Speaker, TurnKind
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
@@ -71,21 +72,30 @@ async def open_line(tmp_path: Path) -> AsyncIterator[Open]:
     """`await open_line(chat, **config)`: a live conversation call, greeted and listening."""
     stack: list[Callable[[], Awaitable[None]]] = []
 
-    async def open_(chat: ChatScript, key: str = "sk-test", **overrides: Any) -> Line:
+    async def open_(
+        chat: ChatScript, key: str = "sk-test", seed_style: bool = False, **overrides: Any
+    ) -> Line:
+        """`seed_style`: the seed's way to turn replies on, a top-level responseModel and no
+        responder.provider (the key is openaiApiKey; responder.baseUrl finds the fake)."""
         fake = FakeOpenAI("sk-test", chat=chat)
         await fake.__aenter__()
         stack.append(lambda: fake.__aexit__(None, None, None))
-        responder = {
-            "provider": "openai",
-            "baseUrl": fake.url,
-            "apiKey": key,
-            **overrides.pop("responder", {}),
-        }
-        config = server_config(
-            responder=responder,
-            responseModel="openai/gpt-test",
-            mock={"silent": True},
-            **overrides,
+        chosen = {"openaiApiKey": key} if seed_style else {"provider": "openai", "apiKey": key}
+        responder = {"baseUrl": fake.url, **overrides.pop("responder", {})}
+        if not seed_style:
+            responder.update(chosen)
+        base = {k: v for k, v in SERVER_CONFIG.items() if k != "responder"}
+        config = parse_config(
+            merge(
+                base,
+                {
+                    "responder": responder,
+                    "responseModel": "openai/gpt-test",
+                    "mock": {"silent": True},
+                    **(chosen if seed_style else {}),
+                    **overrides,
+                },
+            )
         )
         runtime = Runtime(config, tmp_path / f"home{len(stack)}")
         spoken: list[tuple[float, str]] = []
@@ -126,11 +136,13 @@ async def test_voice_to_voice_is_first_token_plus_at_most_40_ms(open_line: Open)
     chat = ChatScript(reply="Sure. It is three.", first_token_ms=FIRST_TOKEN_MS, per_token_ms=5)
     line = await open_line(chat)
     for turn in range(1, 4):
-        sent = await line.say(f"What time is it, take {turn}?")
-        figures = (await line.replies(turn))[-1]
+        with StolenTime() as stolen:  # a loaded machine's delay is allowed, measured
+            sent = await line.say(f"What time is it, take {turn}?")
+            figures = (await line.replies(turn))[-1]
         first = next(at for at, text in line.spoken if at >= sent)
         measured_ms = (first - sent) * 1000
-        assert FIRST_TOKEN_MS <= measured_ms <= FIRST_TOKEN_MS + BUDGET_MS, measured_ms
+        budget_ms = FIRST_TOKEN_MS + BUDGET_MS + stolen.ms
+        assert FIRST_TOKEN_MS <= measured_ms <= budget_ms, (measured_ms, stolen.ms)
         assert figures.voice_to_voice_ms is not None
         assert figures.voice_to_voice_ms <= measured_ms
         assert figures.responder_first_token_ms is not None
@@ -219,6 +231,47 @@ async def test_slow_responder_times_out_into_the_apology(open_line: Open) -> Non
     assert figures.voice_to_voice_ms is not None and 300 <= figures.voice_to_voice_ms < 1500
     rec = await line.record()
     assert rec.state == CallState.LISTENING
+
+
+async def test_response_model_alone_turns_replies_on(open_line: Open) -> None:
+    """The seed's config: responseModel + responseSystemPrompt, no responder.provider."""
+    chat = ChatScript(reply="We open at nine.", first_token_ms=0, per_token_ms=0)
+    line = await open_line(chat, seed_style=True, responseSystemPrompt="You answer for a bakery.")
+    assert line.runtime.config.responder.provider == "none"  # not written: chosen by the model
+    sent = await line.say("When do you open?")
+    figures = (await line.replies(1))[-1]
+    assert figures.outcome == "spoken"
+    assert reply_lines(line, sent) == ["We open at nine."]
+    system = line.fake.requests[-1].body["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"].startswith("You answer for a bakery.")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"spoken": "Of course. Your table is booked for seven tonight."}',
+        '```json\n{"spoken": "Of course. Your table is booked for seven tonight."}\n```',
+        "The user wants a table. I should confirm briefly.\n\n"
+        "Of course. Your table is booked for seven tonight.",
+        "<think>They asked for a table.</think>Of course. Your table is booked for seven tonight.",
+    ],
+)
+async def test_only_the_spoken_words_of_a_streamed_reply_are_said(
+    open_line: Open, reply: str
+) -> None:
+    chat = ChatScript(reply=reply, first_token_ms=0, per_token_ms=30)
+    line = await open_line(chat)
+    sent = await line.say("Can you book a table?")
+    figures = (await line.replies(1))[-1]
+    said = [(at, t) for at, t in line.spoken if at >= sent]
+    assert [t for _, t in said] == ["Of course.", "Your table is booked for seven tonight."]
+    assert figures.outcome == "spoken"
+    rec = await line.record()
+    assert [e.text for e in rec.transcript[-2:]] == [t for _, t in said]
+    # the first sentence went out while the model was still writing the second
+    assert (said[1][0] - said[0][0]) * 1000 >= 100
+    assert line.fake.requests[-1].body["messages"][0]["content"].endswith(CONTRACT)
 
 
 def test_turn_latency_bench_smoke() -> None:

@@ -80,7 +80,45 @@ async def test_posts_the_turn_and_speaks_a_json_reply() -> None:
     assert payload["from"] == "+15555550100" and payload["direction"] == "inbound"
     assert [line["speaker"] for line in payload["transcript"]] == ["bot", "user"]
     assert payload["history"] == []
+    assert payload["agentId"] == "main" and payload["sessionKey"] is None
     assert headers["authorization"] == "Bearer hook-secret"
+
+
+async def test_the_payload_names_the_calls_agent_and_session() -> None:
+    hook = Hook()
+    hook.answer = JSONResponse({"reply": "Hi."})
+    async with BackgroundServer(hook.app, lifespan="off") as server:
+        cfg = parse_config({"responder": {"provider": "hook", "url": server.url + "/turn"}}, env={})
+        responder = build_responder(cfg)
+        assert responder is not None
+        call = call_record().model_copy(update={"agent_id": "sales", "session_key": "order-42"})
+        assert [s async for s in responder.stream(call, ReplyContext())] == ["Hi."]
+    [(payload, _)] = hook.received
+    assert (payload["agentId"], payload["sessionKey"]) == ("sales", "order-42")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"spoken": "Yes, until six."}',
+        '```json\n{"spoken": "Yes, until six."}\n```',
+        "The user is asking about hours.\nYes, until six.",
+        "<think>hours</think>Yes, until six.",
+    ],
+)
+async def test_only_the_spoken_words_of_a_json_reply_are_said(reply: str) -> None:
+    out, _ = await run(Hook(), JSONResponse({"reply": reply}))
+    assert out == ["Yes, until six."]
+
+
+async def test_only_the_spoken_words_of_a_text_reply_are_said() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in (b"Thinking", b"...\n", b'{"spo', b'ken": "Yes, un', b'til six."}'):
+            yield piece
+
+    hook = Hook()
+    out, _ = await run(hook, StreamingResponse(body(), media_type="text/plain"))
+    assert out == ["Yes, until six."]
 
 
 async def test_end_call_and_a_quiet_reply() -> None:

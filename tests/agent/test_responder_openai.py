@@ -21,13 +21,16 @@ from starlette.routing import Route
 from voice_call.agent.memory import session_history
 from voice_call.agent.prompt import response_model, system_prompt
 from voice_call.agent.responders.base import ReplyContext, ResponderError
-from voice_call.agent.responders.factory import build_responder
+from voice_call.agent.responders.echo import EchoResponder
+from voice_call.agent.responders.factory import build_responder, responder_name
 from voice_call.agent.responders.openai import (
     OpenAIResponder,
     chat_messages,
     resolve_model,
 )
+from voice_call.agent.spoken import CONTRACT
 from voice_call.asgi_server import BackgroundServer
+from voice_call.cli.setup_checks import check_responder
 from voice_call.config import Config, ConfigError, parse_config
 from voice_call.models import CallRecord, Direction, Mode, Speaker, TranscriptEntry
 from voice_call.sim.openai import ChatScript, FakeOpenAI
@@ -125,6 +128,37 @@ def test_from_config_needs_a_key_for_hosted_models() -> None:
     }
     with pytest.raises(ConfigError, match=r'numbers\["\+15555550111"\]\.responseModel: unknown'):
         build_responder(parse_config(bad_route, env={}))
+
+
+@pytest.mark.parametrize(
+    ("data", "chosen"),
+    [
+        ({"responseModel": "ollama/llama3.2"}, "openai"),  # the seed's way: no responder block
+        ({"responseModel": "ollama/llama3.2", "responder": {"apologyText": "Sorry?"}}, "openai"),
+        ({"responseModel": "ollama/llama3.2", "responder": {"provider": "none"}}, "none"),
+        ({"responseModel": "ollama/llama3.2", "responder": {"provider": "echo"}}, "echo"),
+        ({}, "none"),
+        ({"responder": {"baseUrl": "http://127.0.0.1:9/v1"}}, "none"),  # no model: no choice
+    ],
+)
+async def test_a_response_model_alone_chooses_the_openai_responder(
+    data: dict[str, Any], chosen: str
+) -> None:
+    cfg = parse_config(data, env={})
+    assert responder_name(cfg) == chosen
+    built = build_responder(cfg)
+    kind = {"openai": OpenAIResponder, "echo": EchoResponder, "none": type(None)}[chosen]
+    assert isinstance(built, kind)
+    check = await check_responder(cfg)  # `voicecall setup` agrees
+    assert check.status == "ok" and check.message.startswith(chosen)
+    if isinstance(built, OpenAIResponder):
+        await built.aclose()
+
+
+def test_a_response_model_alone_without_a_key_is_a_clear_error() -> None:
+    cfg = parse_config({"responseModel": "openai/gpt-4o-mini"}, env={})
+    with pytest.raises(ConfigError, match="responseModel: 'openai/gpt-4o-mini' needs an API key"):
+        build_responder(cfg)
 
 
 def test_prompt_knows_the_number_and_routes_override_it() -> None:
@@ -318,3 +352,40 @@ async def test_plain_reply_does_not_end_the_call() -> None:
         context = ReplyContext()
         assert await collect(responder.stream(call_record(), context)) == ["Sure."]
     assert not context.end_requested
+
+
+# --- the spoken-output contract -----------------------------------------------------------------
+
+
+async def test_the_system_message_asks_for_the_contract() -> None:
+    script = ChatScript(reply="Hi.", first_token_ms=0, per_token_ms=0)
+    async with FakeOpenAI("sk-test", chat=script) as fake:
+        responder = build_responder(config(fake.url, responseSystemPrompt="Be a pirate."))
+        assert responder is not None
+        await collect(responder.stream(call_record((Speaker.USER, "hi")), ReplyContext()))
+    system = fake.requests[-1].body["messages"][0]["content"]
+    assert system == "Be a pirate.\n\n" + CONTRACT
+
+
+@pytest.mark.parametrize(
+    ("content", "tool_args", "said"),
+    [
+        # the JSON cut anywhere, escapes split across pieces
+        (
+            ['{"spo', 'ken"', ': "Sure', ". It\\u0027s thr", "ee.\\", 'nBye."', "}"],
+            [],
+            ["Sure.", "It's three.", "Bye."],
+        ),
+        (["Thinking", "...\n", "Sure, three."], [], ["Sure, three."]),
+        # a goodbye written as the contract asks is said as its words
+        ([], ['{"goodbye": "{\\"spoken\\": \\"Take care.\\"}"}'], ["Take care."]),
+    ],
+)
+async def test_streamed_json_and_planning_are_never_said(
+    content: list[str], tool_args: list[str], said: list[str]
+) -> None:
+    async with BackgroundServer(tool_chat_app(content, tool_args), lifespan="off") as server:
+        responder = build_responder(config(server.url + "/v1"))
+        assert responder is not None
+        context = ReplyContext()
+        assert await collect(responder.stream(call_record((Speaker.USER, "hi")), context)) == said

@@ -42,7 +42,16 @@ def test_schema_is_an_openai_function() -> None:
     assert "oneOf" not in params and "anyOf" not in params
     props = params["properties"]
     assert props["action"]["enum"] == ALL_ACTIONS == list(ACTIONS)
-    assert set(props) == {"action", "message", "to", "mode", "callId", "digits"}
+    assert set(props) == {
+        "action",
+        "message",
+        "to",
+        "mode",
+        "sessionKey",
+        "dtmfSequence",
+        "callId",
+        "digits",
+    }
     assert props["mode"]["enum"] == ["notify", "conversation"]
     for name, prop in props.items():
         assert prop["type"] == "string", name
@@ -181,6 +190,16 @@ def test_run_tool_sync_without_server(tmp_path: Path, monkeypatch: pytest.Monkey
     assert set(result) == {"error"} and "provider" in result["error"]
     unknown = run_tool_sync({"action": "nope"}, config)
     assert set(unknown) == {"error"} and "unknown action" in unknown["error"]
+
+
+def test_run_tool_sync_refuses_while_the_service_is_switched_off(tmp_path: Path) -> None:
+    config = tmp_path / "config.json5"
+    config.write_text(json.dumps({"enabled": False}), encoding="utf-8")
+    result = run_tool_sync({"action": "get_status"}, config)
+    assert result == {
+        "error": "the voice-call service is switched off (enabled is false in the config)"
+        " — set it to true to use the voice_call tool"
+    }
 
 
 async def test_run_tool_sync_finds_the_running_server(

@@ -5,8 +5,11 @@ The engine, used by the manager's auto-reply pipeline (manager/replies.py):
 - `responders/`  turn the conversation so far into the next thing to say, streamed sentence by
                  sentence: `base.py` (protocol, context, error), `echo.py`, `openai.py`,
                  `hook.py`, and `factory.py` (the one a config asks for);
-- `prompt.py`    per call: the model, system prompt and timeout (a number's overrides first);
-- `memory.py`    lines from earlier calls in the same session (`sessionScope`).
+- `prompt.py`    per call: the agent, model, system prompt and timeout (a number's overrides
+                 first);
+- `spoken.py`    the spoken-output contract: only a reply's spoken words are said;
+- `memory.py`    lines from earlier calls with the same memory key (agent + `sessionKey` or
+                 `sessionScope`).
 
 Sentences are cut by speech/sentences.py, the one set of sentence rules that speech playback
 uses too.

@@ -55,7 +55,10 @@ def build_mcp_server(connect: Connect) -> MCPServer:
         description=(
             "Dial a phone number and say `message` when the person answers. mode notify: say "
             "it and hang up; conversation: stay on the line for continue_call. `to` is E.164 "
-            "(+15555550123) and defaults to the configured toNumber. Returns {callId, initiated}."
+            "(+15555550123) and defaults to the configured toNumber. Calls placed with the same "
+            "sessionKey share conversation memory. `dtmfSequence` (conversation calls): keys "
+            "pressed once the callee answers, e.g. ww1234# for a conference bridge. "
+            "Returns {callId, initiated}."
         ),
         annotations=ToolAnnotations(title="Place a phone call", destructiveHint=False),
     )
@@ -63,12 +66,18 @@ def build_mcp_server(connect: Connect) -> MCPServer:
         message: str,
         to: str | None = None,
         mode: Literal["notify", "conversation"] | None = None,
+        sessionKey: str | None = None,
+        dtmfSequence: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"message": message}
         if to:
             params["to"] = to
         if mode:
             params["mode"] = mode
+        if sessionKey:
+            params["sessionKey"] = sessionKey
+        if dtmfSequence:
+            params["dtmfSequence"] = dtmfSequence
         return await rpc("voicecall.initiate", params)
 
     @server.tool(

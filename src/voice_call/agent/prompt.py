@@ -3,11 +3,13 @@ and the manager's reply deadline read it).
 
 The seed's top-level `responseModel`, `responseSystemPrompt` and `responseTimeoutMs` are the
 source of truth; an inbound call to a number listed in `numbers` uses that number's overrides.
+Whatever the prompt, the model is also asked for the spoken-output contract (agent/spoken.py).
 """
 
 from __future__ import annotations
 
 from voice_call.agent.memory import remote_number
+from voice_call.agent.spoken import CONTRACT
 from voice_call.config import Config, NumberRoute
 from voice_call.models import CallRecord, Direction
 from voice_call.numbers import screened_route
@@ -29,6 +31,12 @@ def number_route(config: Config, call: CallRecord) -> NumberRoute | None:
     return screened_route(config, call) if call.direction == Direction.INBOUND else None
 
 
+def call_agent_id(config: Config, call: CallRecord) -> str:
+    """The agent a call belongs to: its number's `agentId` (inbound), else the top level's."""
+    route = number_route(config, call)
+    return (route and route.agent_id) or config.agent_id
+
+
 def response_model(config: Config, call: CallRecord) -> str:
     route = number_route(config, call)
     return (route and route.response_model) or config.response_model or DEFAULT_MODEL
@@ -47,3 +55,8 @@ def system_prompt(config: Config, call: CallRecord) -> str:
     if custom:
         return custom
     return DEFAULT_SYSTEM_PROMPT.format(number=remote_number(call) or "unknown")
+
+
+def instructions(config: Config, call: CallRecord) -> str:
+    """The system message: the call's prompt, then the spoken-output contract."""
+    return f"{system_prompt(config, call)}\n\n{CONTRACT}"

@@ -19,7 +19,11 @@ TOOL_NAME = "voice_call"
 
 # action → (RPC method, required fields, optional fields)
 _ACTIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "initiate_call": ("voicecall.initiate", ("message",), ("to", "mode")),
+    "initiate_call": (
+        "voicecall.initiate",
+        ("message",),
+        ("to", "mode", "sessionKey", "dtmfSequence"),
+    ),
     "continue_call": ("voicecall.continue", ("callId", "message"), ()),
     "speak_to_user": ("voicecall.speak", ("callId", "message"), ()),
     "send_dtmf": ("voicecall.dtmf", ("callId", "digits"), ()),
@@ -27,14 +31,17 @@ _ACTIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "get_status": ("voicecall.status", (), ("callId",)),
 }
 ACTIONS: tuple[str, ...] = tuple(_ACTIONS)
-_FIELDS = ("message", "to", "mode", "callId", "digits")
+_FIELDS = ("message", "to", "mode", "sessionKey", "dtmfSequence", "callId", "digits")
 _MODES = ("notify", "conversation")
 
 _DESCRIPTION = (
     "Place and control phone calls. Pick an action and give the fields it needs:\n"
     "- initiate_call: message (what to say when the person answers); optional to "
     "(E.164 number, defaults to the configured toNumber) and mode (notify = say the message "
-    "and hang up; conversation = stay on the line). Returns {callId, initiated}.\n"
+    "and hang up; conversation = stay on the line) and sessionKey (calls with the same key share "
+    "conversation memory) and dtmfSequence (keys pressed once the callee answers, e.g. "
+    "ww1234# to join a conference bridge; conversation calls only). Returns {callId, "
+    "initiated}.\n"
     "- continue_call: callId, message. Says the message, then waits for the person's reply. "
     "Returns {success, transcript}.\n"
     "- speak_to_user: callId, message. Says the message without waiting. Returns {success}.\n"
@@ -77,6 +84,18 @@ def tool_schema() -> dict[str, Any]:
                         "enum": list(_MODES),
                         "description": "notify: say the message and hang up; conversation: "
                         "stay on the line for continue_call (initiate_call; optional).",
+                    },
+                    "sessionKey": {
+                        "type": "string",
+                        "description": "Memory session of the call: calls placed with the same "
+                        "key share what was said (initiate_call; optional, default: the "
+                        "configured sessionScope).",
+                    },
+                    "dtmfSequence": {
+                        "type": "string",
+                        "description": "Keys pressed once the callee answers, before the "
+                        "greeting: 0-9 * # and w (0.5 s) or W (1 s) pauses, at most 32 "
+                        "(initiate_call with mode conversation; optional).",
                     },
                     "callId": {
                         "type": "string",
@@ -174,6 +193,11 @@ def run_tool_sync(args: dict[str, Any], config_path: str | Path | None = None) -
             config = load_config(config_path)
         except ConfigError as exc:
             return {"error": "invalid config: " + "; ".join(exc.errors)}
+        if not config.enabled:  # as the CLI refuses: nothing is tried while switched off
+            return {
+                "error": "the voice-call service is switched off (enabled is false in the"
+                " config) — set it to true to use the voice_call tool"
+            }
         client = RpcClient.from_home(config, state_home())
         return asyncio.run(run_tool(args, client))
     except Exception as exc:

@@ -11,12 +11,21 @@ if TYPE_CHECKING:
     from voice_call.config import Config
 
 
+def responder_name(config: Config) -> str:
+    """The responder a config chooses. `responder.provider` when written; otherwise the seed's
+    way to turn auto-responses on, a top-level `responseModel`, chooses `openai` (so a config
+    with `responseModel` and no `responder` block answers instead of staying silent)."""
+    if "provider" in config.responder.model_fields_set or not config.response_model:
+        return config.responder.provider
+    return "openai"
+
+
 def build_responder(spec: str | Config) -> Responder | None:
-    """The responder a config asks for (`responder.provider`); a bare name builds `echo`/`none`.
+    """The responder a config asks for (`responder_name`); a bare name builds `echo`/`none`.
 
     Raises ConfigError when the chosen responder cannot work with the config (no API key).
     """
-    name = spec if isinstance(spec, str) else spec.responder.provider
+    name = spec if isinstance(spec, str) else responder_name(spec)
     if name == "echo":
         return EchoResponder()
     if isinstance(spec, str) or name == "none":

@@ -3,6 +3,7 @@
 Request (`POST responder.url`, `Content-Type: application/json`, plus `responder.headers`)::
 
     {"callId", "providerCallId", "direction", "mode", "from", "to",
+     "agentId": "<the call's agent>", "sessionKey": "<initiate's sessionKey, or null>",
      "text": "<the caller's last words>",
      "transcript": [{"at", "speaker": "bot"|"user", "text"}, ...],   # this call
      "history": [...same shape...]}                                 # earlier calls (sessionScope)
@@ -13,6 +14,9 @@ Answer, either:
   `endCall: true` hangs up after the reply), or
 - `text/plain`: the body is the reply, streamed — sentences are spoken as they arrive, so a
   hook that streams its own model output gets the same early start as the `openai` responder.
+
+Either way only the reply's spoken words are said (agent/spoken.py): a model's
+`{"spoken": "…"}` is said as its text, planning lead-ins and reasoning blocks are dropped.
 
 Anything else (a non-2xx status, malformed JSON, a wrong type) is a ResponderError, and the
 caller hears the apology.
@@ -27,8 +31,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from voice_call.agent.memory import DEFAULT_AGENT
 from voice_call.agent.prompt import response_timeout_ms
 from voice_call.agent.responders.base import ReplyContext, ResponderError, last_user_line
+from voice_call.agent.spoken import SpokenStream, extract_spoken
 from voice_call.config import Config
 from voice_call.models import CallRecord, TranscriptEntry
 from voice_call.speech.sentences import SentenceChunker, split_sentences
@@ -57,6 +63,8 @@ def turn_payload(call: CallRecord, history: list[TranscriptEntry]) -> dict[str, 
         "mode": call.mode.value,
         "from": call.from_number,
         "to": call.to_number,
+        "agentId": call.agent_id or DEFAULT_AGENT,
+        "sessionKey": call.session_key,
         "text": last_user_line(call) or "",
         "transcript": lines(call.transcript),
         "history": lines(history),
@@ -117,13 +125,14 @@ class HookResponder:
             raise ResponderError(f"could not reach the hook at {self.url}: {exc}") from None
         context.first_token()
         answer = parse_answer(body)
-        for sentence in split_sentences(answer.reply or ""):
+        for sentence in split_sentences(extract_spoken(answer.reply or "")):
             yield sentence
         if answer.end_call:
             context.request_end("hook endCall")
 
     async def _text(self, response: httpx.Response, context: ReplyContext) -> AsyncIterator[str]:
         chunker = SentenceChunker()
+        words = SpokenStream()
         size = 0
         async for piece in response.aiter_text():
             size += len(piece)
@@ -133,8 +142,10 @@ class HookResponder:
                 )
             if piece:
                 context.first_token()
-            for sentence in chunker.feed(piece):
+            for sentence in chunker.feed(words.feed(piece)):
                 yield sentence
+        for sentence in chunker.feed(words.finish()):
+            yield sentence
         rest = chunker.flush()
         if rest:
             yield rest

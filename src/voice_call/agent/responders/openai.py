@@ -6,9 +6,11 @@ other OpenAI-compatible server (vLLM, LM Studio, ...), and the model id is then 
 after a known prefix, or whole (so `meta-llama/Llama-3.1-8B` works against vLLM). The key is
 `responder.apiKey`, else `openaiApiKey` / `OPENAI_API_KEY`; local servers need none.
 
-The model sees the system prompt (which knows the other party's number), lines from earlier
-calls in the same session (`sessionScope`), then this call's transcript. It may call the
-`end_call` tool with a goodbye: the goodbye is spoken and the call hung up after it.
+The model sees the system prompt (which knows the other party's number, and asks for the
+spoken-output contract), lines from earlier calls in the same session (agent/memory.py), then
+this call's transcript. Only the reply's spoken words are said (agent/spoken.py: a streamed
+`{"spoken": "…"}` is spoken as its string arrives; planning lead-ins are dropped). It may call
+the `end_call` tool with a goodbye: the goodbye is spoken and the call hung up after it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from voice_call.agent.prompt import (
     DEFAULT_MODEL,
+    instructions,
     response_model,
     response_timeout_ms,
-    system_prompt,
 )
 from voice_call.agent.responders.base import ReplyContext, ResponderError
+from voice_call.agent.spoken import SpokenStream, extract_spoken
 from voice_call.config import Config, ConfigError
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
 from voice_call.speech.sentences import SentenceChunker, split_sentences
@@ -176,10 +179,11 @@ class OpenAIResponder:
 
     async def stream(self, call: CallRecord, context: ReplyContext) -> AsyncIterator[str]:
         target = resolve_model(response_model(self.config, call), self.config.responder.base_url)
-        messages = chat_messages(system_prompt(self.config, call), await context.history(), call)
+        messages = chat_messages(instructions(self.config, call), await context.history(), call)
         client = self._client(target.base_url)
         tools: dict[int, list[str]] = {}  # index → [name, arguments so far]
         chunker = SentenceChunker()
+        words = SpokenStream()  # the spoken words of the reply, never its JSON or planning
         spoken = False
         try:
             # `client.post` rather than `chat.completions.create`: the SDK's typed-params
@@ -204,7 +208,7 @@ class OpenAIResponder:
                         delta = choice.delta
                         if delta.content:
                             context.first_token()
-                            for sentence in chunker.feed(delta.content):
+                            for sentence in chunker.feed(words.feed(delta.content)):
                                 spoken = True
                                 yield sentence
                         for call_delta in delta.tool_calls or ():
@@ -226,6 +230,9 @@ class OpenAIResponder:
             raise ResponderError(f"could not reach the model server at {target.base_url}") from None
         except openai.OpenAIError as exc:
             raise ResponderError(f"the model server failed: {_brief(exc)}") from None
+        for sentence in chunker.feed(words.finish()):
+            spoken = True
+            yield sentence
         rest = chunker.flush()
         if rest:
             spoken = True
@@ -254,9 +261,8 @@ def _goodbye(arguments: str) -> str | None:
     except (ValueError, RecursionError):
         return None
     value = parsed.get("goodbye") if isinstance(parsed, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value.strip()[:MAX_GOODBYE_CHARS]
+    said = extract_spoken(value) if isinstance(value, str) else ""
+    return said[:MAX_GOODBYE_CHARS] or None
 
 
 def _brief(exc: Exception) -> str:
