@@ -164,7 +164,11 @@ async def test_max_duration_ends_call_from_answer(tmp_path: Path) -> None:
 
 
 async def test_reaper_ends_unanswered_but_never_live_calls(tmp_path: Path) -> None:
-    overrides = {"staleCallReaperSeconds": 60, "mock": {"answerDelayMs": 10_000_000}}
+    overrides = {
+        "staleCallReaperSeconds": 60,
+        "ringTimeoutMs": 20_000_000,  # rings on: no no-answer before the reaper looks
+        "mock": {"answerDelayMs": 10_000_000},
+    }
     async with harness(tmp_path, overrides) as h:
         stale = await h.manager.initiate(to=None, message="hi", mode=Mode.CONVERSATION)
         # a live inbound call that never sent 'answered' but is talking (seed issue #79121)
@@ -282,8 +286,11 @@ async def test_backwards_and_post_terminal_events_are_logged_and_ignored(tmp_pat
         assert outcome == "ignored: call already ended"
         rec = await h.store.get(call.call_id)
         assert rec is not None and rec.state == CallState.HANGUP_USER
-        types = [e.type for e in await h.store.events(call_id=call.call_id)]
-        assert types.count("call.ringing") == 2 and types[-1] == "call.answered"
+        logged = await h.store.events(call_id=call.call_id)
+        types = [e.type for e in logged]
+        # after the end: logged, but as `call.ignored` naming the event (never a live-looking one)
+        assert types.count("call.ringing") == 2 and types[-1] == "call.ignored"
+        assert logged[-1].data["event"] == "call.answered"
 
 
 async def test_unknown_call_event_does_not_burn_its_key(tmp_path: Path) -> None:
@@ -295,7 +302,8 @@ async def test_unknown_call_event_does_not_burn_its_key(tmp_path: Path) -> None:
 
 async def test_busy_and_no_answer_outcomes(tmp_path: Path) -> None:
     for outcome, state in (("busy", CallState.BUSY), ("no-answer", CallState.NO_ANSWER)):
-        async with harness(tmp_path / outcome, {"mock": {"outcome": outcome}}) as h:
+        overrides = {"mock": {"outcome": outcome}, "ringTimeoutMs": 1000}  # no-answer: rings 1 s
+        async with harness(tmp_path / outcome, overrides) as h:
             call = await h.manager.initiate(to=None, message="hi")
             await h.advance(1.0)
             rec = await h.manager.get(call.call_id)
@@ -379,9 +387,16 @@ async def test_inline_notify_is_not_spoken_twice(tmp_path: Path) -> None:
         assert h.provider.callees[call.provider_call_id].heard == []  # the carrier says it
         rec = await h.manager.get(call.call_id)
         assert rec is not None and [e.text for e in rec.transcript] == ["Your code is 1234"]
-        assert rec.metadata["greeted"] is True and not h.manager.timers.armed(
-            call.call_id, "notify-hangup"
-        )
+        # the carrier reports the message's end: only a fallback hang-up is armed until then
+        assert rec.metadata["greeted"] is True
+        assert h.manager.timers.armed(call.call_id, "notify-hangup")
+        await h.advance(2.0)
+        assert not (await h.manager.get(call.call_id)).terminal  # type: ignore[union-attr]
+        ended = CallEvent(type=EventType.PLAYBACK_ENDED, call_id=call.call_id)
+        assert await h.manager.handle_event(ended) == "applied"
+        await h.advance(3.1)  # notifyHangupDelaySec after it was said, as on every carrier
+        rec = await h.manager.get(call.call_id)
+        assert rec is not None and rec.state == CallState.HANGUP_BOT
 
 
 async def test_notify_waits_for_playback_end_before_hanging_up(tmp_path: Path) -> None:

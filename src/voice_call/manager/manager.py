@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from voice_call.agent.prompt import call_agent_id
 from voice_call.agent.responders.base import Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
@@ -63,6 +65,8 @@ from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
 log = logging.getLogger("voice_call.manager")
 
 MOCK_FROM = "+15550000000"
+DTMF_SEQUENCE = re.compile(r"[0-9*#wW]+")
+MAX_DTMF_SEQUENCE = 32  # Twilio's SendDigits limit, the tightest of the carriers' (w = 0.5 s)
 REAPER_INTERVAL_S = 30.0
 Mutation = Callable[[CallRecord], LoggedEvent | None]
 TurnListener = Callable[[CallRecord, TurnLatency], None]
@@ -70,6 +74,26 @@ TurnListener = Callable[[CallRecord, TurnLatency], None]
 
 async def _done(value: str | None) -> str | None:
     return value
+
+
+def dtmf_sequence_problem(sequence: str, mode: Mode) -> str | None:
+    """What is wrong with a `dtmfSequence` for a call in `mode`, or None."""
+    if mode != Mode.CONVERSATION:
+        return (
+            "dtmfSequence needs a conversation call: a notify call only says its message "
+            "(pass mode conversation, or leave dtmfSequence out)"
+        )
+    if not DTMF_SEQUENCE.fullmatch(sequence):
+        return (
+            "dtmfSequence may hold only the keys 0-9 * # and the pauses w (half a second) and "
+            f"W (a second), got {sequence[:80]!r}"
+        )
+    if len(sequence) + sequence.count("W") > MAX_DTMF_SEQUENCE:
+        return (
+            f"dtmfSequence is too long: at most {MAX_DTMF_SEQUENCE} keys and half-second pauses "
+            "(a W counts as two), the most a carrier takes — shorten it"
+        )
+    return None
 
 
 class CallManager:
@@ -158,7 +182,13 @@ class CallManager:
     # ---------------------------------------------------------------- commands
 
     async def initiate(
-        self, *, to: str | None, message: str | None, mode: Mode | None = None
+        self,
+        *,
+        to: str | None,
+        message: str | None,
+        mode: Mode | None = None,
+        session_key: str | None = None,
+        dtmf_sequence: str | None = None,
     ) -> CallRecord:
         to = to or self.config.to_number
         if not to:
@@ -174,6 +204,10 @@ class CallManager:
         if not message or not message.strip():
             raise InvalidInput("message is required: what should the call say first?")
         mode = mode or self.config.outbound.default_mode
+        if dtmf_sequence is not None:
+            problem = dtmf_sequence_problem(dtmf_sequence, mode)
+            if problem:
+                raise InvalidInput(problem)
         from_number = self.config.from_number or MOCK_FROM
         async with self._initiate_lock:  # capacity check and insert must not interleave
             active = await self.store.list_active()
@@ -191,7 +225,11 @@ class CallManager:
                 to_number=to,
                 started_at=self.clock.now(),
                 metadata={"initialMessage": message.strip()},
+                agent_id=self.config.agent_id,
+                session_key=session_key,
             )
+            if dtmf_sequence:
+                record.metadata["dtmfSequence"] = dtmf_sequence
             await self._persist(record, self._entry(record, ManagerEntry.CREATED, {"to": to}))
         try:
             result = await self.provider.initiate_call(
@@ -202,6 +240,7 @@ class CallManager:
                     webhook_url=self.webhook_url,
                     mode=mode.value,
                     message=message,
+                    dtmf_sequence=dtmf_sequence,
                 )
             )
         except ProviderError as exc:
@@ -210,9 +249,12 @@ class CallManager:
 
         def dialed(rec: CallRecord) -> LoggedEvent:
             rec.provider_call_id = result.provider_call_id
-            return self._entry(
-                rec, ManagerEntry.DIALED, {"providerCallId": result.provider_call_id}
-            )
+            data = {"providerCallId": result.provider_call_id}
+            if dtmf_sequence and result.digits_sent:
+                data["dtmfSequence"] = dtmf_sequence  # the carrier presses them on connect
+            elif dtmf_sequence:
+                rec.metadata["dtmfPending"] = True  # ours to send once answered
+            return self._entry(rec, ManagerEntry.DIALED, data)
 
         return await self._mutate(record.call_id, dialed)
 
@@ -261,8 +303,16 @@ class CallManager:
     async def send_dtmf(self, call_id: str, digits: str) -> None:
         if not DTMF_DIGITS.match(digits):
             raise InvalidInput("digits may hold only 0-9 * # w W p P , (at most 64)")
-        record = await self._log(call_id, ManagerEntry.DTMF, {"digits": digits})
+        record = await self._get_or_404(call_id)
+        if record.terminal:
+            raise Conflict(not_active(record))
+        # Logged once the carrier took them: a refusal leaves no `bot.dtmf` behind.
         await self._provider_action(self.provider.send_dtmf(record, digits), "send digits")
+        await self._mutate(
+            call_id,
+            lambda rec: self._entry(rec, ManagerEntry.DTMF, {"digits": digits}),
+            allow_terminal=True,  # sent before the call ended: still part of its story
+        )
 
     async def end(self, call_id: str, reason: CallState = CallState.HANGUP_BOT) -> None:
         """Hang up and finalize. Ending an ended call succeeds; concurrent ends share a hang-up."""
@@ -333,8 +383,13 @@ class CallManager:
                 if event.type == EventType.ERROR and event.retryable:
                     return "retryable-error"
                 # `record` was just read and nothing else holds it: change it in place.
+                over = record.terminal
                 outcome = self._apply(record, event, effects, received)
-                entry = self._entry(record, event.type, event_data(event, outcome), key)
+                data = event_data(event, outcome)
+                kind: EventType | ManagerEntry = event.type
+                if over:  # logged for the record, never as a second `call.ended` in tail/SSE
+                    kind, data["event"] = ManagerEntry.IGNORED, event.type.value
+                entry = self._entry(record, kind, data, key)
                 try:
                     logged = await self.store.save(record, entry)
                 except DuplicateEvent:
@@ -451,6 +506,7 @@ class CallManager:
             record = inbound_record(
                 event, decision, self.provider.name, self.config.from_number, self.clock.now()
             )
+            record.agent_id = call_agent_id(self.config, record)
             if not decision.accepted:
                 record.metadata["rejectionReason"] = decision.rejection
             entry = self._entry(
@@ -582,6 +638,8 @@ class CallManager:
                 return
             if self.replies.answers(record):
                 self.replies.history(record)  # prefetched while the greeting is said
+            if record.metadata.get("dtmfPending") is True:
+                await self._send_dtmf_sequence(call_id)
             inline = record.mode == Mode.NOTIFY and self._provider_says_notify(record)
             if not inline:
                 try:
@@ -599,6 +657,32 @@ class CallManager:
             log.info("after-answer flow for %s stopped: %s", call_id, exc)
         finally:
             self._greeting.discard(call_id)
+
+    async def _send_dtmf_sequence(self, call_id: str) -> None:
+        """Press the dtmfSequence now that the callee answered (a carrier that takes no keys at
+        dial), before the greeting: e.g. a conference PIN, then the bot speaks in the room."""
+
+        def take(rec: CallRecord) -> LoggedEvent | None:
+            if rec.metadata.pop("dtmfPending", None) is not True:
+                return None  # sent already (a repeated answer)
+            return self._entry(rec, ManagerEntry.DTMF, {"digits": rec.metadata["dtmfSequence"]})
+
+        record = await self.store.get(call_id)
+        digits = record.metadata.get("dtmfSequence") if record else None
+        if record is None or not isinstance(digits, str):
+            return
+        try:
+            await self.provider.send_dtmf(record, digits)
+        except ProviderError as exc:
+            error = str(exc)
+            log.warning("dtmfSequence for %s refused by the carrier: %s", call_id, error)
+            await self._mutate(call_id, lambda rec: self._dtmf_refused(rec, error))
+            return
+        await self._mutate(call_id, take)
+
+    def _dtmf_refused(self, rec: CallRecord, error: str) -> LoggedEvent:
+        rec.metadata.pop("dtmfPending", None)
+        return self._entry(rec, ManagerEntry.DTMF_FAILED, {"error": error})
 
     def _provider_says_notify(self, record: CallRecord) -> bool:
         """The carrier was handed the notify message at dial (TwiML Say+Hangup): one path only,
@@ -618,11 +702,11 @@ class CallManager:
         self, call_id: str, message: str, inline: bool, ended: bool = False
     ) -> None:
         delay = float(self.config.outbound.notify_hangup_delay_sec)
-        if inline:
-            return  # the carrier hangs up after its <Say>; max duration guards the rest
-        if self.provider.reports_playback_end and not ended:
+        if (inline or self.provider.reports_playback_end) and not ended:
             # Hang up `delay` after the carrier says playback ended (a long message is never
-            # cut off); this fallback covers a playback-ended event that never comes.
+            # cut off; a message the carrier said from the dial reports its end the same way,
+            # so every carrier ends a notify call alike); this fallback covers a
+            # playback-ended event that never comes.
             delay += 10.0 + len(message) / 10
         self._arm_notify_hangup(call_id, delay)
 

@@ -130,17 +130,22 @@ class PlaybackJob:
 
     async def _wait_for_room(self, deadline: asyncio.Timeout) -> None:
         """Hold the TTS stream while a second of audio is ready; the wait is playback, not
-        synthesis, so it does not count against the synthesis timeout."""
-        if len(self.frames) <= AHEAD_FRAMES:
+        synthesis, so it does not count against the synthesis timeout.
+
+        The deadline is stopped for the wait, not moved after it: a job queued behind a long
+        one waits longer than the timeout, which must not fire meanwhile (an expired deadline
+        cannot be rescheduled, and the job would end after its first second of audio)."""
+        if len(self.frames) <= AHEAD_FRAMES or deadline.expired():
             return
         loop = asyncio.get_running_loop()
+        when = deadline.when()
         paused = loop.time()
+        deadline.reschedule(None)
         self.room = asyncio.Event()
         try:
             await self.room.wait()
         finally:
             self.room = None
-            when = deadline.when()
             if when is not None:
                 deadline.reschedule(when + loop.time() - paused)
 

@@ -26,12 +26,17 @@ class DialRequest:
     webhook_url: str
     mode: str
     message: str | None = None
+    # keys to press once the callee answers (`dtmfSequence`: 0-9 * # w W, checked already)
+    dtmf_sequence: str | None = None
 
 
 @dataclass(frozen=True)
 class DialResult:
     provider_call_id: str
     status: str = "initiated"  # or "queued"
+    # The carrier presses `dtmf_sequence` itself once the call connects (Twilio SendDigits,
+    # Plivo send_digits); False: the manager sends them with `send_dtmf` on answer.
+    digits_sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ class Provider(Protocol):
     name: str
     # Headers that must be present before the body is read (pre-auth gate); empty for mock.
     required_headers: tuple[tuple[str, ...], ...]
-    # The carrier says the notify message itself, handed over at dial (Twilio's inline TwiML
-    # Say+Hangup): the manager then does not speak it again.
+    # The carrier says the notify message itself, handed over at dial (Twilio's inline TwiML,
+    # Plivo's answer XML): the manager then does not speak it again. Such a carrier reports the
+    # message's end (`call.playback-ended`), so the hang-up follows notifyHangupDelaySec later.
     delivers_notify_inline: bool
     # The carrier reports when playback ends (`call.playback-ended`): notify calls hang up
     # after that instead of a fixed delay after the speak request.

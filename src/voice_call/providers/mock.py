@@ -33,6 +33,7 @@ from voice_call.sim.callee import CalleeScript, SimulatedCallee
 
 log = logging.getLogger("voice_call.mock")
 MAX_EVENTS_PER_WEBHOOK = 100
+DEFAULT_RING_TIMEOUT_MS = 30_000  # ringTimeoutMs's default
 _OUTCOME_ENDS = {
     "busy": CallState.BUSY,
     "no-answer": CallState.NO_ANSWER,
@@ -74,10 +75,16 @@ class MockProvider:
     queues_speech = True
 
     def __init__(
-        self, clock: Clock, script: CalleeScript | None = None, ledger_path: Path | None = None
+        self,
+        clock: Clock,
+        script: CalleeScript | None = None,
+        ledger_path: Path | None = None,
+        *,
+        ring_timeout_ms: int = DEFAULT_RING_TIMEOUT_MS,
     ) -> None:
         self.clock = clock
         self.script = script or CalleeScript()
+        self.ring_timeout_ms = ring_timeout_ms  # ringTimeoutMs: unanswered by then, no-answer
         self.ledger = MockLedger(ledger_path)
         self.callees: dict[str, SimulatedCallee] = {}
         self._sink: EventSink | None = None
@@ -120,7 +127,14 @@ class MockProvider:
         script = self.script
         base = {"call_id": request.call_id, "provider_call_id": pid}
         self._later(0, CallEvent(type=EventType.RINGING, **base))
-        if script.outcome == "answer":
+        picks_up = script.outcome in ("answer", "voicemail")
+        too_late = picks_up and script.answer_delay_ms > self.ring_timeout_ms
+        if too_late or script.outcome == "no-answer":
+            # Rings until ringTimeoutMs, as a carrier gives up on a phone nobody answers.
+            self.ledger.append("ended", pid, reason=CallState.NO_ANSWER.value)
+            ended = CallEvent(type=EventType.ENDED, reason=CallState.NO_ANSWER, **base)
+            self._later(self.ring_timeout_ms, ended)
+        elif script.outcome == "answer":
             self._later(script.answer_delay_ms, CallEvent(type=EventType.ANSWERED, **base))
         else:
             reason = _OUTCOME_ENDS.get(script.outcome, CallState.FAILED)
@@ -263,4 +277,9 @@ def build(config: Config, clock: Clock, home: Path) -> MockProvider:
         hangup_after_turns=mock.hangup_after_turns,
         silent=mock.silent,
     )
-    return MockProvider(clock, script, ledger_path=home / "mock-carrier.jsonl")
+    return MockProvider(
+        clock,
+        script,
+        ledger_path=home / "mock-carrier.jsonl",
+        ring_timeout_ms=config.ring_timeout_ms,
+    )

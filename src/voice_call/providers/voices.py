@@ -8,8 +8,18 @@ Plivo, `AWS.Polly.Joanna-Neural` on Telnyx; see each carrier's `voice.py`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+from voice_call.config.tts import TtsConfig
+
+
+def tts_layer(tts: TtsConfig | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A `tts` block as the keys it sets (camelCase), whether parsed or still a mapping."""
+    if isinstance(tts, TtsConfig):
+        return tts.layer()
+    return tts
 
 
 @dataclass(frozen=True)

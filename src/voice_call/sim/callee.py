@@ -7,6 +7,7 @@ of everything it heard so tests can assert on it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -24,6 +25,7 @@ class CalleeScript:
 class SimulatedCallee:
     script: CalleeScript
     heard: list[str] = field(default_factory=list)
+    heard_at: list[float] = field(default_factory=list)  # time.time() as each was heard whole
     digits: list[str] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
     hung_up: bool = False
@@ -31,6 +33,7 @@ class SimulatedCallee:
     def hear(self, text: str) -> bool:
         """Record what the bot said; True when the callee now hangs up."""
         self.heard.append(text)
+        self.heard_at.append(time.time())
         limit = self.script.hangup_after_turns
         return limit is not None and len(self.said) >= limit
 

@@ -21,13 +21,13 @@ def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-async def test_notify_says_the_message_once_then_plivo_hangs_up(tmp_path: Path) -> None:
+async def test_notify_says_the_message_once_then_we_hang_up(tmp_path: Path) -> None:
     message = 'Your table for 2 <at 7pm> is ready & "waiting".'
     async with plivo_stack(tmp_path) as stack:
         started = await stack.call("voicecall.initiate", to=CALLEE, message=message, mode="notify")
         call_id = started["callId"]
         record = await stack.wait_ended(call_id)
-        assert record.end_reason == CallState.HANGUP_BOT  # our XML's <Hangup/>
+        assert record.end_reason == CallState.HANGUP_BOT  # ours, once it was said
         assert [(e.speaker, e.text) for e in record.transcript] == [(Speaker.BOT, message)]
         carrier = stack.carrier_call(record)
         assert carrier.callee.heard == [message]  # escaped in XML, heard verbatim, once
@@ -35,7 +35,7 @@ async def test_notify_says_the_message_once_then_plivo_hangs_up(tmp_path: Path) 
         answer = stack.hooks("answer", carrier.id)[0]
         assert query(answer.url)["callId"] == call_id
         root = ET.fromstring(answer.response_body)
-        assert [child.tag for child in root] == ["Speak", "Hangup"]
+        assert [child.tag for child in root] == ["Speak", "Redirect"]  # it was said: tell us
         assert root[0].attrib == {"voice": "WOMAN", "language": "en-US"}
         leg = stack.leg(record)
         assert leg.ring_timeout == 30 and leg.hangup_on_ring is None

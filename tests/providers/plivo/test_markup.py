@@ -62,7 +62,13 @@ def test_documents_have_the_verbs_plivo_runs() -> None:
         "https://x.test/again",
         {"method": "POST"},
     )
-    assert markup.notify("Bye", VOICE).endswith("<Hangup /></Response>")
+    notify = ET.fromstring(markup.notify("Bye", VOICE, "https://x.test/spoken"))
+    assert [(c.tag, c.text) for c in notify] == [
+        ("Speak", "Bye"),
+        ("Redirect", "https://x.test/spoken"),  # it was said: we hang up after the delay
+    ]
+    held = ET.fromstring(markup.hold_then_hangup(33))
+    assert [(c.tag, c.attrib) for c in held] == [("Wait", {"length": "33"}), ("Hangup", {})]
     assert markup.hangup("rejected") == '<Response><Hangup reason="rejected" /></Response>'
     assert markup.empty() == "<Response />"
     assert "&amp;" in markup.keep_alive("https://x.test/?a=1&b=2")

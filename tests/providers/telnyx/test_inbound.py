@@ -90,7 +90,8 @@ async def test_inbound_refused_by_policy_is_rejected_not_left_ringing(tmp_path: 
         assert record.state == CallState.HANGUP_BOT
         assert record.metadata["rejectionReason"] == "inbound-policy"
         assert record.answered_at is None
-        await stack.wait_event(record.call_id, "call.ended")  # Telnyx's hang-up, logged
+        # Telnyx's hang-up, logged as ignored: the refused call was recorded already ended
+        await stack.wait_event(record.call_id, "call.ignored")
 
 
 async def test_inbound_disabled_by_default(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def raw_config(emu: TwilioEmulator, port: int, **overrides: Any) -> dict[str, An
         "twilio": {"accountSid": ACCOUNT_SID, "authToken": AUTH_TOKEN, "apiBaseUrl": emu.url},
         "serve": {"port": port, "bind": "127.0.0.1"},
         "publicUrl": f"http://127.0.0.1:{port}/voice/webhook",
+        "outbound": {"notifyHangupDelaySec": 0},
         "staleCallReaperSeconds": 0,
         "maxConcurrentCalls": 5,
     }

@@ -29,11 +29,16 @@ async def test_notify_says_the_message_once_and_ends(tmp_path: Path) -> None:
         call = stack.emulated(record)
         await asyncio.wait_for(call.ended.wait(), 5)
         assert call.callee.heard == [message]  # escaped on the way, heard once
-        assert call.hangup_cause == "hangup"  # our <Hangup/>, after the <Say>
-        assert record.end_reason is not None and record.end_reason.value == "completed"
+        assert call.hangup_cause == "api-hangup"  # ours, once the <Say> was over
+        assert record.end_reason is not None and record.end_reason.value == "hangup-bot"
         assert [e.text for e in record.transcript if e.speaker == Speaker.BOT] == [message]
-        # one path: no TwiML fetch, no live update; every status callback was ours to map
+        # one path: no TwiML fetch, no live update; the <Redirect> after the <Say> says it ended
         assert not stack.hooks("voice") and not stack.updates(record.provider_call_id)
+        [played] = stack.hooks("redirect")
+        assert parse_qs(urlsplit(played.url).query)["type"] == ["played"]
+        assert "call.playback-ended" in [
+            e.type for e in await stack.runtime.store.events(call_id=call_id)
+        ]
         statuses = [h.params["CallStatus"] for h in stack.hooks("status")]
         assert statuses == ["initiated", "ringing", "in-progress", "completed"]
         query = parse_qs(urlsplit(stack.hooks("status")[0].url).query)

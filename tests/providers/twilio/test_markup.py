@@ -38,13 +38,14 @@ def config(**extra: Any) -> Any:
 @given(text=st.text(), url=st.text())
 def test_any_text_and_url_render_to_parseable_escaped_twiml(text: str, url: str) -> None:
     doc = Twiml()
-    gather = doc.gather(url, SPEECH, 60)
+    gather = doc.gather(url, SPEECH, 60, 2)
     doc.say(text, SPEECH, parent=gather).redirect(url)
     root = ET.fromstring(doc.render())
     assert root.tag == "Response"
     say = root.find("Gather/Say")
     assert say is not None and (say.text or "") == clean(text)
     assert root.find("Gather").get("action") == clean(url)  # type: ignore[union-attr]
+    assert root.find("Gather").get("speechTimeout") == "2"  # type: ignore[union-attr]
     assert (root.find("Redirect").text or "") == clean(url)  # type: ignore[union-attr]
 
 

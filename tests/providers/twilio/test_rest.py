@@ -117,7 +117,7 @@ async def test_conversation_dial_asks_for_every_status_event_and_a_ring_timeout(
     assert status["type"] == ["status"] and "flow" not in status
 
 
-async def test_notify_dial_hands_over_escaped_say_and_hangup() -> None:
+async def test_notify_dial_hands_over_escaped_say_and_a_redirect_once_said() -> None:
     recorder = Recorder(httpx.Response(201, json={"sid": CALL, "status": "queued"}))
     provider = twilio(recorder)
     message = 'Pick up <b>"milk"</b> & eggs'
@@ -126,11 +126,14 @@ async def test_notify_dial_hands_over_escaped_say_and_hangup() -> None:
     )
     form = recorder.form()
     assert "Url" not in form
-    assert form["Twiml"] == [
+    [twiml] = form["Twiml"]
+    assert twiml.startswith(
         '<?xml version="1.0" encoding="UTF-8"?><Response>'
         '<Say voice="Polly.Salli" language="en-US">'
-        'Pick up &lt;b&gt;"milk"&lt;/b&gt; &amp; eggs</Say><Hangup /></Response>'
-    ]
+        'Pick up &lt;b&gt;"milk"&lt;/b&gt; &amp; eggs</Say><Redirect method="POST">'
+        "https://voice.example.com/voice/webhook?tenant=a&amp;type=played&amp;callId=c-2&amp;n="
+    )
+    assert twiml.endswith("</Redirect></Response>")  # the hang-up is ours, once it was said
     assert parse_qs(urlsplit(form["StatusCallback"][0]).query)["flow"] == ["inline"]
 
 
@@ -242,7 +245,7 @@ async def test_speak_and_listen_updates() -> None:
     await provider.speak(call, "Hello & welcome")
     twiml = recorder.form()["Twiml"][0]
     assert twiml.startswith('<?xml version="1.0" encoding="UTF-8"?><Response><Gather ')
-    assert 'input="dtmf speech"' in twiml and 'speechTimeout="auto"' in twiml
+    assert 'input="dtmf speech"' in twiml and 'speechTimeout="1"' in twiml
     assert '<Say voice="Polly.Salli" language="en-US">Hello &amp; welcome</Say></Gather>' in twiml
     assert "type=reprompt" in twiml and "</Redirect></Response>" in twiml
     # listening right after a prompt leaves the prompt (and its Gather) alone
@@ -262,9 +265,10 @@ async def test_speak_and_listen_updates() -> None:
     await provider.send_dtmf(call, "1,2W#")
     twiml = recorder.form()["Twiml"][0]
     assert '<Play digits="1w2ww#" />' in twiml and "<Gather" in twiml
-    # speaking on a notify call says it and hangs up, as notify does
+    # speaking on a notify call says it, then reports it was said, as notify does
     await provider.speak(record(mode=Mode.NOTIFY), "Bye")
-    assert recorder.form()["Twiml"][0].endswith("Bye</Say><Hangup /></Response>")
+    assert "Bye</Say><Redirect" in recorder.form()["Twiml"][0]
+    assert "type=played" in recorder.form()["Twiml"][0]
     assert all(r.url.path.endswith(f"/Calls/{CALL}.json") for r in recorder.requests)
 
 

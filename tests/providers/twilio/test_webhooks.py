@@ -150,8 +150,9 @@ def test_forwarding_headers_count_only_when_trusted() -> None:
     assert proxied.verify_webhook(
         form_request(local, params, signature, forwarded, remote="10.0.0.1")
     ).ok
+    # what the config's refusal of allowNgrokFreeTierLoopbackBypass suggests instead
     ngrok = provider(
-        tunnel={"provider": "ngrok", "allowNgrokFreeTierLoopbackBypass": True},
+        webhookSecurity={"trustForwardingHeaders": True, "trustedProxyIPs": ["127.0.0.1"]}
     )
     assert ngrok.verify_webhook(form_request(local, params, signature, forwarded, "127.0.0.1")).ok
     assert not ngrok.verify_webhook(form_request(local, params, signature, forwarded)).ok

@@ -226,3 +226,34 @@ def test_sdk_client_stays_pinned_to_the_emulator() -> None:
     client.base_uri = "https://api.plivo.com/v1/Account"  # what the SDK does before voice calls
     request = client.create_request("GET", ("Call", "abc"))
     assert request.url == f"http://127.0.0.1:9/v1/Account/{AUTH_ID}/Call/abc/"
+
+
+async def test_send_digits_reaches_the_callee() -> None:
+    app = FakeApp(replies={"/answer": WAIT_LONG})
+    async with running(app) as emu, httpx.AsyncClient(auth=(AUTH_ID, AUTH_TOKEN)) as http:
+        client = SdkClient(emu.url)
+        request_uuid = await sdk_call(emu, app)
+        await emu.webhooks.wait_for(lambda hook: hook.kind == "answer")
+        call_uuid = emu.requests[request_uuid]
+        response = await asyncio.to_thread(client.calls.send_digits, call_uuid, "12w#")
+        assert response.message == "digits sent" and response.api_id
+        dtmf = f"{emu.url}/v1/Account/{AUTH_ID}/Call/{call_uuid}/DTMF/"
+        raw = await http.post(dtmf, json={"digits": "9", "leg": "aleg"})
+        assert raw.status_code == 202
+        refused = {
+            "x": (await http.post(dtmf, json={"digits": "1x"})).json()["error"],
+            "leg": (await http.post(dtmf, json={"digits": "1", "leg": "cleg"})).json()["error"],
+            "none": (await http.post(dtmf, json={})).json()["error"],
+        }
+        gone = await http.post(dtmf.replace(call_uuid, "no-such-call"), json={"digits": "1"})
+        await asyncio.to_thread(client.calls.delete, call_uuid)
+        call = await emu.wait_ended(call_uuid)
+        after = await http.post(dtmf, json={"digits": "1"})
+    assert call.callee.digits == ["12w#", "9"]
+    assert "[digits 12w#]" in call.callee.heard
+    assert refused == {
+        "x": "digits may hold only 0-9, *, #, A-D, w and W",
+        "leg": "leg must be aleg or bleg",
+        "none": "digits is a required parameter",
+    }
+    assert (gone.status_code, after.status_code) == (404, 404)

@@ -72,10 +72,17 @@ def hangup(reason: str | None = None) -> str:
     return render(root)
 
 
-def notify(text: str, voice: CarrierVoice) -> str:
-    """The whole notify call: say it, then hang up (one path, the callee hears it once)."""
+def notify(text: str, voice: CarrierVoice, spoken_url: str) -> str:
+    """The whole notify message: say it (one path, the callee hears it once), then tell us it
+    was said (the Redirect): the manager hangs up notifyHangupDelaySec later."""
+    return speak(text, voice, 0, spoken_url)
+
+
+def hold_then_hangup(seconds: int) -> str:
+    """After a notify message: hold the line while we wait to hang up, then hang up here
+    anyway (we may be gone)."""
     root = ET.Element("Response")
-    _speak(root, text, voice)
+    _element(root, "Wait", length=str(max(1, seconds)))
     _element(root, "Hangup")
     return render(root)
 

@@ -4,7 +4,8 @@ How a call runs (docs/carriers.md §3):
 - dial: `POST Call/` with answer, ring and hangup URLs that carry our call id and a `flow`;
   Plivo reports the RequestUUID now and the CallUUID on the first callback, which the manager
   stores as the record's provider call id (the RequestUUID kept as an alias for cancelling a
-  call that still rings). Notify calls get their whole XML (Speak, Hangup) from the answer URL.
+  call that still rings). Notify calls get their message from the answer URL (Speak, then a
+  Redirect back that reports its end; the manager hangs up notifyHangupDelaySec later).
 - speak / listen mid-call: transfer the A leg to our webhook; the XML to run is rebuilt from
   the (signed) URL alone, so any instance serves it and nothing is kept in memory here.
   A transfer replaces the running document, so each one says again what the one before may
@@ -24,8 +25,8 @@ through the call's MediaSession (our TTS, paced µ-law frames) and hear the call
 streaming STT; the session reports playback ends and barge-ins itself. A transfer replaces the
 running XML and would close the stream (and so end the call), so a streamed call is never
 transferred: listening is a no-op, and the native Speak transfer is used only when no stream
-came up at all. Notify calls stay native (Speak + Hangup from the answer URL): one path, the
-callee hears the message once. DTMF goes over REST either way.
+came up at all. Notify calls stay native (Speak from the answer URL): one path, the callee
+hears the message once. DTMF goes over REST either way.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class PlivoProvider:
         ("x-plivo-signature-v2", "x-plivo-signature-v2-nonce"),
         ("x-plivo-signature-ma-v2", "x-plivo-signature-v2-nonce"),
     )
-    delivers_notify_inline = True  # the answer URL's XML says it, then hangs up
+    delivers_notify_inline = True  # the answer URL's XML says it, then reports its end
     # Each Speak is followed by a Redirect back to us; on a stream the session reports it.
     reports_playback_end = True
 
@@ -177,10 +178,17 @@ class PlivoProvider:
             "ring_timeout": max(1, math.ceil(self.config.ring_timeout_ms / 1000)),
             "time_limit": min(86_400, self.config.max_duration_seconds + CARRIER_LIMIT_MARGIN_S),
         }
+        if request.dtmf_sequence:
+            # Plivo presses them once the call is answered (not `send_on_preanswer`).
+            body["send_digits"] = request.dtmf_sequence.translate(_DTMF)
         request_uuids = await self.rest.create_call(body)
         if self.streamed.enabled and not notify:
             self.streamed.setup(base, request.call_id)  # STT and TTS warm while it rings
-        return DialResult(provider_call_id=request_uuids[0], status="queued")
+        return DialResult(
+            provider_call_id=request_uuids[0],
+            status="queued",
+            digits_sent=bool(request.dtmf_sequence),
+        )
 
     async def answer(self, call: CallRecord) -> None:
         # The XML our answer URL returns answers it. Its stream token names the CallUUID

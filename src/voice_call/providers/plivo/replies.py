@@ -20,11 +20,17 @@ from voice_call.providers.plivo import markup
 from voice_call.providers.plivo.urls import Callback, Flow, callback_url
 from voice_call.providers.plivo.voice import voice_for
 from voice_call.providers.plivo.webhooks import Parsed
+from voice_call.providers.speech_end import speech_end_seconds
 from voice_call.providers.voices import CarrierVoice
 
 # Seconds of silence a speak transfer starts with: a listen (or the next sentence) that follows
 # at once replaces it before a word is played, and says it again, whole.
 SPEAK_LEAD_S = 1
+# A SPOKEN callback's `then` after a notify message: hold the line, the manager hangs up.
+NOTIFIED = "hangup"
+# How much longer than notifyHangupDelaySec the line is held after a notify message before
+# Plivo hangs up by itself (our own hang-up, at the delay, normally comes first).
+NOTIFY_BACKSTOP_S = 30
 MAX_STREAM_TIMEOUT_S = 86_400  # Plivo's default and ceiling for <Stream streamTimeout>
 STREAM_TIMEOUT_MARGIN_S = 60  # the stream outlives our own max duration, which ends the call
 
@@ -49,7 +55,8 @@ class Replies:
         # GetInput waits 5–60 s for speech; a silent turn is asked again (RELISTEN), so the
         # transcript timeout, not this, decides how long a turn waits.
         self.listen_timeout_s = int(min(60, max(5, config.transcript_timeout_ms // 1000)))
-        self.speech_end_timeout = str(min(10, max(2, round(config.silence_timeout_ms / 1000))))
+        self.speech_end_timeout = str(speech_end_seconds(config.silence_timeout_ms, 2, 10))
+        self.notify_hold_s = config.outbound.notify_hangup_delay_sec + NOTIFY_BACKSTOP_S
         limit = config.max_duration_seconds + STREAM_TIMEOUT_MARGIN_S
         self.stream_timeout_s = min(MAX_STREAM_TIMEOUT_S, limit)
         self.stream_url: StreamUrl | None = None  # set when the provider streams its calls
@@ -110,7 +117,10 @@ class Replies:
             cb.voice or self.default_voice.voice, cb.language or self.default_voice.language
         )
         if flow == Flow.NOTIFY and cb.say:
-            return markup.notify(cb.say, voice)
+            spoken = Callback(flow=Flow.SPOKEN, call_id=cb.call_id, then=NOTIFIED)
+            return markup.notify(cb.say, voice, callback_url(base, spoken))
+        if flow == Flow.SPOKEN and cb.then == NOTIFIED:
+            return markup.hold_then_hangup(self.notify_hold_s)
         if flow == Flow.SPEAK and cb.say:
             spoken = Callback(
                 flow=Flow.SPOKEN,

@@ -8,21 +8,24 @@ Language: the route's, `plivo.language`, else `en-US`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from voice_call.config import Config, NumberRoute
-from voice_call.providers.voices import CarrierVoice, polly_voice
+from voice_call.config.tts import TtsConfig
+from voice_call.providers.voices import CarrierVoice, polly_voice, tts_layer
 
 DEFAULT_VOICE = "WOMAN"
 DEFAULT_LANGUAGE = "en-US"
 
 
-def _tts_voice(tts: dict[str, Any] | None) -> str | None:
-    if not isinstance(tts, dict):
+def _tts_voice(block_or_layer: TtsConfig | Mapping[str, Any] | None) -> str | None:
+    tts = tts_layer(block_or_layer)
+    if not isinstance(tts, Mapping):
         return None
     providers = tts.get("providers")
-    for block in (providers.get("openai") if isinstance(providers, dict) else None, tts):
-        if isinstance(block, dict):
+    for block in (providers.get("openai") if isinstance(providers, Mapping) else None, tts):
+        if isinstance(block, Mapping):
             voice = block.get("voice")
             if isinstance(voice, str) and voice.strip():
                 return voice.strip()

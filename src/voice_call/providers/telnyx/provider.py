@@ -172,14 +172,15 @@ class TelnyxProvider:
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if await self._streamed(call):
             return  # the stream's speech-to-text is always listening
+        language = speech.transcription_language(self.config, call)
         body: dict[str, object] = {
-            "language": speech.transcription_language(self.config, call),
+            "language": language,
             "transcription_tracks": "inbound",
             # Transcripts from now on carry this turn's token back (stale ones are ignored).
             "client_state": hooks.encode_client_state(call.call_id, turn_token),
         }
-        if self.partials:
-            body["interim_results"] = True
+        silence_ms = self.config.silence_timeout_ms
+        body |= speech.listening_fields(language, silence_ms, interim=self.partials)
         await self._command(call, "transcription_start", body)
 
     async def stop_listening(self, call: CallRecord) -> None:
@@ -243,6 +244,21 @@ SKIP_WARNING = (
 )
 
 
+def _warn_languages_without_end_of_speech(config: Config) -> None:
+    """silenceTimeoutMs rides on Deepgram; a language it lacks is transcribed without it."""
+    block = config.telnyx or TelnyxConfig()
+    languages = {block.language or speech.DEFAULT_TRANSCRIPTION_LANGUAGE}
+    languages |= {route.language for route in config.numbers.values() if route.language}
+    for language in sorted(languages - speech.DEEPGRAM_LANGUAGES):
+        log.warning(
+            "telnyx: language %r is transcribed by Telnyx's Google engine, which has no "
+            "end-of-speech setting, so silenceTimeoutMs does not apply to it — use a language "
+            "Deepgram nova-3 takes (%s) for it to apply",
+            language,
+            ", ".join(sorted(speech.DEEPGRAM_LANGUAGES)),
+        )
+
+
 def build(config: Config, clock: Clock, home: Path) -> TelnyxProvider:
     block = config.telnyx or TelnyxConfig()
     problems = [
@@ -272,5 +288,6 @@ def build(config: Config, clock: Clock, home: Path) -> TelnyxProvider:
         )
     if problems:
         raise ConfigError(problems)
+    _warn_languages_without_end_of_speech(config)
     assert block.api_key is not None
     return TelnyxProvider(config, clock, TelnyxRest(block.api_key, block.api_base_url), public_key)

@@ -4,7 +4,8 @@ Voice: the number route's `voice`, else `telnyx.voice` (both sent as written: th
 Telnyx voices), else the configured TTS voice mapped to an Amazon Polly neural voice as the
 seed did for Twilio (alloy → Joanna, …: providers/voices.py), else Telnyx's basic "female".
 Language: the route's, else `telnyx.language`, else en-US (speech) / en (transcription), the
-seed's defaults.
+seed's defaults. Transcription runs on Deepgram where the language allows, so silenceTimeoutMs
+applies (`listening_fields`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from voice_call.config import Config
+from voice_call.config.tts import TtsConfig
 from voice_call.models import CallRecord
 from voice_call.numbers import our_route
-from voice_call.providers.voices import polly_voice
+from voice_call.providers.speech_end import speech_end_seconds
+from voice_call.providers.voices import polly_voice, tts_layer
 from voice_call.speech.sentences import pack_sentences
 
 SPEAK_MAX_CHARS = 3000  # Telnyx `speak` payload limit (docs/carriers.md §2.1)
 DEFAULT_VOICE = "female"
 DEFAULT_SPEAK_LANGUAGE = "en-US"
 DEFAULT_TRANSCRIPTION_LANGUAGE = "en"
+DEEPGRAM_MODEL = "deepgram/nova-3"
+# The languages Telnyx's Deepgram nova-3 transcription takes (its transcription_start schema).
+DEEPGRAM_LANGUAGES = frozenset(
+    {"en", "en-US", "en-AU", "en-GB", "en-IN", "en-NZ", "de", "nl", "sv", "sv-SE", "da"}
+    | {"da-DK", "es", "es-419", "fr", "fr-CA", "pt", "pt-BR", "pt-PT"}
+)
 _TELNYX_VOICE_PREFIXES = ("AWS.Polly.", "Azure.", "Telnyx.", "ElevenLabs.")
 
 
@@ -47,8 +56,30 @@ def transcription_language(config: Config, call: CallRecord) -> str:
     )
 
 
-def _from_tts(tts: Mapping[str, Any] | None) -> str | None:
+def listening_fields(language: str, silence_ms: int, *, interim: bool) -> dict[str, object]:
+    """The engine fields of a `transcription_start` that hears `language`.
+
+    `silenceTimeoutMs` needs an engine with an end-of-speech setting: of Telnyx's, Deepgram
+    (`transcription_engine_config.utterance_end_ms`, 0-5000 ms; Telnyx's Call Control
+    transcription_start reference). Google, the default, has none, so a language Deepgram's
+    nova-3 model does not know stays on Google and on its own end of speech (build() warns).
+    """
+    if language not in DEEPGRAM_LANGUAGES:
+        return {"interim_results": True} if interim else {}
+    engine: dict[str, object] = {
+        "transcription_engine": "Deepgram",
+        "transcription_model": DEEPGRAM_MODEL,
+        "language": language,
+        "utterance_end_ms": speech_end_seconds(silence_ms, 1, 5) * 1000,
+    }
+    if interim:
+        engine["interim_results"] = True
+    return {"transcription_engine": "Deepgram", "transcription_engine_config": engine}
+
+
+def _from_tts(block: TtsConfig | Mapping[str, Any] | None) -> str | None:
     """A TTS block's voice as a Telnyx voice, or None when it names none we can map."""
+    tts = tts_layer(block)
     if not tts:
         return None
     providers = tts.get("providers")

@@ -19,6 +19,11 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DIGIT_MAP = {"W": "ww", "p": "w", "P": "w", ",": "w"}
 
 
+def twilio_digits(digits: str) -> str:
+    """Our DTMF alphabet in Twilio's (`<Play digits>`, `SendDigits`): pauses as `w`s."""
+    return "".join(_DIGIT_MAP.get(ch, ch) for ch in digits)
+
+
 def clean(text: str) -> str:
     """Text XML can carry as it is (a parser would turn a bare CR into LF anyway)."""
     return _NOT_XML.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
@@ -44,18 +49,21 @@ class Twiml:
         return self
 
     def play_digits(self, digits: str) -> Twiml:
-        mapped = "".join(_DIGIT_MAP.get(ch, ch) for ch in digits)
-        ET.SubElement(self.root, "Play", {"digits": clean(mapped)})
+        ET.SubElement(self.root, "Play", {"digits": clean(twilio_digits(digits))})
         return self
 
-    def gather(self, action: str, speech: CarrierVoice, timeout_s: int) -> ET.Element:
-        """A speech (and keypad) `<Gather>`; its result is POSTed to `action`."""
+    def gather(
+        self, action: str, speech: CarrierVoice, timeout_s: int, speech_timeout_s: int
+    ) -> ET.Element:
+        """A speech (and keypad) `<Gather>`; its result is POSTed to `action`. `timeout_s`:
+        how long it waits for the caller to start; `speech_timeout_s`: the pause that ends
+        what they say (silenceTimeoutMs)."""
         return ET.SubElement(
             self.root,
             "Gather",
             {
                 "input": "dtmf speech",
-                "speechTimeout": "auto",
+                "speechTimeout": str(speech_timeout_s),
                 "timeout": str(timeout_s),
                 "language": speech.language,
                 "action": clean(action),

@@ -1,7 +1,10 @@
 """The Twilio provider: Programmable Voice over REST, TwiML, and signed webhooks.
 
-Notify calls hand Twilio the whole message at dial (`<Say>` then `<Hangup/>` as inline TwiML),
-so the callee hears it exactly once and the call ends on Twilio's side. Conversation calls get
+Notify calls hand Twilio the whole message at dial (inline TwiML: `<Say>`, then a `<Redirect>`
+back to us once it was said), so the callee hears it exactly once; that request reports the end
+of playback, and the manager hangs up `outbound.notifyHangupDelaySec` later, as on every
+carrier (the reply holds the line meanwhile, with a `<Hangup/>` after a generous pause in case
+we never do). Conversation calls get
 a keep-alive document from their Url and are then driven by live updates: each thing the bot
 says is a `<Gather>` whose prompt is the `<Say>`, followed by a `<Redirect>` back to us, so
 silence re-prompts instead of ending the call. A Gather's action reply replaces the running
@@ -35,8 +38,9 @@ from voice_call.providers.base import (
     WebhookRequest,
     WebhookResult,
 )
+from voice_call.providers.speech_end import speech_end_seconds
 from voice_call.providers.streamed_speech import StreamedSpeech
-from voice_call.providers.twilio.markup import MAX_INLINE_TWIML, Twiml, empty
+from voice_call.providers.twilio.markup import MAX_INLINE_TWIML, Twiml, empty, twilio_digits
 from voice_call.providers.twilio.rest import TwilioRest, api_base
 from voice_call.providers.twilio.voice import speech_for
 from voice_call.providers.twilio.webhooks import (
@@ -61,6 +65,9 @@ TERMINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canc
 # if we are down and never hang it up.
 TIME_LIMIT_SLACK_S = 60
 REJECTED = "rejected"
+# After a notify message: how much longer than notifyHangupDelaySec the line is held before
+# Twilio hangs up by itself (our own hang-up, at the delay, normally comes first).
+NOTIFY_BACKSTOP_S = 30
 
 
 class TwilioProvider:
@@ -85,6 +92,8 @@ class TwilioProvider:
         self.webhook_url = config.public_url or ""
         self.pinned_url = config.public_url
         self.streamed = StreamedSpeech(config, native_replaces_stream=True)
+        # Gather speechTimeout: a positive whole number of seconds (docs/carriers.md §1.3)
+        self.speech_timeout_s = speech_end_seconds(config.silence_timeout_ms, 1, GATHER_TIMEOUT_S)
 
     @property
     def queues_speech(self) -> bool:
@@ -138,7 +147,7 @@ class TwilioProvider:
     ) -> Twiml:
         """Listen (saying `prompt` first, interruptible), then come back if nothing was said."""
         action = self._url("gather", call_id, turnToken=turn_token)
-        gather = doc.gather(action, speech, GATHER_TIMEOUT_S)
+        gather = doc.gather(action, speech, GATHER_TIMEOUT_S, self.speech_timeout_s)
         if prompt:
             doc.say(prompt, speech, parent=gather)
         return doc.redirect(self._url("reprompt", call_id, turnToken=turn_token))
@@ -147,8 +156,15 @@ class TwilioProvider:
         doc = Twiml().pause(seconds)
         return doc.redirect(self._url(then, call_id, turnToken=token)).render()
 
-    def notify_twiml(self, message: str, speech: CarrierVoice) -> str:
-        return Twiml().say(message, speech).hangup().render()
+    def notify_twiml(self, message: str, speech: CarrierVoice, call_id: str) -> str:
+        """Say the message, then tell us it was said (a `played` request)."""
+        return Twiml().say(message, speech).redirect(self._url("played", call_id)).render()
+
+    def _after_notify(self) -> str:
+        """The reply to `played`: hold the line while the manager waits notifyHangupDelaySec
+        before it hangs up, then hang up here anyway (we may be gone)."""
+        hold = self.config.outbound.notify_hangup_delay_sec + NOTIFY_BACKSTOP_S
+        return Twiml().pause(hold).hangup().render()
 
     # ---------------------------------------------------------------- calls
 
@@ -165,7 +181,7 @@ class TwilioProvider:
             "TimeLimit": str(self.config.max_duration_seconds + TIME_LIMIT_SLACK_S),
         }
         if request.mode == Mode.NOTIFY.value and request.message:
-            twiml = self.notify_twiml(request.message, speech)
+            twiml = self.notify_twiml(request.message, speech, request.call_id)
             if len(twiml) > MAX_INLINE_TWIML:
                 raise ProviderError(
                     f"the notify message is too long for Twilio ({len(twiml)} characters of "
@@ -177,9 +193,16 @@ class TwilioProvider:
             form["Url"] = self._url("voice", request.call_id)
             form["Method"] = "POST"
             form["StatusCallback"] = self._url("status", request.call_id)
+        if request.dtmf_sequence:
+            # Twilio presses them once the call connects; its only pause is `w` (0.5 s).
+            form["SendDigits"] = twilio_digits(request.dtmf_sequence)
         body = await self.rest.create_call(form)
         status = "queued" if body.get("status") == "queued" else "initiated"
-        return DialResult(provider_call_id=str(body["sid"]), status=status)
+        return DialResult(
+            provider_call_id=str(body["sid"]),
+            status=status,
+            digits_sent=bool(request.dtmf_sequence),
+        )
 
     async def answer(self, call: CallRecord) -> None:
         # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
@@ -202,8 +225,9 @@ class TwilioProvider:
         """Say `text`: over the call's media stream when it has one (returns once heard;
         what was heard when the caller cut it off), else as the prompt of a Gather."""
         if call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND:
-            speech = self._speech(call)
-            await self._update(call, Twiml().say(text, speech).hangup().render(), "speak")
+            await self._update(
+                call, self.notify_twiml(text, self._speech(call), call.call_id), "speak"
+            )
             return None
         return await self.streamed.say(call, text, lambda: self._say_natively(call, text))
 
@@ -298,6 +322,8 @@ class TwilioProvider:
         stream_name = self._stream_name(hook)
         if hook.kind in ("voice", "answered") and stream_name:
             return self._stream_twiml(stream_name)
+        if hook.kind == "played":
+            return self._after_notify()
         if hook.kind == "gather":
             # Replaces the running document: hold while the bot replies, then listen again.
             return self._hold(hook.call_id, ANSWER_PAUSE_S, "listen", hook.turn_token)

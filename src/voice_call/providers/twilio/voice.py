@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from voice_call.config import Config
+from voice_call.config.tts import TtsConfig
 from voice_call.models import Direction
 from voice_call.numbers import route_for
-from voice_call.providers.voices import CarrierVoice, polly_voice
+from voice_call.providers.voices import CarrierVoice, polly_voice, tts_layer
 
 DEFAULT_VOICE = "Polly.Joanna"
 DEFAULT_LANGUAGE = "en-US"
@@ -41,8 +42,9 @@ def _dig(tree: Any, *keys: str) -> Any:
     return tree
 
 
-def tts_voice(tts: Mapping[str, Any] | None) -> str | None:
+def tts_voice(block: TtsConfig | Mapping[str, Any] | None) -> str | None:
     """The voice named in a `tts` block: the chosen provider's, then OpenAI's, then legacy."""
+    tts = tts_layer(block)
     if not tts:
         return None
     chosen = tts.get("provider")

@@ -13,7 +13,8 @@ without `type` is one Twilio makes on its own: the number's Voice URL (an inboun
 its status callback.
 
 `type` values: `status` (StatusCallback), `voice` (an outbound call's Url), `answered` (the
-redirect that answers an accepted inbound call), `gather` (a Gather's action), and `hold`,
+redirect that answers an accepted inbound call), `gather` (a Gather's action), `played` (the
+redirect after a notify message: its playback ended), and `hold`,
 `listen`, `reprompt` (keep-alive redirects after a pause, after an answer, after silence).
 """
 
@@ -54,7 +55,7 @@ _DIRECTIONS = {
     "outbound-api": Direction.OUTBOUND,
     "outbound-dial": Direction.OUTBOUND,
 }
-_TWIML_REQUESTS = ("voice", "answered", "hold", "listen", "reprompt", "gather")
+_TWIML_REQUESTS = ("voice", "answered", "hold", "listen", "reprompt", "gather", "played")
 
 
 # ---------------------------------------------------------------------------- reading
@@ -273,6 +274,8 @@ def events_for(hook: Hook) -> list[dict[str, object]]:
             out.append({"type": EventType.ANSWERED})
     elif hook.kind in ("voice", "answered", "unknown"):
         out.append({"type": EventType.ANSWERED})
+    elif hook.kind == "played":
+        out.append({"type": EventType.PLAYBACK_ENDED})
     elif hook.kind in SILENCE_MS:
         out.append({"type": EventType.SILENCE, "duration_ms": SILENCE_MS[hook.kind]})
     if status in END_REASONS:

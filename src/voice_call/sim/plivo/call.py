@@ -100,6 +100,7 @@ class DialOptions:
     machine_detection: str | None = None  # "true" | "hangup"
     machine_detection_time_ms: int = 5000
     machine_detection_target: Target | None = None
+    send_digits: str | None = None  # pressed once answered (`callee.digits`)
 
 
 @dataclass
@@ -120,6 +121,7 @@ class PlivoLeg:
     ring_timeout: float = 120.0
     time_limit: float = 14400.0
     hangup_on_ring: float | None = None
+    send_digits: str | None = None  # the dial's send_digits, pressed once answered
     dtmf_replies: list[str] = field(default_factory=list)
     initiated_at: float = field(default_factory=time.time)
     ended: Ending | None = None
@@ -186,6 +188,8 @@ class PlivoLeg:
     def mark_answered(self) -> None:
         if self.call.answered_at is None:
             self.call.answered_at = time.time()
+            if self.send_digits:
+                self.call.callee.digits.append(self.send_digits)  # pressed on answer
         self.call.status = "in-progress"
 
     def after(self, seconds: float, how: Ending) -> None:

@@ -30,7 +30,9 @@ REST (Basic auth `auth_id:auth_token`, JSON or form bodies, every path ends in `
 `POST /v1/Account/{id}/Call/` (201 `{"api_id","message":"call fired","request_uuid"}`),
 `GET .../Call/{uuid}/?status=live` (live call), `GET .../Call/{uuid}/` (CDR of an ended call),
 `DELETE .../Call/{uuid}/` (204), `DELETE .../Request/{request_uuid}/` (204, before answer),
-`POST .../Call/{uuid}/` with `legs=aleg, aleg_url, aleg_method` (202 transfer). Errors are
+`POST .../Call/{uuid}/` with `legs=aleg, aleg_url, aleg_method` (202 transfer),
+`POST .../Call/{uuid}/DTMF/` with `digits` (and `leg=aleg`) (202 "digits sent"; the keys land
+in `call.callee.digits` and as `[digits …]` in `callee.heard`). Errors are
 `{"api_id","error"}` with 400, 401, 404 or 405.
 
 An outbound call: queued, then (per the callee script) failed, busy, or ringing (`ring_url`),
@@ -61,6 +63,7 @@ import httpx
 
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
+from voice_call.sim.control import with_control
 from voice_call.sim.plivo.call import (
     API_HANGUP,
     BUSY,
@@ -135,7 +138,7 @@ class PlivoEmulator(LoopbackService):
     # -- lifetime ---------------------------------------------------------------------------
 
     def asgi_app(self) -> Any:
-        return build_rest_app(self)
+        return with_control(build_rest_app(self), self)
 
     async def _on_start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=True)
@@ -180,6 +183,7 @@ class PlivoEmulator(LoopbackService):
         leg.machine_detection = options.machine_detection
         leg.machine_detection_time_ms = options.machine_detection_time_ms
         leg.on_machine = options.machine_detection_target
+        leg.send_digits = options.send_digits
         self._spawn(self._outbound(leg))
         return leg
 
@@ -243,6 +247,15 @@ class PlivoEmulator(LoopbackService):
         if leg is None or not leg.live or leg.call.answered_at is None:
             return False
         leg.request_transfer(target)
+        return True
+
+    def send_digits(self, call_uuid: str, digits: str) -> bool:
+        """`POST Call/{uuid}/DTMF/`: the person on an answered call hears the keys."""
+        leg = self.legs.get(call_uuid)
+        if leg is None or not leg.live or leg.call.answered_at is None:
+            return False
+        leg.call.callee.digits.append(digits)  # what the app sent, as Telnyx's send_dtmf logs
+        leg.call.callee.heard.append(f"[digits {digits}]")
         return True
 
     # -- calls ------------------------------------------------------------------------------

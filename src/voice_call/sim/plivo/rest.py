@@ -25,6 +25,8 @@ from starlette.routing import Route
 from voice_call.sim.plivo.call import DialOptions, PlivoLeg, Target, cdr_time, session_time
 
 METHODS = ("GET", "POST")
+# Keys a DTMF request may carry: `w` waits 0.5 s, `W` 1 s (as in `send_digits` on a dial).
+DTMF_KEYS = frozenset("0123456789*#ABCDabcdwW")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -45,6 +47,7 @@ class Backend(Protocol):
     def hangup(self, call_uuid: str) -> bool: ...  # False: no such live call
     def cancel(self, request_uuid: str) -> bool: ...  # False: not queued or ringing
     def transfer(self, call_uuid: str, target: Target) -> bool: ...  # False: not answered
+    def send_digits(self, call_uuid: str, digits: str) -> bool: ...  # False: no live call
 
 
 def api_id() -> str:
@@ -211,7 +214,10 @@ def build_rest_app(backend: Backend) -> Starlette:
                 number_field(fields, "machine_detection_time", 5000, 2000, 10000) or 5000
             ),
             machine_detection_target=target_field(fields, "machine_detection_url"),
+            send_digits=text_field(fields, "send_digits") or None,
         )
+        if options.send_digits is not None and not set(options.send_digits) <= DTMF_KEYS:
+            raise InvalidCall("send_digits may hold only 0-9, *, #, A-D, w and W")
         if machine_detection not in (None, "true", "hangup"):
             raise InvalidCall("machine_detection must be true or hangup")
         legs = [backend.dial(from_number, d, answer, options) for d in destinations]
@@ -246,6 +252,24 @@ def build_rest_app(backend: Backend) -> Starlette:
         # [M] the docs' spelling; the SDK's fixture says "call transfered"
         return JSONResponse({"api_id": api_id(), "message": "call transferred"}, status_code=202)
 
+    async def send_digits(request: Request) -> Response:
+        """`POST Call/{uuid}/DTMF/` (digits, leg=aleg|bleg): 202 "digits sent"."""
+        fields = await read_fields(request)
+        digits = text_field(fields, "digits", required=True)
+        assert digits is not None
+        if not set(digits) <= DTMF_KEYS:
+            raise InvalidCall("digits may hold only 0-9, *, #, A-D, w and W")
+        leg = text_field(fields, "leg") or "aleg"
+        if leg not in ("aleg", "bleg"):
+            raise InvalidCall("leg must be aleg or bleg")
+        if leg == "bleg":
+            raise InvalidCall("this call has no B leg to send digits to")  # no bridging emulated
+        if text_field(fields, "callback_url"):  # refused rather than accepted and never called
+            raise InvalidCall("callback_url is not emulated on DTMF: leave it out")
+        if not backend.send_digits(request.path_params["call_uuid"], digits):
+            return error(404, "not found")
+        return JSONResponse({"api_id": api_id(), "message": "digits sent"}, status_code=202)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         return error(status, "not found" if status == 404 else "method not allowed")
@@ -255,6 +279,7 @@ def build_rest_app(backend: Backend) -> Starlette:
         routes=[
             Route(f"{base}/Call/", guarded(calls), methods=["POST"]),
             Route(f"{base}/Call/{{call_uuid}}/", guarded(call), methods=["GET", "POST", "DELETE"]),
+            Route(f"{base}/Call/{{call_uuid}}/DTMF/", guarded(send_digits), methods=["POST"]),
             Route(f"{base}/Request/{{request_uuid}}/", guarded(cancel_request), methods=["DELETE"]),
         ],
         exception_handlers={404: not_found, 405: not_found},

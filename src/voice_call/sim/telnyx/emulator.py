@@ -66,6 +66,7 @@ import httpx
 from voice_call.security.signatures import telnyx as signatures
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
+from voice_call.sim.control import with_control
 from voice_call.sim.server import LoopbackService
 from voice_call.sim.telnyx import params
 from voice_call.sim.telnyx.call import CallContext, TelnyxCall
@@ -126,7 +127,7 @@ class TelnyxEmulator(LoopbackService):
         return f"{self.url}/v2"
 
     def asgi_app(self) -> Any:
-        return build_rest_app(self)
+        return with_control(build_rest_app(self), self)
 
     async def _on_start(self) -> None:
         self._client = httpx.AsyncClient(trust_env=False)

@@ -50,6 +50,7 @@ class TwilioLeg:
     timeout_s: float = 60.0
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     machine_detection: str | None = None
+    send_digits: str | None = None  # SendDigits: pressed once answered (callee.digits)
     created: datetime = field(default_factory=now)
     updated: datetime = field(default_factory=now)
     start_time: datetime | None = None

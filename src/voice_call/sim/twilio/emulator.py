@@ -19,7 +19,8 @@ Public API (the shape the three carrier emulators share)::
 
 REST (HTTP Basic account_sid:auth_token), under /2010-04-01/Accounts/{AccountSid}:
 POST Calls.json (To, From, Url | Twiml, Method, FallbackUrl, FallbackMethod, StatusCallback,
-StatusCallbackEvent (repeated), StatusCallbackMethod, Timeout, TimeLimit, MachineDetection) →
+StatusCallbackEvent (repeated), StatusCallbackMethod, Timeout, TimeLimit, MachineDetection,
+SendDigits (pressed once answered: in `callee.digits`) →
 201; GET / POST (Url | Twiml redirect, Status=completed|canceled, StatusCallback) / DELETE
 Calls/{CallSid}.json. Errors: 401 20003, 404 20404, 400 21201/21211/21212/21213/21205/21200,
 400 21220 (redirecting an ended call).
@@ -66,6 +67,7 @@ import httpx
 
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
+from voice_call.sim.control import with_control
 from voice_call.sim.server import LoopbackService
 from voice_call.sim.twilio.call import Inline, LegHost, Source, TwilioLeg, now
 from voice_call.sim.twilio.markup import (
@@ -140,7 +142,7 @@ class TwilioEmulator(LoopbackService):
     # ------------------------------------------------------------------ lifecycle
 
     def asgi_app(self) -> Any:
-        return build_rest_app(self)
+        return with_control(build_rest_app(self), self)
 
     async def _on_start(self) -> None:
         self._hooks = TwilioWebhooks(
@@ -240,6 +242,7 @@ class TwilioEmulator(LoopbackService):
             timeout_s=request.timeout,
             time_limit_s=request.time_limit,
             machine_detection=request.machine_detection,
+            send_digits=request.send_digits,
         )
         self._legs[call.id] = leg
         self._spawn(self._lifecycle(leg))
@@ -357,6 +360,8 @@ class TwilioEmulator(LoopbackService):
                 _ANSWERED_BY[leg.machine_detection] if voicemail else "human"
             )
         leg.answer(self.time_scale)
+        if leg.send_digits:
+            leg.call.callee.digits.append(leg.send_digits)  # SendDigits, pressed on connect
         await self._status_callback(leg, "answered")
         return await self._run_twiml(leg, leg.source)
 

@@ -32,6 +32,7 @@ MAX_TWIML_CHARS = 4000
 DEFAULT_TIME_LIMIT_S = 14400  # [M] 4 h, the documented default
 CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_SEND_DIGITS = re.compile(r"[0-9#*w]{1,32}")
 _CALLS = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls\.json$")
 _SUBRESOURCES = (
     "notifications",
@@ -88,6 +89,7 @@ class CreateCall:
     timeout: int = DEFAULT_TIMEOUT_S
     machine_detection: str | None = None
     time_limit: int = DEFAULT_TIME_LIMIT_S
+    send_digits: str | None = None  # pressed once the call connects
 
 
 @dataclass(frozen=True)
@@ -126,12 +128,12 @@ def call_resource(
     end_time: datetime | None,
     duration: int | None,
 ) -> dict[str, Any]:
-    """The Call JSON Twilio returns (the SDK's CallInstance fields)."""
+    """The Call JSON Twilio returns: exactly the fields of `api.v2010.account.call` in Twilio's
+    OpenAPI description (tests/contracts holds it to them)."""
     uri = f"/{API_VERSION}/Accounts/{account_sid}/Calls/{call.id}.json"
     base = uri.removesuffix(".json")
     return {
         "account_sid": account_sid,
-        "annotation": None,
         "answered_by": call.extra.get("answered_by"),
         "api_version": API_VERSION,
         "caller_name": None,
@@ -223,6 +225,10 @@ def parse_create(form: Form) -> CreateCall:
         raise ApiError(400, 21200, f"Invalid MachineDetection: {machine}")  # [M] code
     timeout = _seconds(form, "Timeout", DEFAULT_TIMEOUT_S)
     time_limit = _seconds(form, "TimeLimit", DEFAULT_TIME_LIMIT_S)
+    send_digits = _one(form, "SendDigits") or None
+    if send_digits is not None and not _SEND_DIGITS.fullmatch(send_digits):
+        # [M] code: the docs allow 0-9, #, * and w (a half-second pause), at most 32
+        raise ApiError(400, 21200, f"Invalid SendDigits: {send_digits}")
     return CreateCall(
         to=to,
         from_=from_,
@@ -237,6 +243,7 @@ def parse_create(form: Form) -> CreateCall:
         timeout=max(1, min(timeout, MAX_TIMEOUT_S)),
         machine_detection=machine or None,
         time_limit=max(1, min(time_limit, DEFAULT_TIME_LIMIT_S)),
+        send_digits=send_digits,
     )
 
 
