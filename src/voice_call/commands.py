@@ -10,15 +10,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from voice_call.errors import InvalidInput, NotFound
+from voice_call.errors import InvalidInput, NotFound, Unavailable
+from voice_call.manager.continues import ContinueTurn, ContinueTurns
+from voice_call.manager.records import require_live
 from voice_call.models import CallRecord, Mode
 
 
 class Manager(Protocol):
     async def initiate(
-        self, *, to: str | None, message: str | None, mode: Mode | None
+        self,
+        *,
+        to: str | None,
+        message: str | None,
+        mode: Mode | None,
+        session_key: str | None = None,
+        dtmf_sequence: str | None = None,
     ) -> CallRecord: ...
 
     async def continue_call(self, call_id: str, message: str) -> str: ...
@@ -39,12 +47,23 @@ class _Params(BaseModel):
 
 
 P = TypeVar("P", bound=_Params)
+# The longest `continue.result` waits for a turn before it answers "still pending".
+MAX_RESULT_WAIT_MS = 60_000
+# How long a client should keep polling a turn (the plugin's figure: the transcript timeout,
+# the TTS timeout and 30 s of slack).
+POLL_SLACK_MS = 8_000 + 30_000
 
 
 class InitiateParams(_Params):
     message: str | None = Field(default=None, max_length=4000)
     to: str | None = Field(default=None, max_length=32)
     mode: Mode | None = None
+    # the call's memory session: calls with the same key share history (over sessionScope)
+    session_key: str | None = Field(default=None, alias="sessionKey", min_length=1, max_length=200)
+    # keys pressed once the callee answers (a conference PIN); the manager checks each key
+    dtmf_sequence: str | None = Field(
+        default=None, alias="dtmfSequence", min_length=1, max_length=64
+    )
 
 
 class CallParams(_Params):
@@ -57,6 +76,15 @@ class MessageParams(CallParams):
 
 class DtmfParams(CallParams):
     digits: str = Field(min_length=1, max_length=64)
+
+
+class TurnParams(_Params):
+    """A `continue.start` turn: by `turnId` (or the plugin's name for it, `operationId`)."""
+
+    turn_id: str | None = Field(default=None, alias="turnId", min_length=1, max_length=64)
+    operation_id: str | None = Field(default=None, alias="operationId", min_length=1, max_length=64)
+    call_id: str | None = Field(default=None, alias="callId", min_length=1, max_length=128)
+    timeout_ms: StrictInt = Field(default=0, alias="timeoutMs", ge=0, le=MAX_RESULT_WAIT_MS)
 
 
 class StatusParams(_Params):
@@ -85,7 +113,13 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 async def initiate(manager: Manager, params: Any) -> dict[str, Any]:
     p = _parse(InitiateParams, params)
-    record = await manager.initiate(to=p.to, message=p.message, mode=p.mode)
+    record = await manager.initiate(
+        to=p.to,
+        message=p.message,
+        mode=p.mode,
+        session_key=p.session_key,
+        dtmf_sequence=p.dtmf_sequence,
+    )
     return {"callId": record.call_id, "initiated": True}
 
 
@@ -93,6 +127,49 @@ async def continue_call(manager: Manager, params: Any) -> dict[str, Any]:
     p = _parse(MessageParams, params)
     transcript = await manager.continue_call(p.call_id, p.message)
     return {"success": True, "transcript": transcript}
+
+
+async def continue_start(
+    manager: Manager, turns: ContinueTurns, params: Any, transcript_timeout_ms: int
+) -> dict[str, Any]:
+    """Begin a continue turn and answer at once with its handle (no request is held open)."""
+    p = _parse(MessageParams, params)
+    record = await manager.get(p.call_id)
+    if record is None:
+        raise NotFound(f"no call with id {p.call_id!r}")
+    require_live(record)
+    turn = turns.start(p.call_id, p.message)
+    return {
+        "callId": turn.call_id,
+        "turnId": turn.turn_id,
+        "operationId": turn.turn_id,
+        "status": "pending",
+        "pollTimeoutMs": transcript_timeout_ms + POLL_SLACK_MS,
+    }
+
+
+async def continue_result(
+    turns: ContinueTurns, params: Any, transcript_timeout_ms: int
+) -> dict[str, Any]:
+    """A continue turn's outcome; waits up to `timeoutMs` while it is still pending."""
+    p = _parse(TurnParams, params)
+    turn_id = p.turn_id or p.operation_id
+    if turn_id is None:
+        raise InvalidInput("turnId is required: the turnId voicecall.continue.start returned")
+    if p.turn_id and p.operation_id and p.turn_id != p.operation_id:
+        raise InvalidInput("turnId and operationId name different turns: pass one of them")
+    turn = await turns.result(turn_id, p.call_id, p.timeout_ms / 1000)
+    return turn_view(turn, transcript_timeout_ms + POLL_SLACK_MS)
+
+
+def turn_view(turn: ContinueTurn, poll_timeout_ms: int) -> dict[str, Any]:
+    head: dict[str, Any] = {"callId": turn.call_id, "turnId": turn.turn_id}
+    if not turn.done:
+        return {**head, "done": False, "status": "pending", "pollTimeoutMs": poll_timeout_ms}
+    if turn.error is not None:
+        error = {"error": turn.error.message, "errorCode": turn.error.code}
+        return {**head, "done": True, "status": "failed", **error}
+    return {**head, "done": True, "status": "completed", "transcript": turn.transcript or ""}
 
 
 async def speak(manager: Manager, params: Any) -> dict[str, Any]:
@@ -131,6 +208,7 @@ Command = Callable[[Manager, Any], Awaitable[dict[str, Any]]]
 
 METHODS: dict[str, Command] = {
     "voicecall.initiate": initiate,
+    "voicecall.start": initiate,  # the plugin's alias (its CLI `start`, Meet dial-in joins)
     "voicecall.continue": continue_call,
     "voicecall.speak": speak,
     "voicecall.dtmf": dtmf,
@@ -139,9 +217,26 @@ METHODS: dict[str, Command] = {
 }
 
 
-async def dispatch(manager: Manager, method: str, params: Any) -> dict[str, Any]:
+# Methods that need the server's ContinueTurns (they outlive one request).
+TURN_METHODS = ("voicecall.continue.start", "voicecall.continue.result")
+
+
+async def dispatch(
+    manager: Manager,
+    method: str,
+    params: Any,
+    turns: ContinueTurns | None = None,
+    transcript_timeout_ms: int = 0,
+) -> dict[str, Any]:
     """Run one command by its RPC name. Raises NotFound for an unknown method."""
+    if method in TURN_METHODS:
+        if turns is None:
+            raise Unavailable(f"{method} needs a running server: call it over JSON-RPC")
+        if method == "voicecall.continue.start":
+            return await continue_start(manager, turns, params, transcript_timeout_ms)
+        return await continue_result(turns, params, transcript_timeout_ms)
     command = METHODS.get(method)
     if command is None:
-        raise NotFound(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        known = ", ".join((*METHODS, *TURN_METHODS))
+        raise NotFound(f"unknown method {method!r}; expected one of {known}")
     return await command(manager, params)

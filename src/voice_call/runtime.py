@@ -28,7 +28,6 @@ from voice_call.manager.manager import CallManager
 from voice_call.providers.registry import build_provider
 from voice_call.security.exposure import (
     forwarding_from_anyone,
-    ngrok_loopback_bypass,
     refuse_tailnet_only,
     refuse_unreachable_webhook,
 )
@@ -37,7 +36,13 @@ from voice_call.security.rpc_token import ensure_rpc_token
 from voice_call.store.factory import build_store
 from voice_call.tunnel import Tunnel
 from voice_call.tunnel.record import forget_exposure, record_exposure
-from voice_call.tunnel.resolve import build_tunnel, local_origin, plan_exposure, stream_url
+from voice_call.tunnel.resolve import (
+    bind_url,
+    build_tunnel,
+    local_origin,
+    plan_exposure,
+    stream_url,
+)
 
 if TYPE_CHECKING:
     from voice_call.media.registry import MediaSessions
@@ -100,9 +105,14 @@ class Runtime:
             self.config, sink=self.manager.handle_event, end_call=self.manager.end, clock=self.clock
         )
 
+    @property
+    def port(self) -> int:
+        """The port the server listens on once bound, else serve.port (0: not known yet)."""
+        return self._port or self.config.serve.port
+
     def local_webhook_url(self, port: int | None = None) -> str:
         serve = self.config.serve
-        return f"http://{serve.bind}:{port or serve.port}{serve.path}"
+        return bind_url(serve.bind, port or self.port, serve.path)
 
     def _url_is_public(self) -> bool:
         """publicUrl or an open tunnel: the exact URL carriers sign their webhooks over."""
@@ -146,13 +156,6 @@ class Runtime:
         elif self.exposure.source == "local":
             url = self.local_webhook_url(self._port)
             refuse_unreachable_webhook(self.config, url, source="local")
-        if self.config.tunnel.allow_ngrok_free_tier_loopback_bypass and not ngrok_loopback_bypass(
-            self.config
-        ):
-            log.warning(
-                "tunnel.allowNgrokFreeTierLoopbackBypass is ignored: it applies only with "
-                'tunnel.provider "ngrok", no publicUrl, and a loopback serve.bind'
-            )
         forwarding = forwarding_from_anyone(self.config)
         if forwarding is not None:
             log.warning(forwarding)

@@ -77,12 +77,12 @@ def test_full_flow_against_a_server(
     spoken = cli.run("speak", "--call-id", call_id, "--message", "One moment please")
     assert spoken.returncode == 0, spoken.stderr
 
-    # tail: the last 5 events as JSON lines, then following live; Ctrl-C exits 0.
+    # tail: the last 5 events as JSON lines, then following live; SIGTERM exits 0.
     tail = cli.popen("--json", "tail", "--since", "5")
     try:
         lines = read_lines(tail, 5, timeout=10)
     finally:
-        tail.send_signal(signal.SIGINT)
+        tail.send_signal(signal.SIGTERM)
         tail.wait(timeout=10)
     assert tail.returncode == 0
     events = [json.loads(line) for line in lines]

@@ -119,14 +119,9 @@ async def test_an_emulated_carrier_passes_every_check(tmp_path: Path) -> None:
             "OPENAI_API_KEY",
         ),
         (
-            "speech-keys",
-            {
-                **GOOD_MOCK,
-                "realtime": {"enabled": True},
-                "inboundPolicy": "open",
-                "responder": {"provider": "echo"},
-            },
-            "realtime.providers.openai.apiKey",
+            "config",
+            {**GOOD_MOCK, "realtime": {"enabled": True}},
+            "realtime voice is not available in this version",
         ),
         ("responder", {**GOOD_MOCK, "inboundPolicy": "open"}, "responder.provider"),
     ],

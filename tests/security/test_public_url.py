@@ -62,12 +62,6 @@ def test_trusted_proxy_ips_limit_who_may_forward() -> None:
     assert not trusts_forwarding(trust, None)
 
 
-def test_ngrok_loopback_trust_only_for_loopback_peers() -> None:
-    trust = ForwardingTrust(trust_loopback_peer=True)
-    assert trusts_forwarding(trust, "127.0.0.1") and trusts_forwarding(trust, "::1")
-    assert not trusts_forwarding(trust, "192.0.2.7")
-
-
 def test_host_validation() -> None:
     assert valid_host("calls.example.com") and valid_host("calls.example.com:8443")
     assert valid_host("[::1]:3334") and valid_host("localhost")

@@ -7,14 +7,10 @@ The rows go through `verification_url` — what every webhook signature is check
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_call.config import parse_config
-from voice_call.security.exposure import forwarding_trust
 from voice_call.security.public_url import (
     ForwardingTrust,
     HostNotAllowed,
@@ -73,14 +69,8 @@ TRUST = [
         "not-an-ip",
         False,
     ),
-    # the ngrok local agent — loopback peers only, and still under trustedProxyIPs
-    (ForwardingTrust(trust_loopback_peer=True), "127.0.0.1", True),
-    (ForwardingTrust(trust_loopback_peer=True), "::1", True),
-    (ForwardingTrust(trust_loopback_peer=True), "::ffff:127.0.0.1", True),
-    (ForwardingTrust(trust_loopback_peer=True), "127.8.9.10", True),
-    (ForwardingTrust(trust_loopback_peer=True), "10.0.0.1", False),
-    (ForwardingTrust(trust_loopback_peer=True), None, False),
-    (ForwardingTrust(trust_loopback_peer=True, trusted_proxy_ips=["10.0.0.1"]), "127.0.0.1", False),
+    # nothing opted in: not even a loopback peer (the seed's ngrok bypass is refused)
+    (ForwardingTrust(), "127.0.0.1", False),
 ]
 
 
@@ -292,53 +282,6 @@ def test_public_url_pins_scheme_host_and_path(public: str, request_url: str, exp
         verification_url(request_url, forged, "127.0.0.1", public_url=public, trust=OPT_IN)
         == expected
     )
-
-
-# --- the ngrok rule end to end: what the config turns on ------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "remote", "expected"),
-    [
-        # ngrok + loopback bind + flag: the local agent's headers count
-        (
-            {"tunnel": {"provider": "ngrok", "allowNgrokFreeTierLoopbackBypass": True}},
-            "127.0.0.1",
-            "https://x.ngrok-free.app" + TAIL,
-        ),
-        # …but only from loopback
-        (
-            {"tunnel": {"provider": "ngrok", "allowNgrokFreeTierLoopbackBypass": True}},
-            "203.0.113.7",
-            "http://127.0.0.1:3334" + TAIL,
-        ),
-        # …and only on a loopback bind
-        (
-            {
-                "tunnel": {"provider": "ngrok", "allowNgrokFreeTierLoopbackBypass": True},
-                "serve": {"bind": "0.0.0.0"},
-            },
-            "127.0.0.1",
-            "http://127.0.0.1:3334" + TAIL,
-        ),
-        # …and only with the ngrok tunnel
-        (
-            {"tunnel": {"provider": "tailscale-funnel", "allowNgrokFreeTierLoopbackBypass": True}},
-            "127.0.0.1",
-            "http://127.0.0.1:3334" + TAIL,
-        ),
-        # the flag off: nothing trusted
-        ({"tunnel": {"provider": "ngrok"}}, "127.0.0.1", "http://127.0.0.1:3334" + TAIL),
-    ],
-)
-def test_config_decides_the_loopback_rule(raw: dict[str, Any], remote: str, expected: str) -> None:
-    trust = forwarding_trust(parse_config(raw, env={}))
-    headers = {
-        "host": "127.0.0.1:3334",
-        "x-forwarded-proto": "https",
-        "ngrok-forwarded-host": "x.ngrok-free.app",
-    }
-    assert verification_url(LOCAL, headers, remote, trust=trust) == expected
 
 
 @given(

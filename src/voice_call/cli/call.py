@@ -1,16 +1,19 @@
-"""The call commands: `call`, `continue`, `speak`, `dtmf`, `end`, `status` and `tail`.
+"""The call commands: `call` (and its alias `start`), `continue`, `speak`, `dtmf`, `end`,
+`status` and `tail`.
 
 Each one is a request to the running `voicecall serve` over JSON-RPC (`client/rpc.py`); `tail`
-follows its SSE event stream. `status` alone falls back to reading the call store read-only
-when no server answers.
+follows its SSE event stream. `status` and `tail` fall back to reading the call store read-only
+when no server answers (`tail` then polls it: `tail_store.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +28,13 @@ from voice_call.cli.common import (
     run,
 )
 from voice_call.errors import VoiceCallError
+
+if TYPE_CHECKING:
+    from voice_call.cli.tail_store import Since
+
+
+POLL_WAIT_MS = 25_000  # one continue.result wait
+MIN_POLL_S = 0.05  # `tail --poll`: the plugin's floor (50 ms)
 
 
 def rpc(method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -53,14 +63,34 @@ def _done(result: dict[str, Any], message: str) -> None:
     help="notify: say the message and hang up; conversation: stay on the line. "
     "Default: outbound.defaultMode of the server's config.",
 )
+@click.option(
+    "--session-key",
+    help="The memory session this call's conversation belongs to (calls with the same key "
+    "share history). Default: from sessionScope.",
+)
+@click.option(
+    "--dtmf-sequence",
+    help="Keys to press once the callee answers, before the greeting (conversation calls), "
+    "e.g. ww1234# to join a conference bridge: 0-9 * #, w = 0.5 s and W = 1 s pauses.",
+)
 @reported
-def call(to: str | None, message: str, mode: str | None) -> None:
-    """Place an outbound call."""
+def call(
+    to: str | None,
+    message: str,
+    mode: str | None,
+    session_key: str | None,
+    dtmf_sequence: str | None,
+) -> None:
+    """Place an outbound call (`start` is the same command)."""
     params: dict[str, Any] = {"message": message}
     if to:
         params["to"] = to
     if mode:
         params["mode"] = mode
+    if session_key is not None:
+        params["sessionKey"] = session_key
+    if dtmf_sequence is not None:
+        params["dtmfSequence"] = dtmf_sequence
     result = rpc("voicecall.initiate", params)
     if root_settings().as_json:
         print_json(result)
@@ -77,11 +107,27 @@ def call(to: str | None, message: str, mode: str | None) -> None:
 @reported
 def continue_(call_id: str, message: str) -> None:
     """Say something, then wait for and print the caller's reply."""
-    result = rpc("voicecall.continue", {"callId": call_id, "message": message})
+    result = run(_continue(call_id, message))
     if root_settings().as_json:
         print_json(result)
     else:
         click.echo(result.get("transcript", ""))
+
+
+async def _continue(call_id: str, message: str) -> dict[str, Any]:
+    """`continue.start`, then `continue.result` polls of up to POLL_WAIT_MS each: no request
+    stays open for the whole turn (a proxy's idle timeout cannot cut it)."""
+    from voice_call.client.api import Client
+    from voice_call.client.rpc import RpcClient
+
+    settings = root_settings()
+    rpc_client = RpcClient.from_home(settings.config(), settings.home())
+    client = Client(rpc_client.url, rpc_client.token)
+    turn = await client.continue_start(call_id, message)
+    while True:
+        transcript = await client.continue_result(turn, wait=POLL_WAIT_MS / 1000)
+        if transcript is not None:
+            return {"success": True, "transcript": transcript}
 
 
 @click.command()
@@ -203,31 +249,80 @@ def _print_status(result: dict[str, Any], call_id: str | None, note: str | None)
 @json_flag
 @click.option(
     "--since",
-    "last",
-    type=click.IntRange(min=0, max=10_000),
-    default=25,
+    default="25",
     show_default=True,
-    help="Print this many past events first (0: only new ones).",
+    metavar="N|DURATION|TIME",
+    help="Where the backlog starts: the last N events (0: only new ones), a duration back "
+    "from now (90s, 10m, 1h30m, 2d) or an ISO 8601 time (2026-12-07T09:30:00Z).",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=MIN_POLL_S, max=3600),
+    metavar="SECONDS",
+    help="With no server running: keep reading the call store every SECONDS for new events "
+    "(without it, print what is stored and exit). A running server streams events as they "
+    "happen, so it is followed instead.",
 )
 @click.option("--call-id", help="Only this call's events.")
 @reported
-def tail(last: int, call_id: str | None) -> None:
-    """Print recent events, then follow live ones (Ctrl-C stops)."""
+def tail(since: str, poll: float | None, call_id: str | None) -> None:
+    """Print recent events, then follow live ones (Ctrl-C stops).
+
+    Follows the running server; with none, reads the call store read-only (--poll to keep
+    following it).
+    """
+    import time
+
+    from voice_call.cli.tail_store import parse_since
+
+    start = parse_since(since, time.time())
     with contextlib.suppress(KeyboardInterrupt):
-        run(_tail(last, call_id))
+        run(_tail(start, poll, call_id))
 
 
-async def _tail(last: int, call_id: str | None) -> None:
-    from voice_call.cli.output import event_line
-    from voice_call.client.rpc import RpcClient
+async def _tail(since: Since, poll: float | None, call_id: str | None) -> None:
+    from voice_call.cli.tail_store import read_store, start_seq
+    from voice_call.client.rpc import RpcClient, ServerUnavailable
+    from voice_call.store.factory import sqlite_path
 
     settings = root_settings()
-    client = RpcClient.from_home(settings.config(), settings.home())
-    out = None if settings.as_json else rich_console()
-    async for event in client.events(last=last or None, call_id=call_id):
-        if out is None:
+    config = settings.config()
+    path = sqlite_path(config, settings.home())
+    if since.at is not None and config.store.backend != "sqlite":
+        raise VoiceCallError(
+            f"--since with a time reads the SQLite store; the {config.store.backend} store "
+            "cannot — pass a number of events instead"
+        )
+    write = _event_writer(settings.as_json)
+    try:
+        client = RpcClient.from_home(config, settings.home())
+        seq = await start_seq(path, since)
+        last = None if since.at is not None else since.count or None
+        first = True
+        async for event in client.events(since=seq, last=last, call_id=call_id):
+            if first and poll is not None:
+                click.echo("A server is running: following it live (no polling).", err=True)
+            first = False
+            write(event)
+    except ServerUnavailable:
+        if config.store.backend != "sqlite":
+            raise
+        note = functools.partial(click.echo, err=True)
+        async for logged in read_store(path, since, call_id, poll, note):
+            write(logged.wire())
+        return
+    click.echo("The event stream ended (the server stopped).", err=True)
+
+
+def _event_writer(as_json: bool) -> Callable[[dict[str, Any]], None]:
+    if as_json:
+
+        def write_json(event: dict[str, Any]) -> None:
             sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
             sys.stdout.flush()
-        else:
-            out.print(event_line(event))
-    click.echo("The event stream ended (the server stopped).", err=True)
+
+        return write_json
+    from voice_call.cli.output import event_line
+
+    out = rich_console()
+    return lambda event: out.print(event_line(event))

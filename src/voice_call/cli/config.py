@@ -41,13 +41,19 @@ def config_check() -> None:
     source = str(path) if path.exists() else None
     effective = redacted(config)
     if settings.as_json:
-        print_json({"ok": True, "path": source, "warnings": config.warnings, "config": effective})
+        body = {"ok": True, "path": source, "enabled": config.enabled}
+        print_json({**body, "warnings": config.warnings, "config": effective})
         return
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
     where = source or f"no file at {path}; defaults"
     click.echo(f"Config OK ({where}). Effective config, secrets redacted:")
     print_json(effective)
+    if not config.enabled:  # valid, but every command that needs the service refuses
+        click.echo(
+            f"The service is disabled ({settings.disabled_switch()}): `voicecall serve` and the "
+            "call commands refuse until it is true."
+        )
 
 
 @click.command(name="tool-schema")

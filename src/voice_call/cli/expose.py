@@ -122,7 +122,7 @@ def _default_port(config: Config) -> int:
 def expose(mode: str, public_path: str | None, port: int | None, serve_path: str | None) -> None:
     """Expose the webhook through Tailscale funnel/serve, or remove it (off)."""
     settings = root_settings()
-    config = settings.config()
+    config = settings.config(service=mode != "off")  # routes can be removed while switched off
     if mode == "funnel":
         try:
             check_funnel_port("funnel", config.tailscale.port)

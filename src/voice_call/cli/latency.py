@@ -37,6 +37,7 @@ COMPONENTS: tuple[tuple[str, str, str], ...] = (
 )
 # At least this many recent calls are read: notify calls hold no turns.
 MIN_CALLS = 50
+DEFAULT_LAST = 200  # turns, as the plugin's `latency --last`
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -141,14 +142,26 @@ async def _load(settings: RootSettings, last: int) -> tuple[list[CallRecord], st
 @click.option(
     "--last",
     type=click.IntRange(min=1, max=100_000),
-    default=200,
+    default=DEFAULT_LAST,
     show_default=True,
-    help="Summarise this many of the most recent turns.",
+    metavar="N",
+    help=f"Summarise this many of the most recent turns, read from the most recent "
+    f"max(N, {MIN_CALLS}) calls.",
 )
 @json_flag
 @reported
 def latency(last: int) -> None:
-    """Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed."""
+    """Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed.
+
+    \b
+    --json prints, all times in milliseconds:
+      {"callsScanned": calls read, "turns": turns summarised,
+       "replies": how many of them were auto-replies,
+       "components": {COMPONENT: {"count", "p50", "p95", "p99", "min", "max", "mean"}}}
+    COMPONENT is one of voiceToVoiceMs, endpointingMs, responderFirstTokenMs,
+    responderTotalMs, ttsFirstByteMs, speakMs, listenWaitMs, totalMs; only those with at
+    least one value are present.
+    """
     settings = root_settings()
     calls, note = run(_load(settings, last))
     if note:

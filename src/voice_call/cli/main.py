@@ -12,7 +12,8 @@ Every command lives in the module of its group and is imported only when it runs
 | `sim.py`, `expose.py`, `latency.py`, `mcp.py` | sim, expose, latency, mcp |
 
 What the modules share (root settings, `--json`, error → exit code, the console) is in
-`common.py`; rich rendering is in `output.py`.
+`common.py`; rich rendering is in `output.py`. `--config` and `--json` are accepted after any
+command as well as before it (`LazyGroup` gives each command both).
 
 Every operational command talks to a running `voicecall serve` over JSON-RPC, so there is only
 ever one webhook server (the seed's EADDRINUSE bugs came from commands starting their own).
@@ -26,11 +27,13 @@ the server, loads when that command runs. The short help of each command is writ
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
 from voice_call import __version__
-from voice_call.cli.common import RootSettings
+from voice_call.cli.common import RootSettings, accept_root_options
 
 # name → ("module:attribute", short help for `voicecall --help`), one line per command.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "setup": ("voice_call.cli.setup:setup", "Check config, credentials, exposure and keys."),
     "sim": ("voice_call.cli.sim:sim", "Run a Twilio, Telnyx or Plivo emulator on loopback."),
     "smoke": ("voice_call.cli.setup:smoke", "Run the setup checks, then optionally one real call."),
+    "start": ("voice_call.cli.call:call", "Place an outbound call (alias of call)."),
     "speak": ("voice_call.cli.call:speak", "Say something on a call without waiting for a reply."),
     "status": ("voice_call.cli.call:status", "Show active calls, or one call's details."),
     "tail": (
@@ -78,7 +82,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS and cmd_name not in self.commands:
             module, _, attr = COMMANDS[cmd_name][0].partition(":")
-            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(accept_root_options(command), cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -107,7 +112,28 @@ def cli(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="voicecall")
+    try:
+        cli(prog_name="voicecall")
+    except SystemExit as exc:
+        if "ngrok" in sys.modules:
+            _exit_now(exc.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    """Leave without interpreter finalisation. The ngrok SDK's native threads may still hold
+    Python objects a moment after a session failed or closed; finalising under them crashes
+    the process (SIGSEGV/abort instead of the exit code and message just printed)."""
+    import contextlib
+    import logging
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # what the interpreter would print for sys.exit("…")
+    logging.shutdown()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) 
     from voice_call.agent.mcp_server import require_bearer
     from voice_call.security.rpc_token import ensure_rpc_token, token_path
     from voice_call.server.http_limits import ConnectionLimits, limited_http_protocol
+    from voice_call.tunnel.resolve import bind_url
 
     if not _loopback(host):
         click.echo(
@@ -78,7 +79,7 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) 
         )
     token = ensure_rpc_token(home)
     app = server.streamable_http_app(streamable_http_path=path, host=host)
-    click.echo(f"MCP (streamable HTTP) on http://{host}:{port}{path}", err=True)
+    click.echo(f"MCP (streamable HTTP) on {bind_url(host, port, path)}", err=True)
     click.echo(f"  bearer token: the file {token_path(home)}", err=True)
     config = uvicorn.Config(
         require_bearer(app, token),

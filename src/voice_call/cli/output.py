@@ -34,6 +34,7 @@ TYPE_STYLES = {
     "call.ended": "bold red",
     "call.error": "bold red",
     "call.answered": "green",
+    "call.ignored": "dim",
 }
 
 
@@ -132,6 +133,9 @@ def print_call(console: Console, call: Mapping[str, Any]) -> None:
         ("Ended", date_time(ended)),
         ("Duration", seconds(duration(call))),
     ]
+    for key, label in (("agentId", "Agent"), ("sessionKey", "Session key")):
+        if call.get(key):  # the full view only
+            rows.append((label, Text(str(call[key]))))
     for label, value in rows:
         info.add_row(label, value)
     console.print(info)
@@ -226,6 +230,8 @@ def event_detail(event: Mapping[str, Any]) -> str:
     data = event.get("data")
     if not isinstance(data, dict):
         return ""
+    if event.get("type") == "call.ignored":  # which carrier event, and why it changed nothing
+        return f"{data.get('event', '?')} {data.get('outcome', 'ignored')}"
     for key in ("transcript", "text"):
         if data.get(key):
             text = f'"{data[key]}"'

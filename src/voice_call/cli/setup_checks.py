@@ -8,7 +8,7 @@ Each check looks at one thing and, when it fails, says how to fix it:
 | `provider-credentials` | the carrier's keys and `fromNumber` are set (config or environment) |
 | `webhook-exposure` | a real carrier would be given a URL it can reach (publicUrl, a tunnel, …) |
 | `webhook-reachable` | an HTTP request to that public URL, from this machine, reaches our server |
-| `speech-keys` | streaming / realtime, when on, have their speech keys (and engines) |
+| `speech-keys` | streaming, when on, has its speech keys (and engines) |
 | `responder` | inbound callers get an auto-responder, and the chosen one can be built |
 
 So that each check fails on its own broken input only, missing credentials are told apart
@@ -45,7 +45,7 @@ from voice_call.security.exposure import (
 from voice_call.security.public_url import redact_url
 from voice_call.tunnel import TunnelError
 from voice_call.tunnel.record import read_exposure
-from voice_call.tunnel.resolve import plan_exposure
+from voice_call.tunnel.resolve import bind_url, plan_exposure
 from voice_call.tunnel.tailscale import TailscaleCli, check_funnel_port, public_url
 
 Status = Literal["ok", "fail", "skip"]
@@ -199,7 +199,7 @@ async def check_exposure(
             else f"{config.provider}.apiBaseUrl is a local emulator, which calls back locally"
         )
         return Check(name, "ok", why)
-    local = f"http://{config.serve.bind}:{config.serve.port}{config.serve.path}"
+    local = bind_url(config.serve.bind, config.serve.port, config.serve.path)
     try:
         refuse_tailnet_only(config, plan.tunnel)
         if plan.source == "publicUrl" and config.public_url:
@@ -299,29 +299,13 @@ async def _probe(http: httpx.AsyncClient, url: str) -> httpx.Response:
 
 async def check_speech(config: Config) -> Check:
     name = "speech-keys"
-    problems: list[str] = []
-    used: list[str] = []
-    if config.streaming.enabled:
-        used.append("streaming")
-        problems += await _streaming_problems(config)
-    if config.realtime.enabled:
-        used.append("realtime")
-        provider = config.realtime.provider or "openai"
-        providers = getattr(config.realtime, "providers", None)
-        options = providers.get(provider) if isinstance(providers, dict) else None
-        key = options.get("apiKey") if isinstance(options, dict) else None
-        if provider == "openai":
-            key = key or config.openai_api_key
-        if provider != "fake" and not key:
-            extra = ", or openaiApiKey / OPENAI_API_KEY" if provider == "openai" else ""
-            problems.append(
-                f"realtime.providers.{provider}.apiKey: required for realtime voice — set it{extra}"
-            )
+    # realtime voice is refused by the config itself (not in this version), so only streaming
+    if not config.streaming.enabled:
+        return Check(name, "ok", "streaming is off: the carrier speaks and listens")
+    problems = await _streaming_problems(config)
     if problems:
         return Check(name, "fail", "; ".join(problems))
-    if not used:
-        return Check(name, "ok", "streaming and realtime are off: the carrier speaks and listens")
-    return Check(name, "ok", f"{' and '.join(used)}: speech services configured")
+    return Check(name, "ok", "streaming: speech services configured")
 
 
 async def _streaming_problems(config: Config) -> list[str]:
@@ -329,8 +313,8 @@ async def _streaming_problems(config: Config) -> list[str]:
         from voice_call.speech.stack import SpeechStack, SpeechUnavailable
     except ImportError:  # a build without the speech stack: the transcription key at least
         provider = config.streaming.provider or "openai"
-        options = config.streaming.providers.get(provider, {})
-        if provider == "openai" and not (options.get("apiKey") or config.openai_api_key):
+        options = config.streaming.providers.openai
+        if provider == "openai" and not ((options and options.api_key) or config.openai_api_key):
             return [
                 "streaming.providers.openai.apiKey: required for speech-to-text on streamed "
                 "calls — set it, or openaiApiKey / OPENAI_API_KEY"
@@ -346,7 +330,9 @@ async def _streaming_problems(config: Config) -> list[str]:
 
 async def check_responder(config: Config) -> Check:
     name = "responder"
-    provider = config.responder.provider
+    from voice_call.agent.responders.factory import build_responder, responder_name
+
+    provider = responder_name(config)  # a top-level responseModel alone chooses openai
     if provider == "none":
         if config.inbound_policy != "disabled":
             return Check(
@@ -357,8 +343,6 @@ async def check_responder(config: Config) -> Check:
                 '(e.g. "openai"), or inboundPolicy: "disabled"',
             )
         return Check(name, "ok", "none: conversations are driven by `voicecall continue`")
-    from voice_call.agent.responders.factory import build_responder
-
     try:
         responder = build_responder(config)  # type: ignore[arg-type, unused-ignore]
     except Exception as exc:  # ConfigError, or the responder's own complaint

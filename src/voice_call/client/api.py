@@ -5,6 +5,8 @@
     async with voice_call.Client() as calls:           # finds the running `voicecall serve`
         call_id = await calls.initiate("+15555550123", "Hi, it's the clinic.", mode="conversation")
         reply = await calls.continue_call(call_id, "Does Tuesday at three work?")
+        turn = await calls.continue_start(call_id, "And Wednesday?")  # no request held open
+        reply = await calls.continue_result(turn, wait=20)  # None while the caller still talks
         await calls.end(call_id)
 
     with voice_call.SyncClient() as calls:             # the same, for plain synchronous code
@@ -24,11 +26,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from voice_call.client.rpc import DEFAULT_TIMEOUT_S, RpcClient
+from voice_call.client.rpc import DEFAULT_TIMEOUT_S, RpcClient, error_from_reply
 from voice_call.errors import InvalidInput, Unavailable
 from voice_call.models import CallRecord, Mode
 
 ModeName = Literal["notify", "conversation"] | Mode
+MAX_RESULT_WAIT_S = 60.0  # the server's bound on one continue.result wait
 T = TypeVar("T")
 
 
@@ -65,11 +68,25 @@ class Client:
     ) -> None:
         return None
 
-    async def initiate(self, to: str | None, message: str, *, mode: ModeName | None = None) -> str:
-        """Place a call; returns its call id. `to` None uses the server's toNumber."""
+    async def initiate(
+        self,
+        to: str | None,
+        message: str,
+        *,
+        mode: ModeName | None = None,
+        session_key: str | None = None,
+        dtmf_sequence: str | None = None,
+    ) -> str:
+        """Place a call; returns its call id. `to` None uses the server's toNumber;
+        `session_key` names the memory session the call's conversation belongs to;
+        `dtmf_sequence` is pressed once the callee answers (conversation calls)."""
         params: dict[str, Any] = {"message": message}
         if to is not None:
             params["to"] = to
+        if session_key is not None:
+            params["sessionKey"] = session_key
+        if dtmf_sequence is not None:
+            params["dtmfSequence"] = dtmf_sequence
         if mode is not None:
             if mode not in ("notify", "conversation"):
                 raise InvalidInput(f"mode must be notify or conversation, got {mode!r}")
@@ -80,6 +97,30 @@ class Client:
     async def continue_call(self, call_id: str, message: str) -> str:
         """Say `message`, then wait for and return what the person says back."""
         result = await self.rpc.call("voicecall.continue", {"callId": call_id, "message": message})
+        return str(result.get("transcript", ""))
+
+    async def continue_start(self, call_id: str, message: str) -> str:
+        """Say `message` and start listening; returns the turn id for `continue_result`."""
+        params = {"callId": call_id, "message": message}
+        result = await self.rpc.call("voicecall.continue.start", params)
+        return str(result["turnId"])
+
+    async def continue_result(self, turn_id: str, *, wait: float = 0.0) -> str | None:
+        """The caller's reply to a `continue_start` turn, or None while it is still pending.
+
+        Waits up to `wait` seconds (at most 60) for it; raises the turn's error (TimedOut,
+        Conflict when the call ended, ...) as `continue_call` would.
+        """
+        if not 0 <= wait <= MAX_RESULT_WAIT_S:
+            raise InvalidInput(f"wait must be between 0 and {MAX_RESULT_WAIT_S:.0f} s, got {wait}")
+        params = {"turnId": turn_id, "timeoutMs": round(wait * 1000)}
+        result = await self.rpc.call("voicecall.continue.result", params)
+        if not result.get("done"):
+            return None
+        if result.get("status") == "failed":
+            raise error_from_reply(
+                {"message": result.get("error"), "data": {"code": result.get("errorCode")}}
+            )
         return str(result.get("transcript", ""))
 
     async def speak(self, call_id: str, message: str) -> None:
@@ -165,11 +206,29 @@ class SyncClient:
     ) -> None:
         self.close()
 
-    def initiate(self, to: str | None, message: str, *, mode: ModeName | None = None) -> str:
-        return self._run(self.client.initiate(to, message, mode=mode))
+    def initiate(
+        self,
+        to: str | None,
+        message: str,
+        *,
+        mode: ModeName | None = None,
+        session_key: str | None = None,
+        dtmf_sequence: str | None = None,
+    ) -> str:
+        return self._run(
+            self.client.initiate(
+                to, message, mode=mode, session_key=session_key, dtmf_sequence=dtmf_sequence
+            )
+        )
 
     def continue_call(self, call_id: str, message: str) -> str:
         return self._run(self.client.continue_call(call_id, message))
+
+    def continue_start(self, call_id: str, message: str) -> str:
+        return self._run(self.client.continue_start(call_id, message))
+
+    def continue_result(self, turn_id: str, *, wait: float = 0.0) -> str | None:
+        return self._run(self.client.continue_result(turn_id, wait=wait))
 
     def speak(self, call_id: str, message: str) -> None:
         self._run(self.client.speak(call_id, message))

@@ -33,8 +33,9 @@ from voice_call.security.rpc_token import read_rpc_token
 SERVER_FILE = "server.json"
 DEFAULT_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
-# Methods that wait on the person on the line (transcriptTimeoutMs may be up to 180 s).
-UNBOUNDED_METHODS = frozenset({"voicecall.continue"})
+# Methods that wait on the person on the line (transcriptTimeoutMs may be up to 180 s;
+# continue.result waits at most its timeoutMs, up to 60 s).
+UNBOUNDED_METHODS = frozenset({"voicecall.continue", "voicecall.continue.result"})
 SSE_READ_TIMEOUT_S = 60.0  # the server sends a keepalive every 15 s
 _ERRORS: dict[str, type[VoiceCallError]] = {
     cls.code: cls for cls in (InvalidInput, NotFound, Conflict, Unavailable, TimedOut)
@@ -56,6 +57,13 @@ class ServerUnavailable(Unavailable):
 
     def __init__(self, url: str, detail: str = "") -> None:
         message = f"no voice-call server is answering at {url} — start one with `voicecall serve`"
+        if url.endswith(":0"):  # serve.port 0 and no server.json: there is no port to name
+            message = (
+                "no voice-call server is running (with serve.port 0 a running server names its "
+                "port in server.json in the state folder, and there is none) — start one with "
+                "`voicecall serve`"
+            )
+            detail = ""
         super().__init__(f"{message} ({detail})" if detail else message)
         self.url = url
 

@@ -214,30 +214,14 @@ def exposure_fix(source: str) -> str:
 # --- forwarded-header trust (docs/security.md) ------------------------------------------
 
 
-def ngrok_loopback_bypass(config: Config) -> bool:
-    """`tunnel.allowNgrokFreeTierLoopbackBypass`, honoured only where it is safe to.
-
-    Only with the ngrok tunnel (which forwards from this process) and a loopback bind (so a
-    loopback peer can only be that forwarder). Its effect is narrow: forwarded headers from
-    loopback peers are trusted for URL reconstruction; signatures are still always checked.
-    """
-    tunnel = config.tunnel
-    return (
-        tunnel.allow_ngrok_free_tier_loopback_bypass
-        and tunnel.provider == "ngrok"
-        and not config.public_url
-        and is_loopback_host(config.serve.bind)
-    )
-
-
 def forwarding_trust(config: Config) -> ForwardingTrust:
-    """`webhookSecurity` plus the ngrok loopback rule: what providers pass to verification_url."""
+    """`webhookSecurity`: what providers pass to verification_url. (The seed's
+    tunnel.allowNgrokFreeTierLoopbackBypass is refused by the config: config/checks.py.)"""
     security = config.webhook_security
     return ForwardingTrust(
         allowed_hosts=tuple(security.allowed_hosts),
         trust_forwarding_headers=security.trust_forwarding_headers,
         trusted_proxy_ips=tuple(security.trusted_proxy_ips),
-        trust_loopback_peer=ngrok_loopback_bypass(config),
     )
 
 

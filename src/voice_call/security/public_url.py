@@ -39,7 +39,6 @@ class ForwardingTrust:
     allowed_hosts: Sequence[str] = ()
     trust_forwarding_headers: bool = False
     trusted_proxy_ips: Sequence[str] = ()
-    trust_loopback_peer: bool = False  # the ngrok local agent (tunnel.allowNgrok...Bypass)
 
 
 def normalise_ip(address: str | None) -> str | None:
@@ -55,14 +54,9 @@ def normalise_ip(address: str | None) -> str | None:
     return str(ip)
 
 
-def _is_loopback(address: str | None) -> bool:
-    ip = normalise_ip(address)
-    return ip is not None and ipaddress.ip_address(ip).is_loopback
-
-
 def trusts_forwarding(trust: ForwardingTrust, remote: str | None) -> bool:
     opted_in = bool(trust.allowed_hosts) or trust.trust_forwarding_headers
-    if not opted_in and not (trust.trust_loopback_peer and _is_loopback(remote)):
+    if not opted_in:
         return False
     if trust.trusted_proxy_ips:
         peer = normalise_ip(remote)

@@ -46,6 +46,11 @@ class PortInUse(Exception):
     pass
 
 
+class CannotListen(Exception):
+    """The address cannot be listened on (an unknown host, an address not on this machine, a
+    port below 1024 without the right, …); the message says which and why."""
+
+
 class ServerFailed(RuntimeError):
     """uvicorn could not start the app (its lifespan startup failed)."""
 
@@ -56,7 +61,7 @@ def bind_socket(bind: str, port: int) -> socket.socket:
             bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as exc:
-        raise OSError(f"cannot listen on {bind!r}: {exc.strerror}") from None
+        raise CannotListen(f"cannot listen on {bind!r}: {exc.strerror}") from None
     sock = socket.socket(family, kind, proto)
     try:
         # As uvicorn would: a port left in TIME_WAIT by a stopped server is free to reuse.
@@ -70,7 +75,9 @@ def bind_socket(bind: str, port: int) -> socket.socket:
                 f"port {port} on {bind} is already in use — is another `voicecall serve` "
                 "running? Stop it or set serve.port"
             ) from None
-        raise
+        raise CannotListen(
+            f"cannot listen on {bind!r} port {port}: {exc.strerror or exc}"
+        ) from None
     sock.setblocking(False)
     return sock
 
@@ -174,9 +181,11 @@ async def _start(
     try:
         port = int(sock.getsockname()[1])
         url = local_url(serve_config.bind, port)
-        # Start here too (idempotent), so a store that cannot open fails as an exception.
-        await runtime.start()
+        # The port first, so a tunnel opens inside `start()`; and start here (idempotent, the
+        # app's lifespan starts it too), so a tunnel or a store that cannot open fails as an
+        # exception with its message, not as a traceback in uvicorn's log.
         runtime.bound(port)
+        await runtime.start()
         app = app or build_app(runtime)
         limits = ConnectionLimits(
             head_timeout_s=serve_config.head_timeout_ms / 1000,

@@ -157,6 +157,8 @@ def _hint(text: str) -> str:
         return f"check tunnel.ngrokAuthToken / NGROK_AUTHTOKEN (get one at {TOKEN_HELP})"
     if "domain" in text.lower() or "ERR_NGROK_3" in text:
         return "check tunnel.ngrokDomain: it must be reserved for this authtoken's account"
+    if "failed to establish" in text.lower():  # what the SDK says offline (or DNS failing)
+        return "ngrok.com cannot be reached from here: check the network connection"
     return "check tunnel.ngrokAuthToken, tunnel.ngrokDomain and the network connection"
 
 

@@ -55,12 +55,20 @@ def normalise_path(value: str) -> str:
     return path
 
 
+def bracketed(host: str) -> str:
+    """A host as a URL writes it: an IPv6 address in brackets (`[::1]`)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def bind_url(bind: str, port: int, path: str = "") -> str:
+    """`http://<serve.bind>:<port><path>`, the bind address as configured (IPv6 bracketed)."""
+    return f"http://{bracketed(bind)}:{port}{path}"
+
+
 def local_origin(bind: str, port: int) -> str:
     """Where a tunnel on this machine reaches the server: a wildcard bind becomes 127.0.0.1."""
     host = "127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"http://{bracketed(host)}:{port}"
 
 
 def path_prefix(public_path: str, local_path: str) -> str:
