@@ -13,6 +13,7 @@ from bench import (
     exposure,
     load,
     machine,
+    mutants,
     startup,
     stream_turns,
     streams,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "webhooks": webhooks.run,
     "load": load.run,
     "chaos": chaos.run,
+    "mutants": mutants.run,
 }
 README = Path(__file__).with_name("README.md")
 
@@ -45,8 +47,14 @@ def main() -> int:
     parser.add_argument("name", choices=sorted(BENCHMARKS))
     parser.add_argument("--smoke", action="store_true", help="a few iterations, for CI")
     parser.add_argument("--record", action="store_true", help="append the result to README.md")
+    parser.add_argument(
+        "--module", choices=mutants.CHOICES, default="all", help="mutants: what to mutate"
+    )
     args = parser.parse_args()
-    rows = BENCHMARKS[args.name](args.smoke)
+    if args.name == "mutants":
+        rows = mutants.run(args.smoke, args.module)
+    else:
+        rows = BENCHMARKS[args.name](args.smoke)
     text = table(rows)
     print(text)
     if args.record:
