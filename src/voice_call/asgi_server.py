@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any, Literal
 
 import uvicorn
+
+
+class _HostSignals(uvicorn.Server):
+    """A server that leaves signals to its host: uvicorn's own handlers would stop just this
+    server on Ctrl-C/SIGTERM (even with SIGINT ignored) and leave the process running."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 class BackgroundServer:
@@ -29,7 +39,7 @@ class BackgroundServer:
             lifespan=lifespan,
             ws=ws,
         )
-        self._server = uvicorn.Server(self._config)
+        self._server = _HostSignals(self._config)
         self._task: asyncio.Task[None] | None = None
         self.host = host
         self.port = port

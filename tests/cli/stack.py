@@ -96,8 +96,10 @@ def wait_for_port(proc: subprocess.Popen[str], port: int, timeout: float = 20) -
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 15) -> tuple[str, str]:
+    """Stop with SIGTERM, as a process manager would: unlike SIGINT it is not ignored when the
+    test run itself was started in the background (`nohup`, `&`)."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
     try:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -8,9 +8,9 @@ calls in the emulator's own ledger (`GET /_sim/calls`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.cli.stack import Cli, base_env, read_lines, stop, wait_for_port, write_config
-from tests.support import free_port
+from tests.support import free_port, wait_until
 
 CARRIERS = ("twilio", "telnyx", "plivo")
 APP_NUMBER = "+15550001234"  # `call-in --to` defaults to this number, as the README's config
@@ -40,14 +40,14 @@ def ledger(sim_url: str) -> Ledger:
     return calls
 
 
-def wait_ledger(sim_url: str, check: Callable[[Ledger], bool], timeout: float = 30) -> Ledger:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        calls = ledger(sim_url)
-        if check(calls):
-            return calls
-        time.sleep(0.1)
-    raise AssertionError(f"the emulator's ledger never matched: {json.dumps(ledger(sim_url))}")
+def wait_ledger(sim_url: str, check: Callable[[Ledger], bool], timeout: float = 60) -> Ledger:
+    try:
+        asyncio.run(wait_until(lambda: check(ledger(sim_url)), timeout))
+    except AssertionError:
+        raise AssertionError(
+            f"the emulator's ledger never matched: {json.dumps(ledger(sim_url))}"
+        ) from None
+    return ledger(sim_url)
 
 
 def start_sim(cli: Cli, carrier: str, *args: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
@@ -122,10 +122,7 @@ def test_printed_block_places_a_call_and_takes_one(sim_and_server: tuple[Cli, An
     inbound = next(c for c in calls if c["id"] == rang["id"])
     assert inbound["heard"][0] == GREETING and inbound["said"] == ["Hi there."], inbound
     # the carrier told our server the call ended (Plivo: through the derived hang-up URL)
-    deadline = time.monotonic() + 20
-    while cli.json("status")["calls"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert cli.json("status")["calls"] == []
+    asyncio.run(wait_until(lambda: cli.json("status")["calls"] == [], 60, what="no live calls"))
 
 
 @pytest.mark.parametrize(

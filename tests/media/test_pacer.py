@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import random
 import statistics
 import time
 from collections.abc import Callable
 
+from tests.support import StolenTime
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import Pacer, SlotScheduler
 
@@ -127,15 +129,20 @@ async def test_real_time_cadence_is_20ms_and_drift_free_over_500_frames() -> Non
         return True
 
     pacer = Pacer(tick, stats=stats)
-    pacer.start()
-    await asyncio.wait_for(done.wait(), 15)
+    with StolenTime() as stolen:  # a loaded machine's delay is allowed, measured
+        pacer.start()
+        await asyncio.wait_for(done.wait(), 15)
+    # Each stretch the machine took from us upsets a gap or two per 20 ms it lasted (the
+    # late frame, then the catch-up); the per-frame average of it widens the averages.
+    upset = 2 * math.ceil(stolen.ms / 20)
+    per_frame_ms = stolen.ms / 500
     gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(fired)]
-    within = sum(15 <= gap <= 25 for gap in gaps_ms) / len(gaps_ms)
-    assert within >= 0.98, sorted(gaps_ms)[-10:]
-    assert abs(statistics.mean(gaps_ms) - 20) < 0.2
+    outside = sum(not 15 <= gap <= 25 for gap in gaps_ms)
+    assert outside <= 0.02 * len(gaps_ms) + upset, (sorted(gaps_ms)[-10:], stolen.ms)
+    assert abs(statistics.mean(gaps_ms) - 20) < 0.2 + per_frame_ms, stolen.ms
     drift_ms = (fired[-1] - fired[0] - 499 * 0.020) * 1000
-    assert abs(drift_ms) < 5, drift_ms
-    assert stats.count == 500 and stats.percentile(50) < 0.005
+    assert abs(drift_ms) < 5 + per_frame_ms, (drift_ms, stolen.ms)
+    assert stats.count == 500 and stats.percentile(50) < 0.005 + per_frame_ms / 1000
 
 
 # --------------------------------------------------------------------------- shared clock
@@ -172,16 +179,18 @@ async def test_many_pacers_share_few_timers_and_keep_their_cadence() -> None:
         return tick
 
     pacers = [Pacer(ticker(n), scheduler=scheduler) for n in range(100)]
-    for pacer in pacers:
-        pacer.start()
-    await asyncio.wait_for(done.wait(), 5)
+    with StolenTime() as stolen:  # a loaded machine's delay is allowed, measured
+        for pacer in pacers:
+            pacer.start()
+        await asyncio.wait_for(done.wait(), 5)
     assert loop.timers < 100 * 25 / 3  # 2,500 wake-ups, far fewer loop timers
     for ticks in fired.values():
         for n, (due, at) in enumerate(ticks):
             assert abs(due - (ticks[0][0] + n * 0.020)) < 1e-9
             assert at >= due - 1e-6  # never early
     late = sorted(at - due for ticks in fired.values() for due, at in ticks)
-    assert late[len(late) // 2] < 0.004, late[len(late) // 2]
+    # the median lateness, widened by the machine's measured delay per 20 ms round (25 rounds)
+    assert late[len(late) // 2] < 0.004 + stolen.ms / 25 / 1000, (late[len(late) // 2], stolen.ms)
 
 
 async def test_a_cancelled_slot_entry_does_not_fire() -> None:

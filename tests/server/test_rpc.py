@@ -160,6 +160,9 @@ async def test_unavailable_is_32003(rpc: Rpc) -> None:
 # ------------------------------------------------------------------------ result shapes
 
 
+# No bot: with one, its exchange with the callee can use up the callee's lines before
+# `continue` asks for one (it did on a loaded machine), and `continue` then waits for nothing.
+@pytest.mark.parametrize("vc_config", [server_config(responder={"provider": "none"})])
 async def test_each_method_result_shape(rpc: Rpc, vc_runtime: Runtime) -> None:
     initiated = await rpc("voicecall.initiate", {"to": TO, "message": "Hi", "mode": "conversation"})
     assert set(initiated["result"]) == {"callId", "initiated"}
@@ -197,7 +200,10 @@ async def test_each_method_result_shape(rpc: Rpc, vc_runtime: Runtime) -> None:
     assert len(events["events"]) == 3 and events["events"][0]["type"] == "call.created"
     assert events["nextSince"] == events["events"][-1]["seq"]
     rest = await rpc("voicecall.events", {"callId": call_id, "since": events["nextSince"]})
-    assert rest["result"]["events"][-1]["type"] == "call.ended"
+    kinds = [e["type"] for e in rest["result"]["events"]]
+    # the end is logged; a carrier event still on its way then is only logged as ignored
+    assert "call.ended" in kinds
+    assert set(kinds[kinds.index("call.ended") + 1 :]) <= {"call.ignored"}, kinds
     empty = (await rpc("voicecall.events", {"since": 10**9}))["result"]
     assert empty == {"events": [], "nextSince": 10**9}
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.server.stack import Rpc, server_config
 from tests.server.test_rpc import TO, error_of, live_call
-from tests.support import wait_until
+from tests.support import StolenTime, wait_until
 from voice_call.runtime import Runtime
 
 SILENT = server_config(mock={"silent": True}, responder={"provider": "none"})
@@ -39,9 +39,12 @@ async def test_continue_start_answers_at_once_and_result_gives_the_reply(
     call_id = await live_call(rpc, vc_runtime)
     await wait_until(lambda: _heard(vc_runtime, call_id, "Hello?"))
 
-    began = time.monotonic()
-    started = await rpc("voicecall.continue.start", {"callId": call_id, "message": "Tue?"})
-    assert time.monotonic() - began < 0.3  # the callee answers 300 ms after listening starts
+    with StolenTime() as stolen:  # a loaded machine's delay is allowed, measured
+        began = time.monotonic()
+        started = await rpc("voicecall.continue.start", {"callId": call_id, "message": "Tue?"})
+        took_s = time.monotonic() - began
+    # the callee answers 300 ms after listening starts: an answer before that did not wait
+    assert took_s < 0.3 + stolen.ms / 1000, (took_s, stolen.ms)
     handle = started["result"]
     assert handle["callId"] == call_id and handle["status"] == "pending"
     assert handle["operationId"] == handle["turnId"]

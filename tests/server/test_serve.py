@@ -75,7 +75,7 @@ async def test_starting_the_runtime_twice_in_process_is_harmless(vc_home: Path) 
         await runtime.stop()
 
 
-async def test_serve_until_sigint(vc_home: Path) -> None:
+async def test_serve_until_sigterm(vc_home: Path) -> None:
     runtime = Runtime(server_config(), vc_home)
     urls: list[str] = []
     listening = asyncio.Event()
@@ -84,19 +84,20 @@ async def test_serve_until_sigint(vc_home: Path) -> None:
         urls.append(url)
         listening.set()
 
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signal.SIGTERM)
     task = asyncio.create_task(serve(runtime, ready=ready))
     async with asyncio.timeout(5):
         await listening.wait()
     assert json.loads((vc_home / "server.json").read_text())["url"] == urls[0]
     async with httpx.AsyncClient() as http:
         assert (await http.get(urls[0] + "/healthz")).status_code == 200
-    os.kill(os.getpid(), signal.SIGINT)  # uvicorn's handler: a graceful stop, not an exception
+    # uvicorn's handler: a graceful stop, not an exception (SIGTERM: what process managers send)
+    os.kill(os.getpid(), signal.SIGTERM)
     async with asyncio.timeout(5):
         await task
     assert not (vc_home / "server.json").exists()
     assert not runtime.running
-    assert signal.getsignal(signal.SIGINT) is previous
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 async def test_a_runtime_that_cannot_start_releases_the_port(tmp_path: Path) -> None:

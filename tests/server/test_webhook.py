@@ -144,16 +144,19 @@ async def test_replay_while_the_first_delivery_is_in_flight_gets_an_empty_200(
 ) -> None:
     call_id = await new_call(rpc, vc_runtime)
     release = asyncio.Event()
+    entered = asyncio.Event()
     real = vc_runtime.manager.handle_event
 
     async def slow(event: Any) -> str:
+        entered.set()
         await release.wait()
         return await real(event)
 
     monkeypatch.setattr(vc_runtime.manager, "handle_event", slow)
     body = json.dumps({"event": {"type": "call.dtmf", "callId": call_id, "digits": "7"}})
     first = asyncio.create_task(vc_http.post(HOOK, content=body))
-    await asyncio.sleep(0.1)
+    async with asyncio.timeout(10):
+        await entered.wait()  # the first delivery is being applied
     replay = await vc_http.post(HOOK, content=body)
     assert (replay.status_code, replay.content) == (200, b"")
     release.set()

@@ -4,6 +4,7 @@ stale turn tokens change nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from tests.providers.twilio.stack import (
@@ -14,7 +15,7 @@ from tests.providers.twilio.stack import (
     twilio_stack,
 )
 from tests.support import wait_until
-from voice_call.models import Speaker
+from voice_call.models import CallRecord, EventType, Speaker
 
 GREETING = "Good morning, this is the library calling about a book."
 
@@ -29,9 +30,21 @@ async def test_replayed_gather_callback_changes_nothing(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert response.text == hook.response_body  # the first answer, not a new one
         await stack.runtime.manager.settle()
-        assert await stack.runtime.store.last_seq() == before
-        assert (await stack.record(call_id)).transcript == record.transcript
+        heard = hook.params["SpeechResult"]
+        assert await _logged_since(stack, call_id, before, heard) == []
+        assert _user_lines(await stack.record(call_id), heard) == _user_lines(record, heard)
         await stack.call("voicecall.end", callId=call_id)
+
+
+async def _logged_since(stack: TwilioStack, call_id: str, seq: int, text: str) -> list[str]:
+    """Speech events logged after `seq` that carry `text`: what a replayed or forged speech
+    result would have logged. Only these: the call goes on logging its own events meanwhile."""
+    events = await stack.runtime.store.events(since_seq=seq, call_id=call_id)
+    return [e.type for e in events if e.type == EventType.SPEECH and text in json.dumps(e.data)]
+
+
+def _user_lines(record: CallRecord, text: str) -> int:
+    return sum(e.speaker == Speaker.USER and e.text == text for e in record.transcript)
 
 
 async def test_replayed_inbound_request_does_not_register_twice(tmp_path: Path) -> None:
@@ -65,7 +78,13 @@ async def test_tampered_signature_or_body_is_401_and_changes_nothing(tmp_path: P
         assert changed.status_code == 401
         assert "invalid X-Twilio-Signature" in changed.json()["error"]
         assert call_id not in changed.json()["error"]  # query values are redacted
-        assert await stack.runtime.store.last_seq() == before
+        await stack.runtime.manager.settle()
+        heard = hook.params["SpeechResult"]
+        assert await _logged_since(stack, call_id, before, heard) == []
+        assert await _logged_since(stack, call_id, before, "transfer all my money") == []
+        after = await stack.record(call_id)
+        assert _user_lines(after, heard) == _user_lines(record, heard)
+        assert _user_lines(after, "transfer all my money") == 0
         await stack.call("voicecall.end", callId=call_id)
 
 
