@@ -3,6 +3,7 @@
 The server runs on a real loopback socket (port 0) in the test's event loop, with a tmp state
 folder; `rpc` posts JSON-RPC with the runtime's bearer token. Fixtures only: tests import the
 server's config and limits from tests/server/stack.py and helpers from tests/support.py.
+One setting besides: the hypothesis profile below (no wall-clock checks in property tests).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.log_errors import error_records
 from tests.server.stack import TEST_LIMITS, Rpc, server_config
@@ -20,6 +22,12 @@ from voice_call.config import Config
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
 from voice_call.server.serve import RunningServer, start_background
+
+# Property tests judge behaviour, not speed: hypothesis's wall-clock checks (a 200 ms deadline
+# per example, "input generation is slow") fail on a loaded 2-core machine while every example
+# passes. Tests that set their own `@settings` inherit this profile for what they leave out.
+settings.register_profile("voice-call", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("voice-call")
 
 
 @pytest.fixture
