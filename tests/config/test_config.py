@@ -531,7 +531,7 @@ def test_redacted_hides_secrets() -> None:
             "telnyx": {"apiKey": "short", "publicKey": "PUBLIC"},
             "tunnel": {"ngrokAuthToken": "ngr0k-t0ken"},
             "tts": {"providers": {"elevenlabs": {"apiKey": "xi", "voiceId": "v", "modelId": "m"}}},
-            "realtime": {"providers": {"google": {"api_key": "g", "clientSecret": "s"}}},
+            "realtime": {"providers": {"google": {"apiKey": "g", "voice": "Kore"}}},
             "responder": {"provider": "hook", "url": "https://user:hunter2@hook.example/turn"},
         },
         env={"OPENAI_API_KEY": "sk-env"},
@@ -546,7 +546,7 @@ def test_redacted_hides_secrets() -> None:
         "voiceId": "v",
         "modelId": "m",
     }
-    assert out["realtime"]["providers"]["google"] == {"api_key": "***", "clientSecret": "***"}
+    assert out["realtime"]["providers"]["google"] == {"apiKey": "***", "voice": "Kore"}
     assert out["responder"]["url"] == "https://user:***@hook.example/turn"
     assert "toNumber" not in out and "publicUrl" not in out  # None values left out
     text = json.dumps(out)

@@ -81,7 +81,8 @@ def test_every_documented_realtime_key_loads() -> None:
     assert realtime.tools[0].parameters.required == ["id"]
     assert realtime.fast_context.sources == ["memory"]
     assert realtime.agent_context.files == ["SOUL.md"]
-    assert realtime.providers["google"]["speakerVoice"] == "Kore"
+    google = realtime.providers.google
+    assert google is not None and (google.voice, google.silence_duration_ms) == ("Kore", 500)
 
 
 def test_unknown_realtime_keys_get_a_suggestion() -> None:

@@ -18,6 +18,7 @@ from voice_call.config.load import load_config
 from voice_call.config.openclaw import OPENCLAW_ENTRY
 from voice_call.config.parse import parse_config
 from voice_call.config.paths import default_config_path, state_home
+from voice_call.config.realtime import RealtimeConfig
 from voice_call.config.redact import redacted
 from voice_call.config.schema import (
     CARRIERS,
@@ -29,7 +30,6 @@ from voice_call.config.schema import (
     OutboundConfig,
     PlivoConfig,
     ProviderName,
-    RealtimeConfig,
     ResponderConfig,
     ServeConfig,
     StoreConfig,

@@ -29,10 +29,10 @@ from voice_call.config.fields import (
     OptE164,
     OptHttpUrl,
     OptStr,
-    OptUrlPath,
     UrlPath,
     field_error,
 )
+from voice_call.config.realtime import RealtimeConfig
 from voice_call.config.section import Section
 from voice_call.config.streaming import SttName, SttProviders
 from voice_call.config.tts import TtsConfig
@@ -140,77 +140,6 @@ class StreamingConfig(_Section):
     token_ttl_seconds: Int = Field(default=120, gt=0)  # minted at dial/answer, used on connect
     drop_grace_ms: Int = Field(default=2000, ge=0)  # a dropped stream ends the call after this
     protect_greeting: Bool = True  # the opening greeting ignores (echo) barge-in
-
-
-class RealtimeToolParameters(_Section):
-    type: Literal["object"]
-    properties: dict[str, Any]  # JSON Schema for each argument: the tool's own, not ours
-    required: list[str] | None = None
-
-
-class RealtimeTool(_Section):
-    """A function tool offered to the realtime voice model (OpenAI function shape)."""
-
-    type: Literal["function"]
-    name: str = Field(min_length=1)
-    description: str
-    parameters: RealtimeToolParameters
-
-    @model_validator(mode="after")
-    def _not_reserved(self) -> RealtimeTool:
-        if self.name == "openclaw_end_call":
-            raise field_error("name", '"openclaw_end_call" is built in — choose another name')
-        return self
-
-
-FastContextSource = Literal["memory", "sessions"]
-
-
-def _all_fast_context_sources() -> list[FastContextSource]:
-    return ["memory", "sessions"]
-
-
-class RealtimeFastContext(_Section):
-    """A memory/session lookup tried before a full agent consult."""
-
-    enabled: Bool = False
-    timeout_ms: Int = Field(default=800, gt=0)
-    max_results: Int = Field(default=3, ge=1)
-    sources: list[FastContextSource] = Field(default_factory=_all_fast_context_sources)
-    fallback_to_consult: Bool = False
-
-
-class RealtimeAgentContext(_Section):
-    """The persona capsule added once when a realtime session starts."""
-
-    enabled: Bool = False
-    max_chars: Int = Field(default=6000, gt=0)
-    include_identity: Bool = True
-    include_workspace_files: Bool = True
-    files: list[str] = Field(default_factory=lambda: ["SOUL.md", "IDENTITY.md", "USER.md"])
-
-
-class RealtimeConfig(_Section):
-    """The seed's realtime voice settings. The bridge itself is not in this version:
-    `realtime.enabled: true` is refused (checks.py); the rest is checked so a file written for
-    the plugin loads as it is."""
-
-    enabled: Bool = False
-    provider: OptStr = None
-    stream_path: OptUrlPath = None
-    idle_hangup_ms: Int | None = Field(default=None, gt=0)
-    instructions: OptStr = None
-    tool_policy: Literal["safe-read-only", "owner", "none"] = "safe-read-only"
-    consult_policy: Literal["auto", "substantive", "always"] = "auto"
-    consult_thinking_level: (
-        Literal["off", "minimal", "low", "medium", "high", "xhigh", "adaptive", "max", "ultra"]
-        | None
-    ) = None
-    consult_fast_mode: Bool | None = None
-    tools: list[RealtimeTool] = Field(default_factory=list)
-    fast_context: RealtimeFastContext = Field(default_factory=RealtimeFastContext)
-    agent_context: RealtimeAgentContext = Field(default_factory=RealtimeAgentContext)
-    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)  # provider-owned, raw
 
 
 def _not_redis(value: Any) -> Any:

@@ -1,0 +1,1 @@
+"""One file per speech-to-speech model service, each implementing `realtime.model.RealtimeModel`."""
