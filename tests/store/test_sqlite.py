@@ -1,4 +1,5 @@
-"""SqliteStore: the embedded CallStore (src/voice_call/store/sqlite.py)."""
+"""SqliteStore: the embedded CallStore (src/voice_call/store/sqlite.py) — what only SQLite does
+(its file, its rows, read-only opening, kill -9). What every store does: test_contract.py."""
 
 from __future__ import annotations
 
@@ -11,59 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from tests.store.contract import entry, event, make_record
 from tests.support import run_helper
-from voice_call.models import (
-    CallRecord,
-    CallState,
-    Direction,
-    Mode,
-    Speaker,
-    TranscriptEntry,
-    TurnLatency,
-)
-from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
-from voice_call.store.sqlite import SCHEMA_VERSION, ReadOnlyStore, SqliteStore, StoreClosed
-
-
-def make_record(
-    call_id: str,
-    *,
-    state: CallState = CallState.ACTIVE,
-    started_at: float = 1000.0,
-    ended_at: float | None = None,
-    provider: str = "twilio",
-    provider_call_id: str | None = None,
-    transcript: list[TranscriptEntry] | None = None,
-    **extra: Any,
-) -> CallRecord:
-    return CallRecord(
-        call_id=call_id,
-        provider=provider,
-        provider_call_id=provider_call_id,
-        direction=Direction.OUTBOUND,
-        mode=Mode.CONVERSATION,
-        from_number="+15550001111",
-        to_number="+15550002222",
-        state=state,
-        started_at=started_at,
-        ended_at=ended_at,
-        end_reason=state if state.terminal else None,
-        transcript=transcript or [],
-        **extra,
-    )
-
-
-def entry(i: int, text: str | None = None, speaker: Speaker = Speaker.USER) -> TranscriptEntry:
-    return TranscriptEntry(at=2000.0 + i, speaker=speaker, text=text or f"line {i}", final=True)
-
-
-def event(
-    call_id: str, type_: str = "call.answered", key: str | None = None, **kw: Any
-) -> LoggedEvent:
-    return LoggedEvent(call_id=call_id, type=type_, at=kw.pop("at", 1500.0), dedupe_key=key, **kw)
+from voice_call.models import CallState
+from voice_call.store.base import CallStore, DuplicateEvent
+from voice_call.store.sqlite import SCHEMA_VERSION, ReadOnlyStore, SqliteStore
 
 
 def file_mode(path: Path) -> int:
@@ -109,28 +63,6 @@ async def test_file_setup(store: SqliteStore, db_path: Path) -> None:
     assert raw_rows(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
-async def test_round_trip_full_record(store: SqliteStore) -> None:
-    record = make_record(
-        "c-full",
-        provider_call_id="CA123",
-        state=CallState.LISTENING,
-        answered_at=1001.25,
-        transcript=[
-            entry(0, "Hello! 👋 Grüße, 你好, مرحبا", Speaker.BOT),
-            entry(1, "zero\x00byte and \u200b zero-width, \U0001f600"),
-            TranscriptEntry(at=2002.5, speaker=Speaker.USER, text="partial…", final=False),
-        ],
-        latency=[TurnLatency(turn=1, speak_ms=12.5, listen_wait_ms=800.0, total_ms=950.125)],
-        metadata={"agent": "émile", "n": 3, "nested": {"list": [1, 2.5, None, True, "ß"]}},
-    )
-    out = await store.save(record)
-    assert out is None
-    got = await store.get("c-full")
-    assert got == record
-    assert got is not None and got.model_dump() == record.model_dump()
-    assert await store.get("missing") is None
-
-
 async def test_transcript_is_append_only(store: SqliteStore, db_path: Path) -> None:
     record = make_record("c-t", transcript=[entry(0), entry(1)])
     await store.save(record)
@@ -170,66 +102,6 @@ async def test_snapshot_is_upserted(store: SqliteStore, db_path: Path) -> None:
     assert "transcript" not in record_json
 
 
-async def test_find_by_provider_call_id(store: SqliteStore) -> None:
-    await store.save(make_record("a", provider="twilio", provider_call_id="CA1"))
-    await store.save(make_record("b", provider="telnyx", provider_call_id="CA1"))
-    await store.save(make_record("c", provider="twilio"))
-    got = await store.find_by_provider_call_id("twilio", "CA1")
-    assert got is not None and got.call_id == "a"
-    got = await store.find_by_provider_call_id("telnyx", "CA1")
-    assert got is not None and got.call_id == "b"
-    assert await store.find_by_provider_call_id("plivo", "CA1") is None
-    assert await store.find_by_provider_call_id("twilio", "nope") is None
-
-
-async def test_list_active_excludes_terminal_oldest_first(store: SqliteStore) -> None:
-    await store.save(make_record("new", started_at=30.0, state=CallState.RINGING))
-    await store.save(make_record("done", started_at=5.0, state=CallState.COMPLETED, ended_at=9.0))
-    await store.save(make_record("old", started_at=10.0, transcript=[entry(0)]))
-    await store.save(make_record("busy", started_at=20.0, state=CallState.BUSY, ended_at=21.0))
-    active = await store.list_active()
-    assert [r.call_id for r in active] == ["old", "new"]
-    assert active[0].transcript == [entry(0)]
-    # A call that ends leaves the active list.
-    await store.save(make_record("old", started_at=10.0, state=CallState.HANGUP_USER, ended_at=40))
-    assert [r.call_id for r in await store.list_active()] == ["new"]
-
-
-async def test_list_recent_order_and_limit(store: SqliteStore) -> None:
-    for i, t in enumerate([50.0, 10.0, 40.0, 20.0, 30.0]):
-        state = CallState.COMPLETED if i % 2 else CallState.ACTIVE
-        ended = t + 1 if state.terminal else None
-        await store.save(
-            make_record(f"r{i}", started_at=t, state=state, ended_at=ended, transcript=[entry(i)])
-        )
-    recent = await store.list_recent()
-    assert [r.call_id for r in recent] == ["r0", "r2", "r4", "r3", "r1"]
-    assert [r.transcript[0].text for r in recent] == [f"line {i}" for i in (0, 2, 4, 3, 1)]
-    assert [r.call_id for r in await store.list_recent(limit=2)] == ["r0", "r2"]
-    assert await store.list_recent(limit=0) == []
-
-
-async def test_list_many_calls_with_transcripts(store: SqliteStore) -> None:
-    # More calls than one IN (...) chunk holds.
-    for i in range(1200):
-        await store.save(make_record(f"m{i:04d}", started_at=float(i), transcript=[entry(i)]))
-    active = await store.list_active()
-    assert len(active) == 1200
-    assert all(r.transcript == [entry(i)] for i, r in enumerate(active))
-
-
-async def test_save_returns_event_with_seq_and_state(store: SqliteStore) -> None:
-    record = make_record("c-e", state=CallState.ANSWERED)
-    first = await store.save(record, event(record.call_id, key="k1", data={"x": 1}))
-    assert first is not None
-    assert first.seq == 1 and first.state == "answered" and first.data == {"x": 1}
-    second = await store.save(record, event(record.call_id, "bot.spoke", state="speaking"))
-    assert second is not None
-    assert second.seq == 2 and second.state == "speaking"
-    assert await store.last_seq() == 2
-    assert await store.events() == [first, second]
-
-
 async def test_duplicate_dedupe_key_writes_nothing(store: SqliteStore, db_path: Path) -> None:
     record = make_record("c-d", state=CallState.RINGING, transcript=[entry(0)])
     await store.save(record, event("c-d", "call.ringing", key="twilio:CA1:ringing"))
@@ -251,46 +123,6 @@ async def test_duplicate_dedupe_key_writes_nothing(store: SqliteStore, db_path: 
     await store.save(record, event("c-d", "bot.note"))
     await store.save(record, event("c-d", "bot.note"))
     assert len(await store.events()) == 3
-
-
-async def test_failed_save_rolls_back(store: SqliteStore) -> None:
-    record = make_record("c-r", transcript=[entry(0)])
-    unserialisable = event("c-r", data={"bad": object()})
-    with pytest.raises(TypeError):
-        await store.save(record, unserialisable)
-    assert await store.get("c-r") is None
-    assert await store.events() == []
-    # The connection is usable afterwards.
-    await store.save(record, event("c-r"))
-    assert await store.get("c-r") == record
-
-
-async def test_events_order_since_and_call_filter(store: SqliteStore) -> None:
-    a, b = make_record("a"), make_record("b")
-    logged = []
-    for i in range(6):
-        rec = a if i % 2 == 0 else b
-        out = await store.save(rec, event(rec.call_id, f"t{i}", key=f"k{i}", at=float(i)))
-        assert out is not None
-        logged.append(out)
-    seqs = [e.seq for e in await store.events()]
-    assert seqs == sorted(seqs) == [e.seq for e in logged]
-    assert [e.type for e in await store.events(since_seq=logged[2].seq)] == ["t3", "t4", "t5"]
-    assert [e.type for e in await store.events(call_id="a")] == ["t0", "t2", "t4"]
-    assert [e.type for e in await store.events(call_id="b", since_seq=logged[1].seq)] == [
-        "t3",
-        "t5",
-    ]
-    assert [e.type for e in await store.events(limit=2)] == ["t0", "t1"]
-    assert await store.events(call_id="nobody") == []
-    assert await store.events(since_seq=await store.last_seq()) == []
-
-
-async def test_last_seq_empty(store: SqliteStore) -> None:
-    assert await store.last_seq() == 0
-    assert await store.events() == []
-    assert await store.list_active() == []
-    assert await store.list_recent() == []
 
 
 async def test_prune(store: SqliteStore, db_path: Path) -> None:
@@ -316,35 +148,6 @@ async def test_prune(store: SqliteStore, db_path: Path) -> None:
     assert await store.prune(ended_before=100.0) == 0
     out = await store.save(make_record("later"), event("later"))
     assert out is not None and out.seq == top + 1
-
-
-async def test_reopen_keeps_everything(db_path: Path) -> None:
-    first = SqliteStore(db_path)
-    await first.open()
-    await first.open()  # idempotent
-    rec = make_record("keep", provider_call_id="P", transcript=[entry(0), entry(1)])
-    logged = await first.save(rec, event("keep", key="k"))
-    await first.close()
-    await first.close()  # idempotent
-    with pytest.raises(StoreClosed):
-        await first.get("keep")
-
-    second = SqliteStore(str(db_path))
-    await second.open()
-    try:
-        assert await second.get("keep") == rec
-        assert await second.find_by_provider_call_id("twilio", "P") == rec
-        assert await second.events() == [logged]
-        assert await second.seen("k")
-        assert await second.last_seq() == 1
-    finally:
-        await second.close()
-    # The same object can be opened again after close.
-    await first.open()
-    try:
-        assert await first.get("keep") == rec
-    finally:
-        await first.close()
 
 
 async def test_refuses_newer_schema(db_path: Path) -> None:
@@ -461,72 +264,3 @@ def test_acknowledged_saves_survive_sigkill(db_path: Path) -> None:
 
     asyncio.run(check())
     assert raw_rows(db_path, "PRAGMA integrity_check") == [("ok",)]
-
-
-# ---------------------------------------------------------------------- property
-
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=12,
-)
-finite = st.floats(allow_nan=False, allow_infinity=False)
-entries = st.builds(
-    TranscriptEntry,
-    at=finite,
-    speaker=st.sampled_from(Speaker),
-    text=st.text(),  # any code point except surrogates
-    final=st.booleans(),
-)
-
-
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    transcript=st.lists(entries, max_size=12),
-    cuts=st.lists(st.integers(min_value=0, max_value=12), max_size=4),
-    metadata=st.dictionaries(st.text(), json_values, max_size=5),
-    started_at=finite,
-    provider_call_id=st.none() | st.text(max_size=40),
-    event_data=st.dictionaries(st.text(), json_values, max_size=3),
-)
-async def test_property_round_trip(
-    store: SqliteStore,
-    transcript: list[TranscriptEntry],
-    cuts: list[int],
-    metadata: dict[str, Any],
-    started_at: float,
-    provider_call_id: str | None,
-    event_data: dict[str, Any],
-) -> None:
-    record = CallRecord(
-        provider="mock",
-        provider_call_id=provider_call_id,
-        direction=Direction.INBOUND,
-        mode=Mode.CONVERSATION,
-        from_number="+15550001111",
-        to_number="+15550002222",
-        started_at=started_at,
-        metadata=metadata,
-    )
-    # Save growing prefixes of the transcript, as a live call does, then the whole thing.
-    for cut in sorted(c for c in cuts if c <= len(transcript)):
-        partial = record.model_copy(update={"transcript": transcript[:cut]})
-        await store.save(partial)
-    full = record.model_copy(update={"transcript": transcript})
-    logged = await store.save(full, event(record.call_id, "call.speech", data=event_data))
-
-    got = await store.get(record.call_id)
-    assert got == full
-    assert got is not None and got.model_dump() == full.model_dump()
-    assert logged is not None
-    assert (await store.events(since_seq=logged.seq - 1))[0] == logged
-    assert logged.data == event_data

@@ -1,8 +1,8 @@
 """The CallStore protocol: what the manager needs from durable state.
 
-SQLite (`sqlite.py`) is the embedded default; a Redis store can follow behind the same protocol
-without touching the manager. Every write is durable when the awaited call returns: the manager
-persists *before* it causes side effects.
+SQLite (`sqlite.py`) is the embedded default; Redis (`redis.py`) serves several instances behind
+the same protocol, without touching the manager. Every write is durable when the awaited call
+returns: the manager persists *before* it causes side effects.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ class LoggedEvent(WireModel):
 
 class DuplicateEvent(Exception):
     """The event's dedupe key was applied before; nothing was written."""
+
+
+class StoreClosed(RuntimeError):
+    """The store was used before `open()` or after `close()`."""
 
 
 class CallStore(Protocol):

@@ -23,6 +23,27 @@ def sqlite_path(config: Config, home: Path) -> Path:
     return path / DB_FILE
 
 
+def describe_store(config: Config, home: Path) -> str:
+    """Where the calls are, for people (the `serve` banner): never the Redis password."""
+    if config.store.backend == "redis" and config.store.url is not None:
+        from voice_call.store.redis import where
+
+        return f"Redis at {where(config.store.url)} (keys {config.store.prefix}:*)"
+    return str(sqlite_path(config, home))
+
+
+# An ended call's dedupe keys outlive the retention window by this much in Redis, so `prune`
+# (which deletes them with their call) always comes first.
+DEDUPE_TTL_MARGIN_S = 86_400
+
+
 def build_store(config: Config, home: Path) -> CallStore:
-    # SQLite is the one backend: the config refuses any other (e.g. "redis") at load.
+    store = config.store
+    if store.backend == "redis":
+        from voice_call.store.redis import RedisStore  # the redis client only when used
+
+        assert store.url is not None  # the config requires it with redis
+        days = store.retention_days
+        ttl = days * 86_400 + DEDUPE_TTL_MARGIN_S if days > 0 else None
+        return RedisStore(store.url, prefix=store.prefix, dedupe_ttl_s=ttl)
     return SqliteStore(sqlite_path(config, home))

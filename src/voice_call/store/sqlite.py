@@ -45,7 +45,7 @@ from typing import Any
 
 from voice_call.errors import Unavailable
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
-from voice_call.store.base import DuplicateEvent, LoggedEvent
+from voice_call.store.base import DuplicateEvent, LoggedEvent, StoreClosed
 from voice_call.store.checkpoint import DEFAULT_POLICY, Checkpointer, CheckpointPolicy
 
 SCHEMA_VERSION = 1
@@ -116,10 +116,6 @@ _UPSERT_CALL = (
     " started_at = excluded.started_at, ended_at = excluded.ended_at,"
     " record = excluded.record"
 )
-
-
-class StoreClosed(RuntimeError):
-    """The store was used before `open()` or after `close()`."""
 
 
 class ReadOnlyStore(PermissionError):
