@@ -19,6 +19,8 @@ from voice_call.config.tts import Number, refuse_unknown_ids
 
 RealtimeName = Literal["openai", "google"]
 REALTIME_PROVIDERS: tuple[str, ...] = typing.get_args(RealtimeName)
+# the bridge's own tools (realtime/tools.py), and the seed's name for its end-call tool
+BUILT_IN_TOOLS = ("end_call", "send_dtmf", "consult", "openclaw_end_call")
 
 
 class OpenAIRealtimeOptions(Section):
@@ -110,8 +112,8 @@ class RealtimeTool(Section):
 
     @model_validator(mode="after")
     def _not_reserved(self) -> RealtimeTool:
-        if self.name == "openclaw_end_call":
-            raise field_error("name", '"openclaw_end_call" is built in — choose another name')
+        if self.name in BUILT_IN_TOOLS:
+            raise field_error("name", f'"{self.name}" is built in — choose another name')
         return self
 
 
@@ -143,14 +145,18 @@ class RealtimeAgentContext(Section):
 
 
 class RealtimeConfig(Section):
-    """The seed's realtime voice settings. The bridge itself is not in this version:
-    `realtime.enabled: true` is refused (checks.py); the rest is checked so a file written for
-    the plugin loads as it is."""
+    """The seed's realtime voice settings: calls bridged to a speech-to-speech model
+    (realtime/factory.py builds them). What `enabled: true` needs of the rest of the file, and
+    the keys this version refuses, are in realtime_checks.py."""
 
     enabled: Bool = False
     provider: RealtimeName | None = None  # None: "openai"
     stream_path: OptUrlPath = None
     idle_hangup_ms: Int | None = Field(default=None, gt=0)
+    # no inbound media this long means the line is dead (then a 2 s grace, then the call ends)
+    silence_timeout_ms: Int = Field(default=30_000, gt=0)
+    # a consult slower than this gets a short filler line said first
+    consult_filler_ms: Int = Field(default=1500, ge=0)
     instructions: OptStr = None
     tool_policy: Literal["safe-read-only", "owner", "none"] = "safe-read-only"
     consult_policy: Literal["auto", "substantive", "always"] = "auto"

@@ -9,13 +9,17 @@ Public API::
         speech=SpeechScript(first_byte_ms=150, per_chunk_ms=20, chunk_bytes=4800),
         transcription=TranscriptionScript(["caller line 1", ...], source=None,
                                           first_delta_ms=150, per_word_ms=40),
+        conversation=ConversationScript(["Hello!", ToolCall("lookup", {...}), ...],
+                                        caller=["caller line 1", ...], first_audio_ms=300),
         time_scale=1.0,                              # multiplies every delay; 0.05 in tests
     )
     async with fake:
         fake.url            # "http://127.0.0.1:PORT/v1"  → openai.AsyncOpenAI(base_url=fake.url)
         fake.realtime_url   # "ws://127.0.0.1:PORT/v1/realtime?intent=transcription"
         fake.requests       # list[LoggedRequest]: every HTTP request and its status, in order
+        fake.conversation_url  # "ws://127.0.0.1:PORT/v1/realtime" (the client adds ?model=)
         fake.sessions       # list[RealtimeSession]: each socket's received / sent events
+        fake.conversations  # list[ConversationSession]: the same for speech-to-speech sockets
         fake.transcription.say("yes please")   # what the caller's next turn transcribes to
     fake.app                # the bare ASGI app (e.g. for httpx.ASGITransport)
 
@@ -27,7 +31,9 @@ Endpoints:
   `max_completion_tokens` truncate with `finish_reason: "length"`.
 * `POST /v1/audio/speech` — `response_format` `pcm` (24 kHz 16-bit mono LE, headerless) or
   `wav`; anything else, including the API's default `mp3`, is a 400 naming the fix.
-* `WS /v1/realtime?intent=transcription` — see `voice_call.sim.openai.realtime`. Auth is
+* `WS /v1/realtime?intent=transcription` — see `voice_call.sim.openai.realtime`; any other
+  query (`?model=gpt-realtime`) is a speech-to-speech session, `voice_call.sim.openai.conversation`.
+  Auth is
   `Authorization: Bearer` or the browser's `openai-insecure-api-key.<key>` subprotocol; a wrong
   key gets an `error` event (`code: "invalid_api_key"`) and a close, not an HTTP refusal.
 
@@ -49,6 +55,12 @@ from starlette.websockets import WebSocket
 
 from voice_call.sim.ai_http import Handler, LoggedRequest, logged
 from voice_call.sim.openai.chat import ChatCompletions, ChatScript, echo_last_user
+from voice_call.sim.openai.conversation import (
+    ConversationScript,
+    ConversationSession,
+    ToolCall,
+    serve_conversation,
+)
 from voice_call.sim.openai.errors import auth_failure, error_response
 from voice_call.sim.openai.realtime import (
     RealtimeSession,
@@ -61,10 +73,13 @@ from voice_call.sim.server import LoopbackService
 
 __all__ = [
     "ChatScript",
+    "ConversationScript",
+    "ConversationSession",
     "FakeOpenAI",
     "LoggedRequest",
     "RealtimeSession",
     "SpeechScript",
+    "ToolCall",
     "TranscriptTurn",
     "TranscriptionScript",
     "echo_last_user",
@@ -79,6 +94,7 @@ class FakeOpenAI(LoopbackService):
         chat: ChatScript | None = None,
         speech: SpeechScript | None = None,
         transcription: TranscriptionScript | None = None,
+        conversation: ConversationScript | None = None,
         time_scale: float = 1.0,
     ) -> None:
         super().__init__()
@@ -86,9 +102,11 @@ class FakeOpenAI(LoopbackService):
         self.chat = chat or ChatScript()
         self.speech = speech or SpeechScript()
         self.transcription = transcription or TranscriptionScript()
+        self.conversation = conversation or ConversationScript()
         self.time_scale = time_scale
         self.requests: list[LoggedRequest] = []
         self.sessions: list[RealtimeSession] = []
+        self.conversations: list[ConversationSession] = []
         scale = lambda: self.time_scale  # noqa: E731 - read at request time, so tests may retune
         self.app = Starlette(
             routes=[
@@ -121,6 +139,11 @@ class FakeOpenAI(LoopbackService):
         return error_response(status, message)
 
     async def _realtime(self, ws: WebSocket) -> None:
+        if ws.query_params.get("intent") != "transcription":
+            await serve_conversation(
+                ws, self.api_key, self.conversation, self.time_scale, self.conversations
+            )
+            return
         await serve_transcription(
             ws, self.api_key, self.transcription, self.time_scale, self.sessions
         )
@@ -135,3 +158,7 @@ class FakeOpenAI(LoopbackService):
     @property
     def realtime_url(self) -> str:
         return "ws" + self.url.removeprefix("http") + "/realtime?intent=transcription"
+
+    @property
+    def conversation_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + "/realtime"
