@@ -20,12 +20,13 @@ def errors_of(raw: dict[str, Any]) -> list[str]:
 
 
 def test_an_unknown_provider_id_is_refused_with_the_list() -> None:
-    assert errors_of({"streaming": {"providers": {"deepgram": {"apiKey": "dg"}}}}) == [
-        'streaming.providers.deepgram: not a speech-to-text provider — use one of "openai", "fake"'
+    known = '"openai", "deepgram", "elevenlabs", "fake"'
+    assert errors_of({"streaming": {"providers": {"assemblyai": {"apiKey": "aai"}}}}) == [
+        f"streaming.providers.assemblyai: not a speech-to-text provider — use one of {known}"
     ]
     assert errors_of({"streaming": {"providers": {"opanai": {}}}}) == [
         'streaming.providers.opanai: not a speech-to-text provider (did you mean "openai"?)'
-        ' — use one of "openai", "fake"'
+        f" — use one of {known}"
     ]
 
 
@@ -107,6 +108,7 @@ def test_legacy_streaming_keys_still_migrate_into_the_block() -> None:
 def test_an_unknown_streaming_provider_is_refused_at_load() -> None:
     """`streaming.provider` used to pass `config check` and fail only when a stream started."""
     assert errors_of({"streaming": {"enabled": True, "provider": "deepgarm"}}) == [
-        'streaming.provider: must be one of "openai" or "fake", got "deepgarm" — use one of those'
+        'streaming.provider: must be one of "openai", "deepgram", "elevenlabs" or "fake", got'
+        ' "deepgarm" — did you mean "deepgram"?'
     ]
     assert parse_config({"streaming": {"provider": "fake"}}, env={}).streaming.provider == "fake"

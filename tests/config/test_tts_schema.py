@@ -66,7 +66,7 @@ def test_config_check_refuses_a_misspelt_tts_key_with_a_hint(tmp_path: Path) -> 
         (
             {"providers": {"opneai": {"voice": "nova"}}},
             'tts.providers.opneai: not an engine that speaks on calls (did you mean "openai"?)'
-            ' — use one of "openai", "elevenlabs", "espeak", "fake"',
+            ' — use one of "openai", "elevenlabs", "deepgram", "cartesia", "espeak", "fake"',
         ),
         (
             {"providers": {"edge": {"voice": "en-US-AriaNeural"}}},
@@ -137,8 +137,8 @@ def test_voice_and_speaker_voice_together_are_ambiguous() -> None:
 def test_fallback_names_known_engines() -> None:
     [message] = errors_of({"tts": {"fallback": ["espek"]}})
     assert message == (
-        'tts.fallback[0]: must be one of "openai", "elevenlabs", "espeak" or "fake", got "espek"'
-        ' — did you mean "espeak"?'
+        'tts.fallback[0]: must be one of "openai", "elevenlabs", "deepgram", "cartesia", "espeak"'
+        ' or "fake", got "espek" — did you mean "espeak"?'
     )
     [twice] = errors_of({"tts": {"provider": "espeak", "fallback": ["fake", "espeak"]}})
     assert twice.startswith('tts.fallback: names "espeak" twice')

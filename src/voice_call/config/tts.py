@@ -26,8 +26,8 @@ from voice_call.config.errors import Loc, format_path
 from voice_call.config.fields import Bool, Int, OptHttpUrl, OptStr, field_error
 from voice_call.config.section import Section
 
-Engine = Literal["openai", "elevenlabs", "espeak", "fake"]
-ENGINES: tuple[str, ...] = ("openai", "elevenlabs", "espeak", "fake")
+Engine = Literal["openai", "elevenlabs", "deepgram", "cartesia", "espeak", "fake"]
+ENGINES: tuple[str, ...] = ("openai", "elevenlabs", "deepgram", "cartesia", "espeak", "fake")
 # Edge TTS may be OpenClaw's chat voice; calls cannot use it (a phone line needs raw PCM and
 # its output is unreliable), so as `provider` it is skipped with a warning, as the seed does.
 SKIPPED: tuple[str, ...] = ("edge", "microsoft")
@@ -35,6 +35,8 @@ SKIPPED: tuple[str, ...] = ("edge", "microsoft")
 KEYS: dict[str, tuple[str, str]] = {
     "openai": ("openaiApiKey", "OPENAI_API_KEY"),
     "elevenlabs": ("elevenlabsApiKey", "ELEVENLABS_API_KEY"),
+    "deepgram": ("deepgramApiKey", "DEEPGRAM_API_KEY"),
+    "cartesia": ("cartesiaApiKey", "CARTESIA_API_KEY"),
 }
 OUTPUT_FORMATS = Literal[
     "ulaw_8000", "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000"
@@ -113,6 +115,35 @@ class ElevenLabsTts(_Voiced):
     voice_settings: ElevenLabsVoiceSettings | None = None
 
 
+class DeepgramTts(Section):
+    """Deepgram Aura (`POST /v1/speak`), always asked for µ-law 8 kHz: no resampling."""
+
+    api_key: OptStr = None
+    base_url: OptHttpUrl = None  # default https://api.deepgram.com
+    model: OptStr = None  # the voice, default aura-2-thalia-en
+
+
+class CartesiaTts(Section):
+    """Cartesia Sonic over its WebSocket, always asked for µ-law 8 kHz: no resampling."""
+
+    api_key: OptStr = None
+    url: OptStr = None  # default wss://api.cartesia.ai/tts/websocket
+    model_id: OptStr = None  # default sonic-2
+    voice_id: OptStr = None  # a voice of Cartesia's library or your own
+    language: OptStr = None  # default en
+    version: OptStr = None  # the Cartesia-Version header, default 2025-04-16
+
+    @model_validator(mode="after")
+    def _websocket_url(self) -> CartesiaTts:
+        if self.url is not None and not self.url.startswith(("ws://", "wss://")):
+            raise field_error(
+                "url",
+                f'"{self.url}" is not a WebSocket URL'
+                ' — write wss://…, e.g. "wss://api.cartesia.ai/tts/websocket"',
+            )
+        return self
+
+
 class EspeakTts(Section):
     command: OptStr = None  # default espeak-ng
     voice: OptStr = None  # default en-us
@@ -133,6 +164,8 @@ class FakeTts(Section):
 class TtsProviders(Section):
     openai: OpenAITts | None = None
     elevenlabs: ElevenLabsTts | None = None
+    deepgram: DeepgramTts | None = None
+    cartesia: CartesiaTts | None = None
     espeak: EspeakTts | None = None
     fake: FakeTts | None = None
 
@@ -152,13 +185,20 @@ class TtsProviders(Section):
 ENGINE_MODELS: dict[str, type[Section]] = {
     "openai": OpenAITts,
     "elevenlabs": ElevenLabsTts,
+    "deepgram": DeepgramTts,
+    "cartesia": CartesiaTts,
     "espeak": EspeakTts,
     "fake": FakeTts,
 }
 
 
 class TtsConfig(Section):
-    provider: Literal["openai", "elevenlabs", "espeak", "fake", "edge", "microsoft"] | None = None
+    provider: (
+        Literal[
+            "openai", "elevenlabs", "deepgram", "cartesia", "espeak", "fake", "edge", "microsoft"
+        ]
+        | None
+    ) = None
     providers: TtsProviders | None = None
     # engines tried in order when the provider fails before any audio (error or timeout)
     fallback: list[Engine] | None = None

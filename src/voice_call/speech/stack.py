@@ -1,20 +1,27 @@
 """Build the speech services a streamed call uses, from config, once per Runtime.
 
 Problems are reported when the stack is built (server start), with the config path to fix:
-no OpenAI key for speech-to-text, espeak-ng missing for the offline voice, a bad setting. TTS
-engines are cached per effective settings, so calls on the same number share one HTTP pool.
+no key for a speech-to-text engine (the provider or a fallback), espeak-ng missing for the
+offline voice, a bad setting. TTS engines are cached per effective settings, so calls on the
+same number share one HTTP pool.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from voice_call.config import Config
-from voice_call.config.streaming import STT_PROVIDERS, OpenAIRealtimeStt
+from voice_call.config.streaming import (
+    STT_PROVIDERS,
+    DeepgramStt,
+    ElevenLabsRealtimeStt,
+    OpenAIRealtimeStt,
+)
 from voice_call.config.tts import TtsConfig
 from voice_call.errors import Unavailable
 from voice_call.speech.stt.base import SttSession
@@ -45,25 +52,44 @@ class Speech(Protocol):
     async def close(self) -> None: ...
 
 
-def stt_settings(config: Config) -> Any:
-    """The realtime STT settings for `config` (or None for the fake). The block was checked
-    when the config loaded (config/streaming.py); what it leaves out keeps the defaults."""
+def stt_settings(config: Config, name: str | None = None) -> Any:
+    """The settings of STT engine `name` (default: `streaming.provider`), or None for the
+    fake. The block was checked when the config loaded (config/streaming.py); what it leaves
+    out keeps the engine's defaults."""
+    name = name or config.streaming.provider or "openai"
+    build = _STT_SETTINGS.get(name)
+    if build is None:
+        names = ", ".join(f'"{n}"' for n in STT_PROVIDERS if n != "fake")
+        raise SpeechUnavailable(
+            f'streaming.provider "{name}" is not supported — use one of {names} (or "fake" offline)'
+        )
+    return build(config)
+
+
+def stt_chain(config: Config) -> list[tuple[str, Any]]:
+    """The provider, then `streaming.fallback`: each engine's name and settings."""
+    names = [config.streaming.provider or "openai", *(config.streaming.fallback or [])]
+    return [(name, stt_settings(config, name)) for name in names]
+
+
+def _no_key(name: str, top: str, env: str) -> SpeechUnavailable:
+    return SpeechUnavailable(
+        f"streaming.providers.{name}.apiKey: required for speech-to-text on streamed calls"
+        f" — set it, or {top} / {env}"
+    )
+
+
+def _chosen(given: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _openai_settings(config: Config) -> Any:
     from voice_call.speech.stt.openai_realtime import RealtimeSttSettings
 
-    name = config.streaming.provider or "openai"
-    if name not in STT_PROVIDERS:
-        raise SpeechUnavailable(
-            f'streaming.provider "{name}" is not supported — use "openai" (or "fake" offline)'
-        )
-    if name == "fake":
-        return None
     options = config.streaming.providers.openai or OpenAIRealtimeStt()
     api_key = options.api_key or config.openai_api_key
     if not api_key:
-        raise SpeechUnavailable(
-            "streaming.providers.openai.apiKey: required for speech-to-text on streamed calls"
-            " — set it, or openaiApiKey / OPENAI_API_KEY"
-        )
+        raise _no_key("openai", "openaiApiKey", "OPENAI_API_KEY")
     given: dict[str, Any] = {
         "url": options.url,
         "model": options.model,
@@ -74,26 +100,93 @@ def stt_settings(config: Config) -> Any:
         "prefix_padding_ms": options.prefix_padding_ms,
         "silence_duration_ms": options.silence_duration_ms,
     }
-    chosen = {key: value for key, value in given.items() if value is not None}
-    return replace(RealtimeSttSettings(api_key=api_key), **chosen)
+    return replace(RealtimeSttSettings(api_key=api_key), **_chosen(given))
+
+
+def _deepgram_settings(config: Config) -> Any:
+    from voice_call.speech.stt.deepgram import DeepgramSttSettings
+
+    options = config.streaming.providers.deepgram or DeepgramStt()
+    api_key = options.api_key or config.deepgram_api_key
+    if not api_key:
+        raise _no_key("deepgram", "deepgramApiKey", "DEEPGRAM_API_KEY")
+    given: dict[str, Any] = {
+        "url": options.url,
+        "model": options.model,
+        "language": options.language,
+        "endpointing_ms": options.endpointing_ms,
+        "utterance_end_ms": options.utterance_end_ms,
+        "interim_results": options.interim_results,
+        "smart_format": options.smart_format,
+    }
+    settings = replace(DeepgramSttSettings(api_key=api_key), **_chosen(given))
+    if options.interim_results is False and options.utterance_end_ms is None:
+        settings = replace(settings, utterance_end_ms=None)  # it needs interim results
+    return settings
+
+
+def _elevenlabs_settings(config: Config) -> Any:
+    from voice_call.speech.stt.elevenlabs import ElevenLabsSttSettings
+
+    options = config.streaming.providers.elevenlabs or ElevenLabsRealtimeStt()
+    api_key = options.api_key or config.elevenlabs_api_key
+    if not api_key:
+        raise _no_key("elevenlabs", "elevenlabsApiKey", "ELEVENLABS_API_KEY")
+    given: dict[str, Any] = {
+        "url": options.url,
+        "model": options.model,
+        "language": options.language,
+        "vad_silence_threshold_secs": options.vad_silence_threshold_secs,
+        "vad_threshold": options.vad_threshold,
+        "min_speech_duration_ms": options.min_speech_duration_ms,
+        "min_silence_duration_ms": options.min_silence_duration_ms,
+    }
+    return replace(ElevenLabsSttSettings(api_key=api_key), **_chosen(given))
+
+
+_STT_SETTINGS: dict[str, Callable[[Config], Any]] = {
+    "openai": _openai_settings,
+    "deepgram": _deepgram_settings,
+    "elevenlabs": _elevenlabs_settings,
+    "fake": lambda config: None,
+}
+
+
+def stt_session(name: str, settings: Any) -> SttSession:
+    """A new session of engine `name` (imports only the engines that are used)."""
+    if name == "deepgram":
+        from voice_call.speech.stt.deepgram import DeepgramStt
+
+        return DeepgramStt(settings)
+    if name == "elevenlabs":
+        from voice_call.speech.stt.elevenlabs import ElevenLabsStt
+
+        return ElevenLabsStt(settings)
+    if name == "openai":
+        from voice_call.speech.stt.openai_realtime import OpenAIRealtimeStt
+
+        return OpenAIRealtimeStt(settings)
+    from voice_call.speech.stt.fake import FakeStt
+
+    return FakeStt()
 
 
 class SpeechStack:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._stt = stt_settings(config)
+        self._stt = stt_chain(config)
         self._voices: dict[str, Voice] = {}
         self.warnings: list[str] = []
         self.voice()  # build the default voice now: a missing espeak-ng fails at start
 
     def new_stt(self) -> SttSession:
-        if self._stt is None:
-            from voice_call.speech.stt.fake import FakeStt
+        if len(self._stt) == 1:
+            return stt_session(*self._stt[0])
+        from voice_call.speech.stt.fallback import FallbackStt
 
-            return FakeStt()
-        from voice_call.speech.stt.openai_realtime import OpenAIRealtimeStt
-
-        return OpenAIRealtimeStt(self._stt)
+        return FallbackStt(
+            [(name, functools.partial(stt_session, name, settings)) for name, settings in self._stt]
+        )
 
     def _settings(self, route_tts: TtsConfig | Mapping[str, Any] | None) -> TtsSettings:
         try:
@@ -103,6 +196,8 @@ class SpeechStack:
                 route_tts,
                 openai_api_key=self.config.openai_api_key,
                 elevenlabs_api_key=self.config.elevenlabs_api_key,
+                deepgram_api_key=self.config.deepgram_api_key,
+                cartesia_api_key=self.config.cartesia_api_key,
             )
         except TtsUnavailable as exc:
             raise SpeechUnavailable(str(exc)) from None

@@ -8,6 +8,7 @@ at 8 kHz — what the phone line plays — which then needs no resampling at all
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -19,6 +20,22 @@ class TtsAudio:
     data: bytes
     rate: int
     encoding: Encoding = "pcm16"
+
+
+@dataclass(frozen=True)
+class ReplyPart:
+    """Which reply a sentence belongs to, and whether it is the reply's last: lets an engine
+    that carries prosody across sentences (Cartesia's contexts) speak them as one utterance.
+
+    Playback sets it (`REPLY_PART`) around each sentence it asks for; a context variable rather
+    than an argument, so `synthesize(text)` — every engine, the fallback chain — stays as it
+    is and engines without continuations never see it. Unset: the text stands alone."""
+
+    reply_id: str
+    last: bool
+
+
+REPLY_PART: ContextVar[ReplyPart | None] = ContextVar("tts_reply_part", default=None)
 
 
 class TtsError(RuntimeError):

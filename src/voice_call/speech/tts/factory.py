@@ -19,6 +19,14 @@ def build_engine(name: str, options: Mapping[str, Any], timeout_s: float) -> Tts
         from voice_call.speech.tts.elevenlabs import ElevenLabsTts
 
         return ElevenLabsTts(options, timeout_s=timeout_s)
+    if name == "deepgram":
+        from voice_call.speech.tts.deepgram import DeepgramTts
+
+        return DeepgramTts(options, timeout_s=timeout_s)
+    if name == "cartesia":
+        from voice_call.speech.tts.cartesia import CartesiaTts
+
+        return CartesiaTts(options, timeout_s=timeout_s)
     if name == "espeak":
         from voice_call.speech.tts.espeak import EspeakTts
 

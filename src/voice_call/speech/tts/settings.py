@@ -29,6 +29,8 @@ from voice_call.config.wording import friendly
 from voice_call.speech.tts.base import TtsUnavailable
 
 DEFAULT_TIMEOUT_MS = 8000
+# what a key alone picks when no provider is named (the seed's order); others must be named
+AUTO = ("openai", "elevenlabs")
 CORE = ("messages", "tts")
 
 
@@ -168,12 +170,19 @@ def resolve_tts(
     *,
     openai_api_key: str | None = None,
     elevenlabs_api_key: str | None = None,
+    deepgram_api_key: str | None = None,
+    cartesia_api_key: str | None = None,
 ) -> TtsSettings:
     warnings: list[str] = []
     base, broken = core_layer(core, warnings)
     layers = [base, _layer(plugin, ("tts",)), _layer(route, ("tts",))]
     merged = deep_merge(deep_merge(layers[0], layers[1]), layers[2])
-    top = {"openai": openai_api_key, "elevenlabs": elevenlabs_api_key}
+    top = {
+        "openai": openai_api_key,
+        "elevenlabs": elevenlabs_api_key,
+        "deepgram": deepgram_api_key,
+        "cartesia": cartesia_api_key,
+    }
 
     def key_of(name: str) -> str | None:
         return api_key(name, layers, top[name]) if name in KEYS else None
@@ -188,8 +197,8 @@ def resolve_tts(
         provider = None
     if provider is None:
         # a key in a block wins over a top-level one (the engine was configured on purpose)
-        provider = next((name for name in KEYS if api_key(name, layers, None)), None) or next(
-            (name for name in KEYS if key_of(name)), "espeak"
+        provider = next((name for name in AUTO if api_key(name, layers, None)), None) or next(
+            (name for name in AUTO if key_of(name)), "espeak"
         )
 
     def engine(name: str) -> EngineSettings:

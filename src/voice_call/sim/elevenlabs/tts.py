@@ -1,4 +1,4 @@
-"""A fake ElevenLabs text-to-speech API on a loopback port.
+"""A fake ElevenLabs API on a loopback port: text-to-speech here, realtime STT in stt.py.
 
 Public API::
 
@@ -10,10 +10,15 @@ Public API::
         voice_ids=None,            # a collection to make other voice ids 404; None: any id
         audio=None,                # (text, rate) -> PCM16 LE; default: deterministic voice
         time_scale=1.0,            # multiplies every delay
+        transcription=SttScript(["caller line 1", ...], first_partial_ms=150),
     )
     async with fake:
         fake.url       # "http://127.0.0.1:PORT" — the API root; paths start with /v1
         fake.requests  # list[LoggedRequest], in order, with the status answered
+        fake.stt_url   # "ws://127.0.0.1:PORT/v1/speech-to-text/realtime"
+        fake.stt_sessions            # list[SttSession]: each STT socket's traffic
+        fake.transcription.say("…")  # what the caller's next segment transcribes to
+        await fake.drop_stt()        # close every STT socket (a lost connection)
     fake.app           # the bare ASGI app
 
 Endpoints: `POST /v1/text-to-speech/{voice_id}/stream` (chunked, paced) and
@@ -38,15 +43,17 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from voice_call.audio.g711 import SAMPLE_RATE, pcm16_to_ulaw
 from voice_call.sim.ai_http import LoggedRequest, logged, paced, parse_json, speech_pcm16, split
+from voice_call.sim.elevenlabs.stt import RealtimeStt, SttScript, SttSession
 from voice_call.sim.server import LoopbackService
 from voice_call.sim.voice import synthetic_speech
 
 __all__ = ["FakeElevenLabs", "LoggedRequest"]
 
+STT_PATH = "/v1/speech-to-text/realtime"
 PCM_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 DEFAULT_FORMAT = "mp3_44100_128"
 # [M] Content-Types of the raw formats; clients read the bytes and ignore them.
@@ -99,6 +106,7 @@ class FakeElevenLabs(LoopbackService):
         voice_ids: Collection[str] | None = None,
         audio: AudioFunction | None = None,
         time_scale: float = 1.0,
+        transcription: SttScript | None = None,
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -109,13 +117,27 @@ class FakeElevenLabs(LoopbackService):
         self.audio = audio
         self.time_scale = time_scale
         self.requests: list[LoggedRequest] = []
+        self.transcription = transcription or SttScript()
+        self._stt = RealtimeStt(api_key, self.transcription, lambda: self.time_scale)
         path = "/v1/text-to-speech/{voice_id}"
         self.app = Starlette(
             routes=[
                 Route(path + "/stream", logged(self.requests, self._stream), methods=["POST"]),
                 Route(path, logged(self.requests, self._whole), methods=["POST"]),
+                WebSocketRoute(STT_PATH, self._stt.serve),
             ]
         )
+
+    @property
+    def stt_url(self) -> str:
+        return "ws" + self.url.removeprefix("http") + STT_PATH
+
+    @property
+    def stt_sessions(self) -> list[SttSession]:
+        return self._stt.sessions
+
+    async def drop_stt(self, code: int = 1011, reason: str = "internal error") -> None:
+        await self._stt.drop(code, reason)
 
     async def _stream(self, request: Request) -> Response:
         return await self._speak(request, stream=True)
