@@ -88,6 +88,11 @@ class EventsRoute:
     async def handle(self, request: Request) -> Response:
         if not authorized(request, self.runtime.rpc_token, allow_query=True):
             return json_error(401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
+        return self.respond(request)
+
+    def respond(self, request: Request) -> Response:
+        """The stream for a request already authorised (by the token here, or a console
+        session in `server/console/`)."""
         try:
             query = parse_query(request)
         except BadEventsQuery as exc:
