@@ -32,6 +32,9 @@ FLOORS: dict[str, int] = {
     "voice_call.tunnel": 3,
     "voice_call.sim": 3,
     "voice_call.media": 4,
+    "voice_call.realtime": 5,
+    "voice_call.realtime.model": 2,  # the model protocol: media's registry pre-warms models
+    "voice_call.realtime.control": 7,  # the bridge's CallControl, over the manager
     "voice_call.providers": 5,
     "voice_call.agent": 5,
     "voice_call.manager": 6,

@@ -35,9 +35,37 @@ def test_streams_smoke() -> None:
 
 
 def test_stream_turns_smoke() -> None:
+    """One call per STT/TTS pair, every engine in at least one pair, each turn measured."""
     out = smoke("stream_turns")
-    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines()[2:]}
-    endpointing = rows["endpointing (last speech frame → final)"]
-    assert endpointing[3].strip() == "4"  # 2 calls x 2 reply turns, every one measured
-    assert float(endpointing[4]) >= 300  # the fake VAD's 300 ms of quiet, at least
-    assert rows["overhead (v2v − the three above)"][3].strip() == "4"
+    header, _, *lines = out.strip().splitlines()
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    rows = [
+        dict(zip(names, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for line in lines
+    ]
+    assert {row["stt"] for row in rows} == {"openai", "deepgram", "elevenlabs"}
+    assert {row["tts"] for row in rows} == {"openai", "elevenlabs", "cartesia", "deepgram"}
+    for row in rows:
+        assert row["turns"] == "1", row  # the call's one reply turn, measured
+        assert float(row["endpointing p50 ms"]) >= 400, row  # the fakes' 400 ms of quiet
+        assert float(row["overhead p50 ms"]) >= 0, row
+        assert row["target"].startswith(("met", "MISSED")), row
+
+
+def _rows(out: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in out.splitlines()[2:]]
+
+
+def test_realtime_smoke() -> None:
+    rows = _rows(smoke("realtime"))
+    overhead = [row for row in rows if row[1].startswith("overhead")]
+    assert [row[0].split()[0] for row in overhead] == ["OpenAI", "Gemini"]
+    assert all(row[2] == "4/4" for row in overhead)  # 2 calls x 2 turns, every one measured
+    v2v = [row for row in rows if row[1].startswith("voice-to-voice")]
+    assert all(float(row[3]) >= 500 for row in v2v)  # the fake's 200 ms VAD + 300 ms first audio
+
+
+def test_realtime_load_smoke() -> None:
+    rows = _rows(smoke("realtime_load"))
+    assert [(row[0], row[1], row[2]) for row in rows] == [("openai", "4", "4"), ("google", "4", "4")]
+    assert all(int(row[3]) > 100 for row in rows)  # frames out per second (50 a call)

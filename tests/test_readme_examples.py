@@ -76,6 +76,7 @@ NOT_RUN = {
     ("setup",): "its webhook check needs `serve` running; tests/cli/test_setup.py",
     ("smoke",): "may place a real call; tests/cli/test_setup.py",
     ("expose",): "needs Tailscale; tests/tunnel",
+    ("console",): "needs a running server; tests/server/console/test_cli.py",
 }
 
 

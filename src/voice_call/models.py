@@ -100,6 +100,8 @@ class EventType(StrEnum):
     SPEECH = "call.speech"
     SILENCE = "call.silence"
     PLAYBACK_ENDED = "call.playback-ended"  # the carrier finished playing what we said
+    # a realtime model's own answer: `text` as the caller heard it, `is_final` False when cut
+    REPLIED = "call.replied"
     DTMF = "call.dtmf"
     STREAM_STARTED = "call.stream-started"  # a media stream was admitted (spends its token)
     ENDED = "call.ended"

@@ -46,6 +46,8 @@ from voice_call.tunnel.resolve import (
 
 if TYPE_CHECKING:
     from voice_call.media.registry import MediaSessions
+    from voice_call.realtime.control import ManagerControl
+    from voice_call.realtime.factory import RealtimeFactory
 
 log = logging.getLogger("voice_call.runtime")
 RETENTION_INTERVAL_S = 3600.0
@@ -85,7 +87,7 @@ class Runtime:
         )
         self.provider.attach(self.manager.handle_event)
         self.provider.set_webhook_url(self.webhook_url(), pinned=self._url_is_public())
-        if config.streaming.enabled:
+        if config.streaming.enabled or config.realtime.enabled:
             # Built now (a missing key fails at start) and handed to the provider.
             self.provider.attach_media(self.media)
             self.manager.end_listeners.append(self.media.call_ended)
@@ -102,8 +104,29 @@ class Runtime:
         from voice_call.media.registry import MediaSessions
 
         return MediaSessions(
-            self.config, sink=self.manager.handle_event, end_call=self.manager.end, clock=self.clock
+            self.config,
+            sink=self.manager.handle_event,
+            end_call=self.manager.end,
+            clock=self.clock,
+            models=self.realtime,  # with realtime voice the streams are model bridges
         )
+
+    @functools.cached_property
+    def realtime(self) -> RealtimeFactory | None:
+        """Realtime voice models and their settings, when `realtime.enabled` (built with the
+        media streams, so a missing key fails at start)."""
+        if not self.config.realtime.enabled:
+            return None
+        from voice_call.realtime.factory import RealtimeFactory
+
+        return RealtimeFactory(self.config, consult=self.manager.responder is not None)
+
+    @functools.cached_property
+    def call_control(self) -> ManagerControl:
+        """What a realtime voice bridge may do to its call (realtime/control.py)."""
+        from voice_call.realtime.control import ManagerControl
+
+        return ManagerControl(self.config, self.manager, self.media)
 
     @property
     def port(self) -> int:
@@ -124,8 +147,16 @@ class Runtime:
 
     def stream_url(self, port: int | None = None, path: str | None = None) -> str:
         """The media WebSocket URL on the webhook URL's origin (https → wss)."""
-        stream_path = path or self.config.streaming.stream_path
+        stream_path = path or self.media_stream_path
         return stream_url(self.webhook_url(port), self.config.serve.path, stream_path)
+
+    @property
+    def media_stream_path(self) -> str:
+        """The local path carriers open media streams on (realtime or streaming)."""
+        realtime = self.config.realtime
+        if realtime.enabled and realtime.stream_path:
+            return realtime.stream_path
+        return self.config.streaming.stream_path
 
     def bound(self, port: int) -> None:
         """The server listens on `port` (which differs from the config when that asked for 0)."""
@@ -248,6 +279,8 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if "media" in self.__dict__:  # built: close its streams before the manager stops
                 await self.media.close()
+            if "call_control" in self.__dict__:
+                await self.call_control.aclose()
             await self.manager.stop()
             self.bus.close()
             await self.provider.close()

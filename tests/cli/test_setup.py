@@ -48,6 +48,13 @@ REAL_TWILIO: dict[str, Any] = {
 }
 
 
+REALTIME_TWILIO: dict[str, Any] = {
+    **EMULATED_TWILIO,
+    "inboundPolicy": "allowlist",
+    "realtime": {"enabled": True},
+}
+
+
 def write(tmp_path: Path, raw: dict[str, Any], name: str = "config.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(raw))
@@ -121,7 +128,13 @@ async def test_an_emulated_carrier_passes_every_check(tmp_path: Path) -> None:
         (
             "config",
             {**GOOD_MOCK, "realtime": {"enabled": True}},
-            "realtime voice is not available in this version",
+            "the mock provider has none",
+        ),
+        ("speech-keys", REALTIME_TWILIO, "realtime.providers.openai.apiKey"),
+        (
+            "speech-keys",
+            {**REALTIME_TWILIO, "realtime": {"enabled": True, "provider": "google"}},
+            "realtime.providers.google.apiKey",
         ),
         ("responder", {**GOOD_MOCK, "inboundPolicy": "open"}, "responder.provider"),
     ],
@@ -133,6 +146,47 @@ async def test_each_check_fails_on_its_own_broken_input(
     assert only_failing(report) == [check_id], report.wire()
     assert words in message(report, check_id)
     assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("realtime", "env", "words"),
+    [
+        ({"enabled": True}, {"OPENAI_API_KEY": "sk-env"}, "realtime voice: openai"),
+        (
+            {"enabled": True, "providers": {"openai": {"apiKey": "sk-file"}}},
+            {},
+            "realtime voice: openai",
+        ),
+        (
+            {"enabled": True, "provider": "google"},
+            {"GEMINI_API_KEY": "g"},
+            "realtime voice: google",
+        ),
+        (
+            {"enabled": True, "provider": "google"},
+            {"GOOGLE_API_KEY": "g"},
+            "realtime voice: google",
+        ),
+    ],
+)
+async def test_realtime_voice_passes_with_its_provider_key(
+    tmp_path: Path, realtime: dict[str, Any], env: dict[str, str], words: str
+) -> None:
+    raw = {**REALTIME_TWILIO, "realtime": realtime}
+    report = await run_checks(write(tmp_path, raw), tmp_path / "home", env=env)
+    assert report.ok, report.wire()
+    assert words in message(report, "speech-keys")
+
+
+async def test_a_missing_realtime_key_says_which_setting_and_variable_to_set(
+    tmp_path: Path,
+) -> None:
+    google = {**REALTIME_TWILIO, "realtime": {"enabled": True, "provider": "google"}}
+    report = await checks(tmp_path, google)
+    assert "GEMINI_API_KEY / GOOGLE_API_KEY" in message(report, "speech-keys")
+    report = await checks(tmp_path, REALTIME_TWILIO)
+    assert "openaiApiKey / OPENAI_API_KEY" in message(report, "speech-keys")
+    assert str(tmp_path / "config.json") in message(report, "speech-keys")
 
 
 async def test_an_invalid_config_fails_config_and_skips_the_rest(tmp_path: Path) -> None:

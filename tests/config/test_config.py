@@ -295,13 +295,19 @@ def test_telnyx_public_key_can_be_skipped_for_local_dev() -> None:
     assert config.skip_signature_verification
 
 
-def test_realtime_is_refused_and_streaming_is_not() -> None:
-    # The realtime voice bridge is not in this version: turning it on is one clear error,
-    # whatever else is set (the seed's realtime rules have nothing left to check).
-    both = errors_of({"realtime": {"enabled": True}, "streaming": {"enabled": True}})
-    assert both == [
-        "realtime.enabled: realtime voice is not available in this version yet"
-        " — set realtime.enabled to false (streaming.enabled gives a streamed call with STT/TTS)"
+def test_realtime_and_streaming_together_are_refused_and_streaming_alone_is_not() -> None:
+    # Realtime voice replaces STT → responder → TTS on a call: both on is one clear error.
+    both = {
+        "provider": "plivo",
+        "fromNumber": "+15550001234",
+        "plivo": {"authId": "a", "authToken": "t"},
+        "inboundPolicy": "open",
+        "realtime": {"enabled": True},
+        "streaming": {"enabled": True},
+    }
+    assert errors_of(both) == [
+        "realtime.enabled: cannot be used together with streaming.enabled — turn one of them"
+        " off (realtime: the model hears and answers; streaming: STT, responder and TTS)"
     ]
     plivo = {
         "provider": "plivo",

@@ -4,7 +4,8 @@ It runs the real thing — Runtime, call manager, SQLite store, HTTP server, JSO
 SSE event stream — against the mock carrier and its simulated callee, in a temporary state
 folder (never ~/.voicecall). The bot greets, the callee answers with three scripted lines,
 the built-in echo responder replies to each, and the callee hangs up after the third reply.
-The `demo` command is below; `run_demo` is the call it runs.
+The `demo` command is below; `run_demo` is the call it runs. `demo --realtime` runs a realtime
+voice call instead (demo_realtime.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from voice_call.cli.common import reported, rich_console, run
+from voice_call.cli.common import print_json, reported, rich_console, root_settings, run
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -51,15 +52,61 @@ DEMO_CONFIG: dict[str, Any] = {
 
 
 @click.command()
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="A realtime voice call instead: the Twilio emulator and a fake speech-to-speech model.",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["openai", "google"]),
+    default=None,
+    help="With --realtime: the fake model service to talk to (default openai).",
+)
 @reported
-def demo() -> None:
+def demo(realtime: bool, model: str | None) -> None:
     """Run a simulated call end to end (no carrier, no keys needed).
 
-    Nothing is saved: the demo uses a temporary state folder and leaves ~/.voicecall alone.
+    `--realtime` runs a realtime voice call instead: the Twilio emulator and its callee, a fake
+    OpenAI Realtime (or, with `--model google`, Gemini Live) model, and the real server between
+    them — greeting, answers, a barge-in, the goodbye and end_call, with the voice-to-voice
+    figure of each turn. Nothing is saved: the demo uses a temporary state folder and leaves
+    ~/.voicecall alone.
     """
-    code = run(run_demo(rich_console()))
+    if model is not None and not realtime:
+        raise click.UsageError("--model picks the fake realtime model — add --realtime")
+    if realtime:
+        code = run(_realtime(model or "openai", as_json=root_settings().as_json))
+    else:
+        code = run(run_demo(rich_console()))
     if code:
         raise click.exceptions.Exit(code)
+
+
+async def _realtime(model: str, *, as_json: bool) -> int:
+    """`demo --realtime`: narrated, or one JSON object with `--json`; returns the exit code."""
+    from voice_call.cli.demo_realtime import MODELS, print_figures, run_realtime_demo
+
+    chosen = next(name for name in MODELS if name == model)
+    console = None if as_json else rich_console()
+    try:
+        outcome = await run_realtime_demo(console, chosen)
+    except TimeoutError:
+        message = "the realtime demo did not finish in time — the call never ended; this is a bug"
+        if as_json:
+            print_json({"ok": False, "model": chosen, "error": message})
+        else:
+            rich_console().print(f"[bold red]{message}, please report it.[/]")
+        return 1
+    if as_json:
+        print_json(outcome.wire())
+    elif console is not None:
+        console.print()
+        print_record(console, outcome.record)
+        print_figures(console, outcome)
+        verdict = "" if outcome.ok else " [bold red]— the call did not end as scripted[/]"
+        console.print(f"[dim]Demo finished in {outcome.elapsed_s:.1f} s.[/]{verdict}")
+    return 0 if outcome.ok else 1
 
 
 async def run_demo(console: Console) -> int:
@@ -117,7 +164,7 @@ async def _place_and_follow(console: Console, client: RpcClient) -> None:
         await _print_live(console, events)
     status = await client.call("voicecall.status", {"callId": call_id, "full": True})
     console.print()
-    _print_record(console, status.get("call") or {})
+    print_record(console, status.get("call") or {})
 
 
 async def _print_live(console: Console, events: AsyncIterator[dict[str, Any]]) -> None:
@@ -160,7 +207,8 @@ async def _print_live(console: Console, events: AsyncIterator[dict[str, Any]]) -
     raise Unavailable("the event stream ended before the call did")
 
 
-def _print_record(console: Console, call: Mapping[str, Any]) -> None:
+def print_record(console: Console, call: Mapping[str, Any]) -> None:
+    """The final call record, briefly (both demos end with it)."""
     from voice_call.cli.output import latency_table, seconds
 
     started, answered, ended = call.get("startedAt"), call.get("answeredAt"), call.get("endedAt")

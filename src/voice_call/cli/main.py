@@ -10,6 +10,7 @@ Every command lives in the module of its group and is imported only when it runs
 | `config.py` | config check, tool-schema |
 | `setup.py` | setup, smoke (the checks are in `setup_checks.py`) |
 | `sim.py`, `expose.py`, `latency.py`, `mcp.py` | sim, expose, latency, mcp |
+| `console.py` | console |
 
 What the modules share (root settings, `--json`, error → exit code, the console) is in
 `common.py`; rich rendering is in `output.py`. `--config` and `--json` are accepted after any
@@ -39,6 +40,10 @@ from voice_call.cli.common import RootSettings, accept_root_options
 COMMANDS: dict[str, tuple[str, str]] = {
     "call": ("voice_call.cli.call:call", "Place an outbound call."),
     "config": ("voice_call.cli.config:config_group", "Inspect the configuration."),
+    "console": (
+        "voice_call.cli.console:console",
+        "Open the web console of the running server (one-time login link).",
+    ),
     "continue": (
         "voice_call.cli.call:continue_",
         "Say something, then wait for and print the caller's reply.",

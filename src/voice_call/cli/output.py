@@ -28,6 +28,7 @@ STATE_STYLES = {
 TYPE_STYLES = {
     "call.speech": "bold blue",
     "bot.spoke": "bold magenta",
+    "call.replied": "bold magenta",  # a realtime model's own answer
     "bot.speaking": "magenta",
     "call.dtmf": "yellow",
     "bot.dtmf": "yellow",

@@ -57,7 +57,7 @@ def _exposure(runtime: Runtime) -> str:
 
 def _banner(runtime: Runtime, home: Path, local: str) -> list[str]:
     from voice_call.security.rpc_token import token_path
-    from voice_call.store.factory import sqlite_path
+    from voice_call.store.factory import describe_store
 
     config = runtime.config
     origin = local.rstrip("/")
@@ -66,7 +66,7 @@ def _banner(runtime: Runtime, home: Path, local: str) -> list[str]:
         f"  webhook:    {runtime.webhook_url()}  (carriers call this; {_exposure(runtime)})",
         f"  JSON-RPC:   {origin}/rpc  (bearer token in {token_path(home)})",
         f"  events:     {origin}/events",
-        f"  call store: {sqlite_path(config, home)}",
+        f"  call store: {describe_store(config, home)}",
         "Press Ctrl-C to stop.",
     ]
 

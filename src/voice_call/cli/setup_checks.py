@@ -8,7 +8,7 @@ Each check looks at one thing and, when it fails, says how to fix it:
 | `provider-credentials` | the carrier's keys and `fromNumber` are set (config or environment) |
 | `webhook-exposure` | a real carrier would be given a URL it can reach (publicUrl, a tunnel, …) |
 | `webhook-reachable` | an HTTP request to that public URL, from this machine, reaches our server |
-| `speech-keys` | streaming, when on, has its speech keys (and engines) |
+| `speech-keys` | streaming has its speech keys and engines; realtime voice, its model's key |
 | `responder` | inbound callers get an auto-responder, and the chosen one can be built |
 
 So that each check fails on its own broken input only, missing credentials are told apart
@@ -297,15 +297,33 @@ async def _probe(http: httpx.AsyncClient, url: str) -> httpx.Response:
     return await http.get(url, headers=headers, follow_redirects=False)
 
 
-async def check_speech(config: Config) -> Check:
+async def check_speech(
+    config: Config, env: Mapping[str, str] | None = None, source: Path | None = None
+) -> Check:
     name = "speech-keys"
-    # realtime voice is refused by the config itself (not in this version), so only streaming
+    if config.realtime.enabled:  # the config refuses it together with streaming
+        return _check_realtime(config, os.environ if env is None else env, source)
     if not config.streaming.enabled:
         return Check(name, "ok", "streaming is off: the carrier speaks and listens")
     problems = await _streaming_problems(config)
     if problems:
         return Check(name, "fail", "; ".join(problems))
     return Check(name, "ok", "streaming: speech services configured")
+
+
+def _check_realtime(config: Config, env: Mapping[str, str], source: Path | None) -> Check:
+    """The chosen model service's settings and key, built as the server start builds them."""
+    from voice_call.agent.responders.factory import responder_name
+    from voice_call.realtime.factory import RealtimeFactory, RealtimeUnavailable
+
+    name = "speech-keys"
+    provider = config.realtime.provider or "openai"
+    try:
+        RealtimeFactory(config, consult=responder_name(config) != "none", env=env)
+    except RealtimeUnavailable as exc:
+        where = f" (in {source})" if source is not None else ""
+        return Check(name, "fail", f"{exc}{where}")
+    return Check(name, "ok", f"realtime voice: {provider} key and settings found")
 
 
 async def _streaming_problems(config: Config) -> list[str]:
@@ -334,6 +352,8 @@ async def check_responder(config: Config) -> Check:
 
     provider = responder_name(config)  # a top-level responseModel alone chooses openai
     if provider == "none":
+        if config.realtime.enabled:
+            return Check(name, "ok", "none: the realtime voice model answers callers itself")
         if config.inbound_policy != "disabled":
             return Check(
                 name,
@@ -384,6 +404,6 @@ async def run_checks(
     exposure = await check_exposure(config, env, tailscale)
     checks.append(exposure)
     checks.append(await check_reachable(config, home, exposure, http))
-    checks.append(await check_speech(config))
+    checks.append(await check_speech(config, env, loaded.source))
     checks.append(await check_responder(config))
     return SetupReport(checks, config)

@@ -1,5 +1,6 @@
 """Checks between fields: what one setting requires of another (provider credentials, the
-caller ID), and settings of the seed's that this version refuses (realtime voice).
+caller ID), what realtime voice needs of the rest of the file (config/realtime_checks.py), and
+settings of the seed's that this version refuses.
 
 They run on the raw dict, after legacy migration and environment fallbacks, so their problems
 are reported together with any type errors in one go.
@@ -12,6 +13,7 @@ from typing import Any
 from voice_call.config.environment import PROVIDER_ENV
 from voice_call.config.errors import Loc
 from voice_call.config.raw import is_missing, lookup
+from voice_call.config.realtime_checks import realtime_problems
 from voice_call.config.schema import CARRIERS
 
 
@@ -31,21 +33,33 @@ def cross_check(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
         )
     if provider in CARRIERS:
         problems += _credential_problems(raw, provider)
-    return problems
+    return problems + _shared_secret_problems(raw)
+
+
+def _shared_secret_problems(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Instances sharing a Redis store verify the stream tokens the others mint, which a
+    random per-process key (the default without tokenSecret) cannot do."""
+    if lookup(lookup(raw, "store"), "backend") != "redis":
+        return []
+    if not is_missing(lookup(lookup(raw, "streaming"), "tokenSecret")):
+        return []
+    return [
+        (
+            ("streaming", "tokenSecret"),
+            'required with store.backend "redis": every instance must verify the media-stream'
+            " tokens the others mint — set the same secret on each one, e.g. the output of"
+            ' `python -c "import secrets; print(secrets.token_urlsafe(32))"`',
+        )
+    ]
 
 
 def _refused(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Seed settings this version cannot honour: refused even when the service is off, so a
     file that turns them on never passes `config check`."""
-    if lookup(lookup(raw, "realtime"), "enabled") is True:
-        return [
-            (
-                ("realtime", "enabled"),
-                "realtime voice is not available in this version yet — set realtime.enabled"
-                " to false (streaming.enabled gives a streamed call with STT/TTS)",
-            )
-        ]
-    return []
+    realtime = lookup(raw, "realtime")
+    if lookup(realtime, "enabled") is not True:
+        return []
+    return realtime_problems(raw, realtime)
 
 
 def _ngrok_bypass_refused(raw: dict[str, Any]) -> list[tuple[Loc, str]]:

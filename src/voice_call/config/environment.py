@@ -29,7 +29,12 @@ PROVIDER_ENV = {
     "plivo": {"authId": "PLIVO_AUTH_ID", "authToken": "PLIVO_AUTH_TOKEN"},
 }
 _TUNNEL_ENV = {"ngrokAuthToken": "NGROK_AUTHTOKEN", "ngrokDomain": "NGROK_DOMAIN"}
-_TOP_ENV = {"openaiApiKey": "OPENAI_API_KEY", "elevenlabsApiKey": "ELEVENLABS_API_KEY"}
+_TOP_ENV = {
+    "openaiApiKey": "OPENAI_API_KEY",
+    "elevenlabsApiKey": "ELEVENLABS_API_KEY",
+    "deepgramApiKey": "DEEPGRAM_API_KEY",
+    "cartesiaApiKey": "CARTESIA_API_KEY",
+}
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[Loc, str]:

@@ -13,6 +13,7 @@ import os
 import re
 import typing
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -132,6 +133,8 @@ class StreamingConfig(_Section):
     provider: SttName | None = None
     stream_path: UrlPath = "/voice/stream"
     providers: SttProviders = Field(default_factory=SttProviders)
+    # engines that take over, in order, when the provider fails at connect or mid-call
+    fallback: list[SttName] | None = None
     pre_start_timeout_ms: Int = Field(default=5000, gt=0)
     max_pending_connections: Int = Field(default=32, ge=1)
     max_pending_connections_per_ip: Int = Field(default=4, ge=1)
@@ -141,22 +144,49 @@ class StreamingConfig(_Section):
     drop_grace_ms: Int = Field(default=2000, ge=0)  # a dropped stream ends the call after this
     protect_greeting: Bool = True  # the opening greeting ignores (echo) barge-in
 
+    @model_validator(mode="after")
+    def _fallback_once_each(self) -> StreamingConfig:
+        chain = self.fallback or []
+        for index, name in enumerate(chain):
+            if name in chain[:index] or name == (self.provider or "openai"):
+                raise field_error(
+                    "fallback",
+                    f'names "{name}" twice (the provider comes first by itself)'
+                    " — list each speech-to-text engine once",
+                )
+        return self
 
-def _not_redis(value: Any) -> Any:
-    if value == "redis":
-        raise ValueError(
-            'the Redis store is not available in this version yet — use "sqlite" (the default;'
-            " store.path picks the file)"
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_EXAMPLE = '"redis://localhost:6379/0"'
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _redis_url_problem(url: str) -> str | None:
+    """Why `url` cannot name a Redis server, or None when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}) — e.g. {_REDIS_EXAMPLE}"
+    if parts.scheme not in REDIS_SCHEMES:
+        return (
+            "must be a redis://, rediss:// or unix:// URL — e.g. "
+            f'{_REDIS_EXAMPLE}, "rediss://:password@host:6380/0" or "unix:///run/redis.sock"'
         )
-    return value
+    if parts.scheme == "unix" and not parts.path:
+        return 'names no socket file — e.g. "unix:///run/redis/redis.sock"'
+    return None
 
 
 class StoreConfig(_Section):
     """Where call records live. The seed gives a path string; we also take an object."""
 
-    backend: Annotated[Literal["sqlite"], BeforeValidator(_not_redis)] = "sqlite"
-    path: OptStr = None  # None = the store's default file under state_home()
-    url: OptStr = None  # the Redis store's; refused until that store exists
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: OptStr = None  # SQLite: None = the store's default file under state_home()
+    url: OptStr = None  # Redis: the server (redis://, rediss:// or unix://)
+    # Redis: every key starts with "<prefix>:", so deployments can share one Redis
+    prefix: str = "voicecall"
     retention_days: Int = Field(default=30, ge=0)
 
     @model_validator(mode="before")
@@ -170,13 +200,42 @@ class StoreConfig(_Section):
     def _check(self) -> StoreConfig:
         if self.path is not None:
             self.path = os.path.expanduser(self.path)
+        if self.backend == "redis":
+            self._check_redis()
+            return self
         if self.url is not None:
             raise field_error(
                 "url",
-                "only the Redis store uses it, and that store is not available in this version"
-                " yet — remove it (store.path picks the SQLite file)",
+                'only the Redis store uses it — set backend: "redis" to use Redis, or remove it'
+                " (store.path picks the SQLite file)",
+            )
+        if "prefix" in self.model_fields_set:
+            raise field_error(
+                "prefix", 'only the Redis store uses it — remove it, or set backend: "redis"'
             )
         return self
+
+    def _check_redis(self) -> None:
+        if self.url is None:
+            raise field_error(
+                "url",
+                f'required with backend "redis" — set it to the Redis server, e.g.'
+                f" {_REDIS_EXAMPLE}",
+            )
+        problem = _redis_url_problem(self.url)
+        if problem is not None:
+            raise field_error("url", problem)
+        if self.path is not None:
+            raise field_error(
+                "path",
+                "only the SQLite store uses it — remove it (store.url names the Redis server)",
+            )
+        if not _PREFIX.fullmatch(self.prefix):
+            raise field_error(
+                "prefix",
+                "may hold only letters, digits, '_', '.' and '-' (1 to 64 of them) — e.g."
+                ' "voicecall-prod"',
+            )
 
 
 # `apiBaseUrl` (in each carrier block) points a provider at another REST host (a regional
@@ -304,6 +363,8 @@ class Config(_Section):
     # ours
     openai_api_key: OptStr = None
     elevenlabs_api_key: OptStr = None
+    deepgram_api_key: OptStr = None
+    cartesia_api_key: OptStr = None
     mock: MockConfig = Field(default_factory=MockConfig)
     responder: ResponderConfig = Field(default_factory=ResponderConfig)
 

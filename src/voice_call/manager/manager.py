@@ -314,8 +314,11 @@ class CallManager:
             allow_terminal=True,  # sent before the call ended: still part of its story
         )
 
-    async def end(self, call_id: str, reason: CallState = CallState.HANGUP_BOT) -> None:
-        """Hang up and finalize. Ending an ended call succeeds; concurrent ends share a hang-up."""
+    async def end(
+        self, call_id: str, reason: CallState = CallState.HANGUP_BOT, *, error: str | None = None
+    ) -> None:
+        """Hang up and finalize. Ending an ended call succeeds; concurrent ends share a hang-up.
+        `error`: why, kept on the record (a realtime model that is gone for good)."""
         pending = self._ending.get(call_id)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -325,7 +328,7 @@ class CallManager:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ending[call_id] = future
         try:
-            await self._hangup(record, reason)
+            await self._hangup(record, reason, error)
             future.set_result(None)
         except BaseException as exc:
             future.set_exception(exc)
@@ -433,6 +436,8 @@ class CallManager:
             return move(rec, CallState.SPEAKING)
         if kind == EventType.SPEECH:
             return self._apply_speech(rec, event, now, effects, received)
+        if kind == EventType.REPLIED:
+            return self._apply_model_reply(rec, event, now, effects)
         if kind == EventType.ENDED:
             reason = event.reason or CallState.COMPLETED
             end_record(rec, reason, now)
@@ -452,6 +457,9 @@ class CallManager:
             # The carrier finished the message before we recorded it as said (a fast
             # playback): remember it, so the hang-up is armed without waiting for a fallback.
             rec.metadata["playbackEnded"] = True
+        elif kind == EventType.STREAM_STARTED and self.config.realtime.enabled:
+            # the call's audio goes to a speech-to-speech model: say so on the record
+            rec.metadata["realtime"] = self.config.realtime.provider or "openai"
         return "applied"  # initiated, dtmf, silence, playback-ended: logged only
 
     def _apply_speech(
@@ -481,6 +489,17 @@ class CallManager:
         elif self.replies.answers(rec) and "hangupAfterReply" not in rec.metadata:
             endpointing = event.endpointing_ms
             effects.append(lambda: self.replies.start(rec.call_id, received, endpointing))
+        return "applied"
+
+    def _apply_model_reply(
+        self, rec: CallRecord, event: CallEvent, now: float, effects: list[Callable[[], object]]
+    ) -> str:
+        """A realtime model's own answer (realtime/bridge.py): a bot line of what was heard."""
+        text = (event.text or "").strip()
+        self._mark_answered(rec, now, effects)
+        if text:
+            rec.transcript.append(TranscriptEntry(at=now, speaker=Speaker.BOT, text=text))
+        move(rec, CallState.LISTENING)
         return "applied"
 
     def _mark_answered(
@@ -747,7 +766,9 @@ class CallManager:
 
     # ---------------------------------------------------------------- ending
 
-    async def _hangup(self, record: CallRecord, reason: CallState) -> None:
+    async def _hangup(
+        self, record: CallRecord, reason: CallState, error: str | None = None
+    ) -> None:
         def requested(rec: CallRecord) -> LoggedEvent:
             rec.metadata["hangupRequestedAt"] = self.clock.now()
             return self._entry(rec, ManagerEntry.HANGUP, {"reason": reason.value})
@@ -759,7 +780,7 @@ class CallManager:
             if reason == CallState.HANGUP_BOT:
                 raise Unavailable(f"the carrier refused to hang up: {exc}") from None
             log.warning("hang-up of %s failed (%s); ending it here anyway", record.call_id, exc)
-        await self._finish(record.call_id, reason, EventType.ENDED, None)
+        await self._finish(record.call_id, reason, EventType.ENDED, error)
 
     async def _finish(
         self, call_id: str, reason: CallState, kind: EventType | ManagerEntry, error: str | None

@@ -86,8 +86,9 @@ class AutoReplies:
         self._histories: dict[str, asyncio.Future[list[TranscriptEntry]]] = {}
 
     def answers(self, rec: CallRecord) -> bool:
-        """Whether the caller's words on this call get an auto-reply."""
-        if self.responder is None:
+        """Whether the caller's words on this call get an auto-reply (never on realtime
+        voice: the model answers them itself)."""
+        if self.responder is None or self.config.realtime.enabled:
             return False
         return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from voice_call.audio.g711 import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_BY
 from voice_call.audio.resample import Resampler, UnsupportedRate
 from voice_call.speech.sentences import split_sentences
 from voice_call.speech.stack import Voice
-from voice_call.speech.tts.base import TtsAudio, TtsError
+from voice_call.speech.tts.base import REPLY_PART, ReplyPart, TtsAudio, TtsError
 
 SILENCE_FRAME = bytes([SILENCE_BYTE]) * FRAME_BYTES
 # Audio converted ahead of playback, at most: past this, the TTS stream is read only as the
@@ -109,7 +110,9 @@ class PlaybackJob:
         framer = Framer()
         produced = 0
         try:
-            for sentence in self.sentences:
+            reply = uuid.uuid4().hex  # engines are shared across calls: unique everywhere
+            for index, sentence in enumerate(self.sentences):
+                REPLY_PART.set(ReplyPart(reply, index == len(self.sentences) - 1))
                 async with asyncio.timeout(self.voice.timeout_s) as deadline:
                     produced += await self._sentence(sentence, framer, deadline)
                 self.boundaries.append(produced)

@@ -11,6 +11,11 @@ refused, never swapped in (`reserve`), and a token opens one stream only (`spend
 manager into the store, see security/stream_tokens.py). A call's answer stream is handed out
 once (`answer_stream`): an answer the carrier asks for again (a retry, a duplicate delivery)
 gets the same URL and token while it is valid, and STT is not warmed a second time.
+
+With `realtime.enabled` the streams are realtime voice bridges (realtime/bridge.py) on
+`realtime.streamPath`: what warms while the phone rings is the call's model session (its
+`ModelSource`, realtime/factory.py), handed to the media route with `take_model`; no STT or
+TTS is built at all.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from voice_call.clock import Clock, Timer
@@ -29,10 +34,12 @@ from voice_call.config import Config
 from voice_call.errors import VoiceCallError
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import SlotScheduler
-from voice_call.media.session import EventSink, MediaSession
+from voice_call.media.playback import PlaybackResult
+from voice_call.media.session import EventSink
 from voice_call.media.stream_protocols import protocol_for
 from voice_call.models import CallEvent, CallRecord, CallState, EventType
 from voice_call.numbers import screened_route
+from voice_call.realtime.model import RealtimeModel, SessionSetup
 from voice_call.security.stream_tokens import ANSWER, StreamTokens, spent_key
 from voice_call.speech.stack import Speech, SpeechStack, Voice
 from voice_call.speech.stt.base import SttSession
@@ -43,6 +50,44 @@ log = logging.getLogger("voice_call.media")
 EndCall = Callable[[str, CallState], Awaitable[object]]
 MAX_ANSWERS = 10_000  # answer streams remembered for retried answers (oldest forgotten first)
 REUSE_MARGIN_S = 5.0  # an answer token closer than this to expiry is minted anew
+
+
+class LiveSession(Protocol):
+    """A call's live stream as the registry and the providers drive it: a MediaSession, or a
+    realtime voice bridge (realtime/bridge.py), which has the same command surface."""
+
+    @property
+    def call_id(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def speak(self, text: str, *, interruptible: bool = True) -> asyncio.Future[PlaybackResult]: ...
+
+    def play(self, ulaw: bytes, label: str) -> asyncio.Future[PlaybackResult]: ...
+
+    def clear(self) -> None: ...
+
+    async def finish_playback(self, timeout_s: float | None = None) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ModelSource(Protocol):
+    """Realtime voice models for calls (realtime/factory.py `RealtimeFactory`)."""
+
+    def new_model(self) -> RealtimeModel: ...
+
+    def setup(self, record: CallRecord | None) -> SessionSetup: ...
+
+
+class _WarmModel:
+    """A call's model session opened while its phone rings, until its stream takes it."""
+
+    def __init__(self, model: RealtimeModel, setup: SessionSetup, expire: Timer) -> None:
+        self.model = model
+        self.setup = setup
+        self.expire = expire
 
 
 class MediaSessions:
@@ -56,6 +101,7 @@ class MediaSessions:
         speech: Speech | None = None,
         tokens: StreamTokens | None = None,
         stats: LatenessStats | None = None,
+        models: ModelSource | None = None,
     ) -> None:
         streaming = config.streaming
         self.config = config
@@ -69,10 +115,12 @@ class MediaSessions:
         self.scheduler = SlotScheduler()  # one clock for every stream's pacer
         # Built now when streaming is on, so a missing key or espeak-ng fails at start.
         self._speech = speech or (SpeechStack(config) if streaming.enabled else None)
-        self._sessions: dict[str, MediaSession] = {}
+        self.models = models  # realtime voice: the streams are model bridges
+        self._sessions: dict[str, LiveSession] = {}
         self._prewarmed: dict[str, tuple[SttSession, Timer]] = {}
+        self._warm_models: dict[str, _WarmModel] = {}
         self._grace: dict[str, Timer] = {}
-        self._waiters: dict[str, list[asyncio.Future[MediaSession]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[LiveSession]]] = {}
         self._starting: set[str] = set()  # calls whose stream is being admitted
         # call → (url, token, expiry) of its answer stream, for a retried answer
         self._answers: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
@@ -106,10 +154,17 @@ class MediaSessions:
     def _url(self, webhook_url: str, token: str, token_in_query: bool | None = None) -> str:
         if token_in_query is None:
             token_in_query = protocol_for(self.config.provider).token_in_query
-        url = stream_url(webhook_url, self.config.serve.path, self.config.streaming.stream_path)
+        url = stream_url(webhook_url, self.config.serve.path, self.stream_path)
         if token_in_query:
             url += "?" + urlencode({"token": token})
         return url
+
+    @property
+    def stream_path(self) -> str:
+        """Where carriers open this service's streams: the realtime path for model bridges."""
+        if self.models is not None and self.config.realtime.stream_path:
+            return self.config.realtime.stream_path
+        return self.config.streaming.stream_path
 
     def token(self, call_id: str, min_ttl_s: float = 0, *, grant: str | None = None) -> str:
         """A token for one stream of `call_id` (see security/stream_tokens.py for `grant`)."""
@@ -149,6 +204,9 @@ class MediaSessions:
         it is closed when the call ends or after the token lifetime (at least `keep_s`)."""
         if call_id in self._prewarmed or call_id in self._sessions or call_id in self._starting:
             return
+        if self.models is not None:
+            self._prewarm_model(call_id, record, keep_s)
+            return
         stt = self.speech.new_stt()
         voice = self.voice_for(record)
         expire = self._clock.call_later(
@@ -166,17 +224,61 @@ class MediaSessions:
                     "call %s: pre-warm failed (%s); retrying at stream start", call_id, result
                 )
 
+    def _prewarm_model(self, call_id: str, record: CallRecord | None, keep_s: float) -> None:
+        """Open the call's model session now; dropped if no stream takes it in time. Not
+        when the call is unknown here and a number route could change its instructions."""
+        if call_id in self._warm_models or (record is None and self._routes_shape_sessions()):
+            return
+        assert self.models is not None
+        model, setup = self.models.new_model(), self.models.setup(record)
+        expire = self._clock.call_later(
+            max(float(self.config.streaming.token_ttl_seconds), keep_s),
+            lambda: self._spawn(self._drop_prewarmed(call_id)),
+        )
+        self._warm_models[call_id] = _WarmModel(model, setup, expire)
+        self._spawn(self._connect(call_id, model, setup))
+
+    async def _connect(self, call_id: str, model: RealtimeModel, setup: SessionSetup) -> None:
+        try:
+            await model.connect(setup)
+        except Exception as exc:
+            log.warning(
+                "call %s: model pre-warm failed (%s); retrying at stream start", call_id, exc
+            )
+
+    def _routes_shape_sessions(self) -> bool:
+        routes = self.config.numbers.values()
+        return any(route.response_system_prompt or route.language for route in routes)
+
+    def take_model(
+        self, call_id: str, record: CallRecord | None
+    ) -> tuple[RealtimeModel, SessionSetup]:
+        """The call's pre-warmed model session (connected, or connecting), else a new one."""
+        assert self.models is not None
+        warm = self._warm_models.pop(call_id, None)
+        if warm is None:
+            return self.models.new_model(), self.models.setup(record)
+        warm.expire.cancel()
+        return warm.model, warm.setup
+
     async def _drop_prewarmed(self, call_id: str) -> None:
         entry = self._prewarmed.pop(call_id, None)
         if entry is not None:
             await entry[0].close()
+        warm = self._warm_models.pop(call_id, None)
+        if warm is not None:
+            await warm.model.close()
 
     def call_ended(self, call_id: str) -> None:
-        """The call is over: STT warmed for it is closed now, not when its token expires (a
-        dial nobody answered would otherwise hold a speech-to-text socket for minutes)."""
+        """The call is over: STT (or the model session) warmed for it is closed now, not when
+        its token expires (a dial nobody answered would otherwise hold a socket for minutes)."""
         entry = self._prewarmed.get(call_id)
+        warm = self._warm_models.get(call_id)
         if entry is not None:
             entry[1].cancel()
+        if warm is not None:
+            warm.expire.cancel()
+        if entry is not None or warm is not None:
             self._spawn(self._drop_prewarmed(call_id))
 
     # ------------------------------------------------------------------ for the media route
@@ -216,15 +318,15 @@ class MediaSessions:
         route = screened_route(self.config, record) if record is not None else None
         return self.speech.voice(route.tts if route is not None else None)
 
-    def get(self, call_id: str) -> MediaSession | None:
+    def get(self, call_id: str) -> LiveSession | None:
         return self._sessions.get(call_id)
 
-    async def wait_for(self, call_id: str, timeout_s: float) -> MediaSession | None:
+    async def wait_for(self, call_id: str, timeout_s: float) -> LiveSession | None:
         """The call's session once its stream has started, or None after `timeout_s`."""
         session = self._sessions.get(call_id)
         if session is not None:
             return session
-        waiter: asyncio.Future[MediaSession] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(call_id, []).append(waiter)
         try:
             return await asyncio.wait_for(waiter, timeout_s)
@@ -237,7 +339,7 @@ class MediaSessions:
             if not waiters:
                 self._waiters.pop(call_id, None)
 
-    def register(self, session: MediaSession) -> None:
+    def register(self, session: LiveSession) -> None:
         """`session` now carries the call's audio (the route admits it only when none is live)."""
         self.release(session.call_id)
         timer = self._grace.pop(session.call_id, None)
@@ -251,7 +353,7 @@ class MediaSessions:
             if not waiter.done():
                 waiter.set_result(session)
 
-    def stream_ended(self, session: MediaSession, reason: CallState) -> None:
+    def stream_ended(self, session: LiveSession, reason: CallState) -> None:
         """The socket of `session` is gone; the call ends unless a new one starts in time."""
         if self._closed or self._sessions.get(session.call_id) is not session:
             return  # shutting down, or already replaced by a newer stream
@@ -299,6 +401,11 @@ class MediaSessions:
             timer.cancel()
             with contextlib.suppress(Exception):
                 await stt.close()
+        warm_models, self._warm_models = list(self._warm_models.values()), {}
+        for warm in warm_models:
+            warm.expire.cancel()
+            with contextlib.suppress(Exception):
+                await warm.model.close()
         for session in sessions:
             await session.close()
         for task in list(self._tasks):

@@ -2,8 +2,12 @@
 
 With `streaming.enabled` a provider hands the carrier a stream URL (TwiML `<Connect><Stream>`,
 Telnyx `stream_url` on dial/answer, Plivo `<Stream>`) and then speaks through the call's
-MediaSession instead of the carrier's own voice. This helper holds the provider's side of that:
-pre-warming while the phone rings, the stream URL and its token, speaking over the session with
+MediaSession instead of the carrier's own voice. With `realtime.enabled` the same machinery
+carries the call to a speech-to-speech model: the URL points at `realtime.streamPath` and the
+session is a realtime bridge, whose `speak` has the model say the text verbatim.
+
+This helper holds the provider's side of that: pre-warming while the phone rings, the stream
+URL and its token, speaking over the session with
 the one-path rule (the carrier's voice only when the stream failed before any audio left), and
 letting the goodbye finish before a hang-up, and keys sent as in-band tones on carriers
 whose stream has no DTMF message (audio/dtmf.py).
@@ -21,8 +25,7 @@ from voice_call.providers.base import ProviderError
 
 if TYPE_CHECKING:
     from voice_call.media.playback import PlaybackResult
-    from voice_call.media.registry import MediaSessions
-    from voice_call.media.session import MediaSession
+    from voice_call.media.registry import LiveSession, MediaSessions
 
 STREAM_WAIT_S = 5.0  # how long a speak waits for the call's media stream to start
 FINISH_PLAYBACK_S = 10.0  # a goodbye still playing may finish before the hang-up
@@ -44,7 +47,8 @@ class StreamedSpeech:
         self._missing: dict[str, None] = {}
 
     def attach(self, media: MediaSessions) -> None:
-        self.media = media if self.config.streaming.enabled else None
+        streams = self.config.streaming.enabled or self.config.realtime.enabled
+        self.media = media if streams else None
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +75,7 @@ class StreamedSpeech:
         assert self.media is not None
         return self.media.answer_stream(webhook_url, call_id, record, min_ttl_s=min_ttl_s)
 
-    async def session(self, call: CallRecord) -> MediaSession | None:
+    async def session(self, call: CallRecord) -> LiveSession | None:
         if self.media is None:
             return None
         session = self.media.get(call.call_id)
@@ -108,7 +112,7 @@ class StreamedSpeech:
         return self._settle(session, queued, native)
 
     async def _settle(
-        self, session: MediaSession, queued: asyncio.Future[PlaybackResult], native: Native
+        self, session: LiveSession, queued: asyncio.Future[PlaybackResult], native: Native
     ) -> str | None:
         from voice_call.media.playback import PlaybackStatus
 

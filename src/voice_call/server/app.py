@@ -1,4 +1,5 @@
-"""The ASGI app: webhook, JSON-RPC, the event stream and health, on one Starlette router.
+"""The ASGI app: webhook, JSON-RPC, the event stream, health and the web console, on one
+Starlette router.
 
 Unknown paths answer 404 and known paths with the wrong method 405, both as JSON. The
 lifespan starts and stops the Runtime (both idempotent, so `serve` may start it earlier to
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from voice_call.runtime import Runtime
+from voice_call.server.console import console_routes
 from voice_call.server.events import KEEPALIVE_S, EventsRoute
 from voice_call.server.health import HealthRoute
 from voice_call.server.host_guard import HostGuard
@@ -58,11 +60,12 @@ def build_app(
         Route("/events", events.handle, methods=["GET"]),
         Route("/healthz", HealthRoute(runtime).handle, methods=["GET"]),
         Route("/metrics", MetricsRoute(runtime).handle, methods=["GET"]),
+        *console_routes(runtime, events, limits),  # the web console (login required)
     ]
     streams: list[BaseRoute] = []
-    if runtime.config.streaming.enabled or media is not None:
+    if runtime.config.streaming.enabled or runtime.config.realtime.enabled or media is not None:
         media = media or MediaRoute(runtime)
-        streams.append(WebSocketRoute(runtime.config.streaming.stream_path, media))
+        streams.append(WebSocketRoute(runtime.media_stream_path, media))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

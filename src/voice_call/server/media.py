@@ -1,4 +1,5 @@
-"""The media WebSocket route (`streaming.streamPath`): carrier audio streams, both ways.
+"""The media WebSocket route (`streaming.streamPath`, or `realtime.streamPath` with realtime
+voice): carrier audio streams, both ways.
 
 Admission, in order (docs/security.md §2):
 1. Shutting down, or `maxConnections` sockets already open → HTTP 503 before the upgrade.
@@ -14,7 +15,10 @@ Admission, in order (docs/security.md §2):
    going), and a token that opened a stream is spent, in the store, for every instance (1008
    "stream token already used"; security/stream_tokens.py).
 4. Only µ-law 8 kHz is accepted (1008 otherwise); STT connects (pre-warmed when the provider
-   asked while the phone rang) → 1011 if it cannot.
+   asked while the phone rang) → 1011 if it cannot. With realtime voice the stream is a
+   RealtimeSession (realtime/bridge.py) instead, and its model session connects (pre-warmed
+   likewise); a model that cannot be reached ends the call with an apology in the carrier's
+   own voice, reason error and the model's error on the record, then 1011.
 
 Then frames flow: each inbound frame is at most 64 KiB (1009 otherwise); more than 1 MiB
 waiting to be written means the carrier is not reading → 1013. When the socket ends, the
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.responses import PlainTextResponse
@@ -46,6 +51,8 @@ from voice_call.media.stream_protocols import (
     protocol_for,
 )
 from voice_call.models import CallRecord, CallState
+from voice_call.realtime.bridge import RealtimeSession
+from voice_call.realtime.model import RealtimeError, RealtimeModel, SessionSetup
 from voice_call.runtime import Runtime
 from voice_call.security.exposure import forwarding_trust
 from voice_call.security.public_url import client_ip
@@ -58,6 +65,7 @@ log = logging.getLogger("voice_call.server.media")
 MAX_FRAME_BYTES = 64 * 1024
 POLICY, TOO_BIG, INTERNAL, TRY_LATER = 1008, 1009, 1011, 1013
 ALREADY_LIVE = "media stream already live for this call"
+Session = MediaSession | RealtimeSession
 
 
 @dataclass(frozen=True)
@@ -278,25 +286,35 @@ class MediaRoute:
             on_overflow=lambda: close_soon(TRY_LATER, "backpressure: the stream is not reading"),
             stats=media.stats,
         )
-        session = MediaSession(
-            record.call_id,
-            protocol,
-            outbox,
-            media.take_stt(warmed_as),
-            media.voice_for(record),
-            media.sink,
-            scheduler=media.scheduler,
-            on_fatal=close_soon,
-        )
+        session: Session
+        setup: SessionSetup | None = None
+        if media.models is not None:
+            model, setup = media.take_model(warmed_as, record)
+            session = self._bridge(record, protocol, outbox, close_soon, model)
+        else:
+            session = MediaSession(
+                record.call_id,
+                protocol,
+                outbox,
+                media.take_stt(warmed_as),
+                media.voice_for(record),
+                media.sink,
+                scheduler=media.scheduler,
+                on_fatal=close_soon,
+            )
         writer = asyncio.create_task(_write(outbox))
         reader = asyncio.create_task(self._read(sock, protocol, session))
         reason = CallState.ERROR
         try:
-            try:
-                await session.stt.connect()
-            except SttError as exc:
-                log.warning("call %s: %s", record.call_id, exc)
-                raise MediaRefused(INTERNAL, "speech-to-text unavailable") from None
+            if isinstance(session, RealtimeSession):
+                assert setup is not None
+                await self._open_model(session, record, setup)
+            else:
+                try:
+                    await session.stt.connect()
+                except SttError as exc:
+                    log.warning("call %s: %s", record.call_id, exc)
+                    raise MediaRefused(INTERNAL, "speech-to-text unavailable") from None
             media.register(session)
             with contextlib.suppress(asyncio.CancelledError):
                 if await reader:
@@ -311,7 +329,45 @@ class MediaRoute:
             await session.close()
             media.stream_ended(session, reason)
 
-    async def _read(self, sock: Socket, protocol: StreamProtocol, session: MediaSession) -> bool:
+    def _bridge(
+        self,
+        record: CallRecord,
+        protocol: StreamProtocol,
+        outbox: Outbox,
+        close_soon: Callable[[int, str], None],
+        model: RealtimeModel,
+    ) -> RealtimeSession:
+        """The call's realtime voice bridge on `model` (pre-warmed while the phone rang)."""
+        runtime = self.runtime
+        assert runtime.realtime is not None
+        return RealtimeSession(
+            record.call_id,
+            protocol,
+            outbox,
+            model,
+            runtime.media.sink,
+            runtime.call_control,
+            runtime.realtime.bridge_settings(),
+            scheduler=runtime.media.scheduler,
+            stats=runtime.media.stats,
+            on_fatal=close_soon,
+        )
+
+    async def _open_model(
+        self, session: RealtimeSession, record: CallRecord, setup: SessionSetup
+    ) -> None:
+        """Start the bridge (connecting its model unless the pre-warm did); a model that
+        cannot be reached ends the call with an apology (MediaRefused 1011)."""
+        try:
+            await session.start(setup)
+        except RealtimeError as exc:
+            log.warning("call %s: realtime model unavailable: %s", record.call_id, exc)
+            await session.close()
+            apology = session.settings.apology_text
+            await self.runtime.call_control.end_with_apology(record.call_id, apology, str(exc))
+            raise MediaRefused(INTERNAL, "realtime voice model unavailable") from None
+
+    async def _read(self, sock: Socket, protocol: StreamProtocol, session: Session) -> bool:
         """Feed frames to the session; True when the carrier ended the stream on purpose: a
         `stop`, or a clean close from a carrier that has no stop frame (Plivo)."""
         feed = _Feed(self, protocol, session)
@@ -331,7 +387,7 @@ class _Feed:
     """One stream's frames after its start frame, into its session: pulled by `_read` from ASGI
     `receive`, or pushed synchronously by the server's direct channel (a `FrameSink`)."""
 
-    def __init__(self, route: MediaRoute, protocol: StreamProtocol, session: MediaSession) -> None:
+    def __init__(self, route: MediaRoute, protocol: StreamProtocol, session: Session) -> None:
         self.route = route
         self.protocol = protocol
         self.session = session
