@@ -349,8 +349,7 @@ class MediaRoute:
             runtime.call_control,
             runtime.realtime.bridge_settings(),
             scheduler=runtime.media.scheduler,
-            stats=runtime.media.stats,
-            on_fatal=close_soon,
+            on_fatal=close_soon,  # lateness is measured once, by the outbox (as for streams)
         )
 
     async def _open_model(
