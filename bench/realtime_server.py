@@ -5,7 +5,8 @@ model service at `--model-url` (the fake model runs in the load process, on the 
 places N conversation calls, prints one JSON line with the port, the stream path and each
 call's carrier id and stream token, and serves their media streams: each one a RealtimeSession
 (realtime/bridge.py) built by the media route, as in production. Commands on stdin, one per
-line, as bench/streams_server.py: `reset`, `report`, `profile`, `quit`.
+line, as bench/streams_server.py: `reset` (answered `{}` once the window has started),
+`report`, `profile`, `quit`.
 
 Built on the pieces: the config is checked as a Twilio one (realtime refuses the mock carrier,
 which has no streams of its own) and then runs on the mock provider, so no carrier REST API is
@@ -32,6 +33,7 @@ from bench.streams_server import GC, WAKES, by_package
 from voice_call.config import Config, parse_config
 from voice_call.media.lateness import LatenessStats
 from voice_call.models import Mode
+from voice_call.realtime.bridge import RealtimeSession
 from voice_call.runtime import Runtime
 
 KEY = "bench-model-key"
@@ -125,8 +127,8 @@ async def greet(runtime: Runtime, call_id: str) -> None:
     speak through the stream itself). The pacers' wake-ups go to WAKES, so the media stats hold
     the outboxes' write lateness only, as in bench/streams_server.py."""
     session = await runtime.media.wait_for(call_id, 120)
-    if session is not None:
-        session._pacer.stats = WAKES  # type: ignore[union-attr]
+    if isinstance(session, RealtimeSession):
+        session._pacer.stats = WAKES
         session.speak(GREETING)
 
 
@@ -147,9 +149,9 @@ async def main(calls: int, provider: str, model_url: str, silence_ms: int) -> No
             out = []
             watchers = []
             for call_id in ids:
-                record = await runtime.store.get(call_id)
-                assert record is not None and record.provider_call_id
-                out.append([record.provider_call_id, runtime.media.token(call_id)])
+                stored = await runtime.store.get(call_id)
+                assert stored is not None and stored.provider_call_id
+                out.append([stored.provider_call_id, runtime.media.token(call_id)])
                 watchers.append(asyncio.create_task(greet(runtime, call_id)))
             ready = {"port": server.port, "path": runtime.media_stream_path, "calls": out}
             print(json.dumps(ready), flush=True)
@@ -169,10 +171,12 @@ async def commands(runtime: Runtime) -> None:
     while line := (await reader.readline()).decode().strip():
         if line == "reset":
             window.reset()
+            print("{}", flush=True)  # the window starts now, not when the driver asked
         elif line == "profile":
             profiler = cProfile.Profile()
             profiler.enable()
             window.reset()
+            print("{}", flush=True)
         elif line == "report":
             if profiler is not None:
                 profiler.disable()
@@ -201,7 +205,7 @@ def prime_gemini_downsampler() -> None:
             if in_rate > out_rate:
                 self.push(bytes(2 * in_rate // 500))
 
-    google.Resampler = Primed  # type: ignore[misc]
+    setattr(google, "Resampler", Primed)  # noqa: B010 (the provider looks it up there)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ Per reply turn the server records:
 
 And over the run, this process's CPU (our server alone: the line and the fakes run in the other
 process) per live call, as a share of one core: what an engine's audio path costs. Every STT
-engine here takes the caller's µ-law as it is; the TTS engines differ (the `TTS audio` column).
+engine here takes the caller's µ-law as it is; the TTS engines differ (the `TTS audio` column),
+and ElevenLabs' voice runs both ways: its default PCM 16 kHz, resampled, and `elevenlabs-ulaw`
+(`outputFormat: "ulaw_8000"`), as is.
 
 Environment knobs: `VOICECALL_BENCH_ENGINES="openai/openai,deepgram/cartesia"` (STT/TTS pairs;
 `all` for every pair; default: OpenAI for both, then each other engine swapped in once),
@@ -56,14 +58,16 @@ CALLEE = "+15550002000"
 QUIET_MS = 400  # every STT engine's end-of-utterance silence (ElevenLabs takes > 300 only)
 TARGET_OVERHEAD_MS = 40.0
 STT_ENGINES = ("openai", "deepgram", "elevenlabs")
-TTS_ENGINES = ("openai", "elevenlabs", "cartesia", "deepgram")
+# `elevenlabs-ulaw`: ElevenLabs asked for `ulaw_8000`, the one engine measured both ways
+TTS_ENGINES = ("openai", "elevenlabs", "elevenlabs-ulaw", "cartesia", "deepgram")
 # OpenAI for both, then each other engine swapped in once: every engine is measured, and
-# each pair differs from the first in one engine only.
+# each pair differs from the first in one engine only (ElevenLabs' voice twice: resampled, as is).
 DEFAULT_PAIRS = (
     ("openai", "openai"),
     ("deepgram", "openai"),
     ("elevenlabs", "openai"),
     ("openai", "elevenlabs"),
+    ("openai", "elevenlabs-ulaw"),
     ("openai", "cartesia"),
     ("openai", "deepgram"),
 )
@@ -77,6 +81,7 @@ SMOKE_PAIRS = (
 TTS_AUDIO = {
     "openai": "PCM 24 kHz → resampled",
     "elevenlabs": "PCM 16 kHz → resampled",
+    "elevenlabs-ulaw": "µ-law 8 kHz as is",
     "cartesia": "µ-law 8 kHz as is",
     "deepgram": "µ-law 8 kHz as is",
 }
@@ -153,7 +158,7 @@ async def _peer(lines: int) -> Any:
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=None,  # a traceback if it cannot start
     )
     assert peer.stdin is not None and peer.stdout is not None
     try:
@@ -185,6 +190,8 @@ def _stt_block(stt: str, urls: dict[str, str]) -> dict[str, Any]:
 def _tts_block(tts: str, urls: dict[str, str]) -> dict[str, Any]:
     if tts == "cartesia":
         return {"url": urls["cartesia"]}
+    if tts == "elevenlabs-ulaw":
+        return {"baseUrl": urls["elevenlabs"], "outputFormat": "ulaw_8000"}
     return {"baseUrl": urls[tts]}
 
 
@@ -192,6 +199,7 @@ def _config(stt: str, tts: str, urls: dict[str, str], port: int, calls: int) -> 
     from voice_call.config import parse_config
 
     webhook = f"http://127.0.0.1:{port}/voice/webhook"
+    engine = tts.removesuffix("-ulaw")
     raw: dict[str, Any] = {
         "provider": "twilio",
         "fromNumber": APP_NUMBER,
@@ -218,7 +226,7 @@ def _config(stt: str, tts: str, urls: dict[str, str], port: int, calls: int) -> 
             "provider": stt,
             "providers": {stt: _stt_block(stt, urls)},
         },
-        "tts": {"provider": tts, "providers": {tts: _tts_block(tts, urls)}},
+        "tts": {"provider": engine, "providers": {engine: _tts_block(tts, urls)}},
     }
     return parse_config(raw, env={})
 
