@@ -31,6 +31,7 @@ class ScriptedModel:
     def __init__(self, *, connect_failures: int = 0) -> None:
         self.listener: ModelListener | None = None
         self.speech_ended_at: float | None = None
+        self.transcript_pending = False  # a caller turn is still being transcribed
         self._connected = False
         self.connect_failures = connect_failures
         self.setups: list[SessionSetup] = []

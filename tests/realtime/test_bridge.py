@@ -132,6 +132,22 @@ async def test_barge_in_clears_at_once_tells_the_model_the_heard_ms_and_drops_la
     assert h.session.history[0] == ("bot", "one two")
 
 
+async def test_a_barge_in_between_marks_counts_what_played_since_the_last_echo() -> None:
+    h = await BridgeHarness().start()
+    h.model.reply(tone(100), "one two three four five six seven eight nine ten", done=False)
+    await h.wire.wait(lambda: "r1.10" in h.marks())
+    h.ack("r1.10")  # echoed at once: this line plays our audio as soon as it arrives
+    await h.wire.wait(lambda: len(h.wire.of("media")) >= 17)  # 7 frames past that mark
+    sent = len(h.wire.of("media"))
+    h.model.to.on_speech_started()
+    (told,) = h.model.interruptions
+    # the frames sent longer ago than the line's lag have played: not the mark's 200 ms
+    assert sent * 20 - 40 <= told <= sent * 20, (told, sent)
+    await h.close()
+    (replied,) = h.of(EventType.REPLIED)
+    assert replied.duration_ms == told and not replied.is_final
+
+
 async def test_barge_in_on_a_speak_settles_it_interrupted_with_what_was_heard() -> None:
     h = await BridgeHarness().start()
     playback = h.session.speak("Please hold while I look that up for you.")

@@ -8,7 +8,8 @@ from tests.realtime.scripted import BridgeHarness, tone
 from tests.support import wait_until
 from voice_call.media.playback import PlaybackStatus
 from voice_call.media.stream_protocols import Media
-from voice_call.models import CallState
+from voice_call.models import CallState, EventType
+from voice_call.realtime import bridge
 from voice_call.realtime.bridge import BridgeSettings
 
 FRAME = b"\xff" * 160
@@ -22,6 +23,43 @@ async def test_the_model_ending_its_session_ends_the_call_after_its_last_words()
     await wait_until(lambda: h.control.ended)
     await h.close()
     assert h.control.ended == [CallState.HANGUP_BOT]
+
+
+async def test_end_call_waits_for_the_callers_last_words_still_being_transcribed() -> None:
+    h = await BridgeHarness().start()
+    h.model.transcript_pending = True  # the caller's "Bye!" was committed, not transcribed yet
+    h.model.to.on_tool_call("call_1", "end_call", {})
+    await asyncio.sleep(0.2)
+    assert h.control.ended == []  # the call is still up: the record takes the words
+    h.model.transcript_pending = False
+    h.model.to.on_input_transcript("Bye!", True)
+    await wait_until(lambda: h.control.ended)
+    await h.close()
+    finals = [e.transcript for e in h.of(EventType.SPEECH) if e.is_final]
+    assert finals == ["Bye!"] and h.control.ended == [CallState.HANGUP_BOT]
+
+
+async def test_the_callers_last_words_arriving_while_the_stream_closes_are_delivered() -> None:
+    h = await BridgeHarness().start()
+    h.model.transcript_pending = True
+    closing = asyncio.create_task(h.close())
+    await asyncio.sleep(0.1)
+    assert not closing.done() and h.model.listener is h.session  # still listening
+    h.model.transcript_pending = False
+    h.session.on_input_transcript("Bye!", True)
+    await asyncio.wait_for(closing, 1)
+    assert [e.transcript for e in h.of(EventType.SPEECH) if e.is_final] == ["Bye!"]
+
+
+async def test_words_that_never_come_hold_the_end_only_briefly() -> None:
+    h = await BridgeHarness().start()
+    h.model.transcript_pending = True  # and it never clears
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    h.model.to.on_tool_call("call_1", "end_call", {})
+    await wait_until(lambda: h.control.ended)
+    assert loop.time() - began <= bridge.LAST_WORDS_WAIT_S + 0.5
+    await h.close()
 
 
 async def test_a_dead_line_ends_the_call_after_the_timeout_and_the_grace() -> None:

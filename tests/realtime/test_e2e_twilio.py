@@ -43,15 +43,13 @@ from tests.realtime.e2e import (
 )
 from tests.support import StolenTime, merge, wait_until
 from voice_call.audio.g711 import FRAME_MS
-from voice_call.models import CallState
-from voice_call.realtime.bridge import MARK_EVERY_FRAMES
+from voice_call.models import CallState, TurnKind
+from voice_call.realtime.bridge import BridgeSettings
 from voice_call.sim.common import AppFrame, EmulatedCall
 from voice_call.sim.openai import FakeOpenAI
 from voice_call.sim.openai.conversation import ConversationScript, Reply, ToolCall
 from voice_call.sim.twilio import TwilioEmulator
 from voice_call.sim.voice import synthetic_speech
-
-MARK_EVERY_MS = MARK_EVERY_FRAMES * FRAME_MS  # how finely the bridge knows what was heard
 
 
 @dataclass
@@ -122,9 +120,20 @@ async def test_the_greeting_is_heard_and_a_question_gets_an_audio_answer(tmp_pat
         session = rt.fake.conversations[0]
         assert session.said == [GREETING, ANSWER]
         assert record.metadata["realtime"] == "openai"
-        # `status` shows both sides' words
+        # `status` shows both sides' words, and the answered turn's figures like a streamed one
         status = await rt.stack.call("voicecall.status", callId=call_id, full=True)
         assert both_sides(status["call"]) == {"bot", "user"}
+        record = await rt.stack.wait_record(call_id, lambda r: bool(r.latency), timeout=10)
+        (turn,) = record.latency
+        assert (turn.turn, turn.kind, turn.outcome) == (1, TurnKind.REPLY, "spoken")
+        # the caller's last frame → our first: the VAD's 300 ms of silence and the fake's 60 ms
+        # first-audio delay are in it, and little else
+        assert turn.voice_to_voice_ms is not None and 300 <= turn.voice_to_voice_ms <= 1500
+        bridge = rt.stack.runtime.media.get(call_id)
+        assert bridge is not None and bridge.voice_to_voice_ms == [turn.voice_to_voice_ms]
+        speaking = [e for e in await rt.stack.runtime.store.events(call_id=call_id)
+                    if e.type == "call.speaking" and e.data.get("voiceToVoiceMs")]  # fmt: skip
+        assert [e.data["voiceToVoiceMs"] for e in speaking] == [turn.voice_to_voice_ms]
         await rt.stack.call("voicecall.end", callId=call_id)
         ended = await rt.stack.wait_ended(call_id)
         assert ended.end_reason == CallState.HANGUP_BOT
@@ -137,8 +146,9 @@ async def test_a_barge_in_clears_the_line_within_40_ms_and_the_model_hears_what_
         call_id, call = await rt.dial()
         await wait_until(lambda: len(call.callee.heard) >= 1, timeout=20)  # the greeting
         greeting_ms = int(call.callee.heard[0].split()[1])
-        # the long answer is playing: a second of it heard, then the callee talks over it
-        await wait_until(lambda: len(call.extra["audio_in"]) // 8 - greeting_ms >= 1000, timeout=20)
+        # the long answer is playing: 1.1 s of it heard (between two marks), then the callee
+        # talks over it
+        await wait_until(lambda: len(call.extra["audio_in"]) // 8 - greeting_ms >= 1100, timeout=20)
         stream = call.extra["stream"]
         with StolenTime() as stolen:
             loop = asyncio.get_running_loop()
@@ -154,12 +164,17 @@ async def test_a_barge_in_clears_the_line_within_40_ms_and_the_model_hears_what_
         await wait_until(lambda: session.truncations, what="the truncation")
         played_ms = len(call.extra["audio_in"]) // 8 - greeting_ms
         told = session.truncations[0].audio_end_ms
-        assert 0 <= played_ms - told <= MARK_EVERY_MS + 2 * FRAME_MS, (told, played_ms)
+        assert abs(played_ms - told) <= 2 * FRAME_MS, (told, played_ms)  # not a mark behind
         record = await rt.stack.wait_record(
             call_id, lambda r: any(e.text == BARGE for e in r.transcript), timeout=20
         )
         cut = next(e for e in record.transcript if e.text != LONG and LONG.startswith(e.text))
         assert cut.speaker.value == "bot" and 0 < len(cut.text) < len(LONG)
+        # the answer is logged as cut (not final), with what was heard, like a cut reply
+        replied = [e for e in await rt.stack.runtime.store.events(call_id=call_id)
+                   if e.type == "call.replied"]  # fmt: skip
+        assert [(e.data["text"], e.data["isFinal"]) for e in replied] == [(cut.text, False)]
+        assert [t.outcome for t in record.latency][:1] == ["interrupted"]
         await rt.stack.call("voicecall.end", callId=call_id)
         await rt.stack.wait_ended(call_id)
 
@@ -178,6 +193,23 @@ async def test_a_realtime_call_never_runs_the_ordinary_path(tmp_path: Path) -> N
         await rt.stack.call("voicecall.end", callId=call_id)
         record = await rt.stack.wait_ended(call_id)
         assert not [e for e in record.transcript if e.text.startswith("You said")]
+
+
+async def test_end_call_in_the_goodbye_response_hangs_up_once_the_goodbye_has_played(
+    tmp_path: Path,
+) -> None:
+    # the real model's shape: one response says goodbye, then calls end_call
+    async with realtime_twilio(tmp_path, [ToolCall("end_call", say=GOODBYE)]) as rt:
+        call_id, call = await rt.dial()
+        record = await rt.stack.wait_ended(call_id, timeout=20)
+        assert record.end_reason == CallState.HANGUP_BOT
+        session = rt.fake.conversations[0]
+        (called,) = session.server_events("response.function_call_arguments.done")
+        said = session.server_events("response.output_audio.delta")
+        assert called["response_id"] == said[-1]["response_id"]  # one response did both
+        spoken = len(synthetic_speech(GREETING)) + len(synthetic_speech(GOODBYE))
+        assert len(call.extra["audio_in"]) >= spoken - 2 * 160
+        assert lines(record)[-1] == ("bot", GOODBYE)
 
 
 async def test_end_call_hangs_up_once_the_goodbye_has_played(tmp_path: Path) -> None:
@@ -235,7 +267,7 @@ async def test_a_model_error_mid_call_is_survived_by_reopening_the_session(
         texts = [
             part.get("text") or part.get("transcript") for i in replayed for part in i["content"]
         ]
-        assert texts[:2] == [GREETING, QUESTION]
+        assert texts[:3] == [GREETING, QUESTION, ANSWER]
         await rt.stack.call("voicecall.end", callId=call_id)
         await rt.stack.wait_ended(call_id)
 
@@ -250,9 +282,24 @@ async def test_a_model_lost_for_good_ends_the_call_with_an_apology_and_the_reaso
         assert record.end_reason == CallState.ERROR
         error = record.metadata["error"]
         assert "connection lost (close 1011)" in error and "reopening it failed" in error
-        # the apology went out in Twilio's own voice
+        # the apology went out in Twilio's own voice, and was heard to its end before the hang-up
         said = [f.get("Twiml", "") for f in rt.stack.updates(call.id)]
         assert any("<Say" in twiml and "Sorry" in twiml for twiml in said), said
+        assert BridgeSettings().apology_text in call.callee.heard, call.callee.heard
+
+
+async def test_the_callers_last_words_are_kept_when_the_model_ends_the_call_first(
+    tmp_path: Path,
+) -> None:
+    # The model answers "Bye!" with end_call at once; the transcription of "Bye!" (slow here)
+    # comes after: the call ends only once it is on the record.
+    model = {"first_delta_ms": 600}
+    replies = [ANSWER, ToolCall("end_call")]
+    async with realtime_twilio(tmp_path, replies, (QUESTION, "Bye!"), model=model) as rt:
+        call_id, _ = await rt.dial()
+        record = await rt.stack.wait_ended(call_id, timeout=20)
+        assert record.end_reason == CallState.HANGUP_BOT
+        assert lines(record)[-1] == ("user", "Bye!")
 
 
 def connected(fake: FakeOpenAI) -> bool:

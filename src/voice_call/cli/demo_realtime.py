@@ -173,8 +173,13 @@ async def _call(
         {"speaker": e.get("speaker"), "text": e.get("text")} for e in call.get("transcript") or []
     ]
     outcome.record = call
+    # each answered turn's voice-to-voice, as `voicecall latency` shows it
+    outcome.voice_to_voice_ms = [
+        float(turn["voiceToVoiceMs"])
+        for turn in call.get("latency") or []
+        if turn.get("voiceToVoiceMs") is not None
+    ]
     if narrator.session is not None:
-        outcome.voice_to_voice_ms = list(narrator.session.voice_to_voice_ms)
         outcome.barge_ins = narrator.session.barge_ins
 
 
@@ -187,7 +192,6 @@ class _Narrator:
         self.outcome = outcome
         self.session: RealtimeSession | None = None
         self.start: float | None = None
-        self.figures = 0
 
     async def follow(self, events: AsyncIterator[dict[str, Any]]) -> None:
         from voice_call.errors import Unavailable
@@ -199,7 +203,7 @@ class _Narrator:
         raise Unavailable("the event stream ended before the call did")
 
     def _grab_session(self) -> None:
-        """Keep the call's bridge while it lives: its figures are read after the call."""
+        """Keep the call's bridge while it lives: its barge-in count is read after the call."""
         from voice_call.realtime.bridge import RealtimeSession
 
         if self.session is None:
@@ -235,7 +239,7 @@ class _Narrator:
         if kind == "call.speech" and data.get("isFinal", True) and text:
             return f"[bold blue]caller:[/] {text}"
         if kind == "call.speaking":
-            return self._answering()
+            return self._answering(data)
         if kind == "call.replied":
             return self._replied(text, data)
         if kind == "bot.hangup":
@@ -244,12 +248,10 @@ class _Narrator:
             return f"[bold red]call ended: {escape(str(data.get('reason') or ''))}[/]"
         return None
 
-    def _answering(self) -> str | None:
-        figures = self.session.voice_to_voice_ms if self.session is not None else []
-        if len(figures) <= self.figures:
-            return None  # the greeting: nobody had spoken yet
-        self.figures = len(figures)
-        ms = figures[-1]
+    def _answering(self, data: Mapping[str, Any]) -> str | None:
+        ms = data.get("voiceToVoiceMs")
+        if not isinstance(ms, int | float):
+            return None  # the greeting (nobody had spoken yet), or a second part of an answer
         return f"[dim]model answering — voice-to-voice {ms:.0f} ms[/]"
 
     def _replied(self, text: str, data: Mapping[str, Any]) -> str:

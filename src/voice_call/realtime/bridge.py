@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import logging
 import time
@@ -55,6 +56,7 @@ from voice_call.media.playback import (
     SessionClosed,
 )
 from voice_call.media.stream_protocols import Dtmf, Inbound, MarkAck, Media, StreamProtocol
+from voice_call.media.tap import MediaTap
 from voice_call.models import CallEvent, CallState, EndReason, EventType
 from voice_call.realtime.model import RealtimeModel, SessionSetup, Speaker, ToolSpec
 from voice_call.realtime.tools import END_CALL, CallControl, ToolError, ToolPolicy, Tools
@@ -67,6 +69,7 @@ MAX_PENDING_SPEECH = 8
 MAX_TRANSCRIPT = 8000
 MAX_LATENCY_MS = 30_000  # older: a stale speech-stopped, not this turn's
 MAX_HISTORY = 200  # turns replayed into a reopened session
+LAST_WORDS_WAIT_S = 1.5  # longest wait for the caller's words the model is still transcribing
 
 EventSink = Callable[[CallEvent], Awaitable[object]]
 
@@ -111,7 +114,9 @@ class _Playout:
         self.framer = Framer()
         self.received = 0  # frames of audio that came (sent or waiting)
         self.sent = 0
-        self.heard = 0  # frames the carrier confirmed played
+        self.heard = 0  # frames the caller heard: confirmed by marks, or estimated at a cut
+        self.sent_at: list[float] = []  # loop time each frame left
+        self.voice_to_voice_ms: float | None = None  # set on the answer to an utterance
         self.complete = False  # no more audio is coming
         self.arrived = asyncio.Event()  # set with `complete`
         self.transcript: list[str] = []
@@ -185,7 +190,8 @@ class RealtimeSession:
         self._receiving: _Playout | None = None  # the model response whose audio is arriving
         self._discarding = False  # the model still sends audio for a response we cut
         self._pending: deque[_Speech] = deque()
-        self._marks: dict[str, tuple[_Playout, int, bool]] = {}
+        self._marks: dict[str, tuple[_Playout, int, bool, float]] = {}  # …, sent at
+        self._echo_delay: float | None = None  # the last mark's send → echo: the line's lag
         self._seq = 0
         self._history: list[tuple[Speaker, str]] = []
         self._setup = SessionSetup(instructions="")
@@ -195,9 +201,11 @@ class RealtimeSession:
         self._end_task: asyncio.Task[None] | None = None
         self._ending = False
         self._v2v_from: float | None = None
+        self._caller_final = asyncio.Event()  # set by each final transcript of the caller
         self._events: asyncio.Queue[CallEvent | None] = asyncio.Queue()
         self._delivery = asyncio.create_task(self._deliver(), name=f"events {call_id}")
         self.closed = False
+        self.tap: MediaTap | None = None  # set while someone listens (media/tap.py)
         # figures, for logs, tests and the benchmark
         self.inbound_frames = 0
         self.audio_frames = 0
@@ -275,6 +283,7 @@ class RealtimeSession:
         self._settle_all("the stream ended")
         for task in self._tool_tasks:
             task.cancel()
+        await self._last_words()
         self.model.listener = None
         with contextlib.suppress(Exception):
             await self.model.close()
@@ -302,6 +311,8 @@ class RealtimeSession:
                 self.inbound_frames += 1
                 self._last_inbound = self._loop.time()
                 self.model.send_audio(frame.payload)
+                if self.tap is not None:
+                    self.tap.inbound(frame.payload)
         elif isinstance(frame, MarkAck):
             self._on_mark(frame.name)
         elif isinstance(frame, Dtmf):
@@ -311,7 +322,8 @@ class RealtimeSession:
         entry = self._marks.pop(name, None)
         if entry is None:
             return  # a mark dropped by a clear, echoed late: it says nothing about hearing
-        p, frames, final = entry
+        p, frames, final, sent_at = entry
+        self._echo_delay = self._loop.time() - sent_at
         p.heard = max(p.heard, frames)
         if final:
             self._played(p)
@@ -372,6 +384,7 @@ class RealtimeSession:
             self._emit(type=EventType.SPEECH, transcript=text[:MAX_TRANSCRIPT], is_final=False)
             return
         self._discarding = False  # a cut turn the service never closed is surely over now
+        self._caller_final.set()
         if text.strip():
             self._remember("user", text)
         self._emit(
@@ -434,7 +447,10 @@ class RealtimeSession:
                 self.outbox.put(
                     self.protocol.media(base64.b64encode(frame).decode()), due=due, media=True
                 )
+                if self.tap is not None:
+                    self.tap.outbound(frame, due)
                 p.sent += 1
+                p.sent_at.append(self._loop.time())
                 self.audio_frames += 1
                 self._last_activity = due
                 if p.sent == 1:
@@ -457,12 +473,17 @@ class RealtimeSession:
             ms = (time.monotonic() - ended) * 1000
             if 0 <= ms <= MAX_LATENCY_MS:
                 self._v2v_from = ended  # one figure per utterance, not per response
-                self.voice_to_voice_ms.append(round(ms, 3))
-        self._emit(type=EventType.SPEAKING, text=p.text()[:MAX_TRANSCRIPT] or None)
+                p.voice_to_voice_ms = round(ms, 3)
+                self.voice_to_voice_ms.append(p.voice_to_voice_ms)
+        self._emit(
+            type=EventType.SPEAKING,
+            text=p.text()[:MAX_TRANSCRIPT] or None,
+            voice_to_voice_ms=p.voice_to_voice_ms,
+        )
 
     def _mark(self, p: _Playout, *, final: bool) -> None:
         name = f"{p.id}.{p.sent}" + (".end" if final else "")
-        self._marks[name] = (p, p.sent, final)
+        self._marks[name] = (p, p.sent, final, self._loop.time())
         self.outbox.put(self.protocol.mark(name))
 
     def _finish_sending(self, p: _Playout) -> None:
@@ -493,11 +514,27 @@ class RealtimeSession:
         self.outbox.drop_media()
         self.outbox.put(self.protocol.clear())
         replies = [p for p in (*self._draining, *self._queue) if p.kind == "reply"]
+        for p in replies:
+            p.heard = self._heard_by_now(p)
         if self._receiving is not None and not self._receiving.complete:
             self._discarding = True
         self._settle_all_playing(reason)
         if replies:
             self.model.interrupted(replies[-1].heard * FRAME_MS)
+
+    def _heard_by_now(self, p: _Playout) -> int:
+        """How many frames of `p` the caller has heard by now.
+
+        The last echoed mark alone can be a mark interval (200 ms) and the carrier's buffer
+        behind what played. Instead: the frames we sent up to `now − lag`, where `lag` is how
+        long the last echoed mark took from leaving us to coming back (the network and the
+        carrier's buffer, measured on this line) — a frame sent longer ago than that has played.
+        Never fewer than the marks confirmed, never more than we sent; before any mark came
+        back the lag is unknown and the marks are all we go by."""
+        if self._echo_delay is None:
+            return p.heard
+        played_until = self._loop.time() - self._echo_delay
+        return min(max(p.heard, bisect.bisect_right(p.sent_at, played_until)), p.sent)
 
     def _settle_all_playing(self, reason: str) -> None:
         playing = [*self._draining, *self._queue]
@@ -542,11 +579,13 @@ class RealtimeSession:
         is_speech = p.speech is not None and p.speech.future is not None
         if not is_speech and not result.heard_text:
             return  # nothing of the model's own answer reached the caller
+        # The answer to an utterance carries its voice-to-voice: the manager records the turn.
         self._emit(
             type=EventType.PLAYBACK_ENDED if is_speech else EventType.REPLIED,
             text=result.heard_text[:MAX_TRANSCRIPT],
             duration_ms=result.heard_ms,
             is_final=final,
+            voice_to_voice_ms=None if is_speech else p.voice_to_voice_ms,
         )
 
     # ------------------------------------------------------------------ hanging up
@@ -577,6 +616,7 @@ class RealtimeSession:
                     while (reply := self._receiving) is not None:
                         await reply.arrived.wait()
                     await self.finish_playback()
+        await self._last_words()
         log.info("call %s: ending the call (%s): %s", self.call_id, reason.value, why)
         try:
             await self.control.end_call(self.call_id, reason)
@@ -585,6 +625,24 @@ class RealtimeSession:
             self._ending = False
             if tool_call_id is not None and not self.closed:
                 self.model.tool_result(tool_call_id, END_CALL, None, error=str(exc) or "failed")
+
+    async def _last_words(self) -> None:
+        """Wait (at most LAST_WORDS_WAIT_S) for the caller's words the model is still
+        transcribing: the model may answer — and call end_call — before the transcript of the
+        caller's "Bye!" arrives, and the record takes no words once the call has ended.
+
+        A model tells us by `transcript_pending` (optional: OpenAI's input transcription runs
+        beside the response; a model without it has nothing pending)."""
+        deadline = self._loop.time() + LAST_WORDS_WAIT_S
+        while getattr(self.model, "transcript_pending", False):
+            left = deadline - self._loop.time()
+            if left <= 0:
+                log.info("call %s: the caller's last words never came", self.call_id)
+                return
+            self._caller_final.clear()
+            # woken by a final transcript; a failed transcription only shows in the model's flag
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caller_final.wait(), min(left, 0.05))
 
     def _watch_silence(self) -> None:
         if self.closed:
@@ -635,7 +693,7 @@ class RealtimeSession:
             task.cancel()  # their answers would go to a session that no longer exists
         if self.reconnects < self.settings.max_reconnects:
             self.reconnects += 1
-            setup = replace(self._setup, history=tuple(self._history[-MAX_HISTORY:]))
+            setup = replace(self._setup, history=self._replayed_history())
             try:
                 await self.model.connect(setup)
             except Exception as exc:
@@ -667,6 +725,17 @@ class RealtimeSession:
         self._history.append((speaker, text[:MAX_TRANSCRIPT]))
         if len(self._history) > 2 * MAX_HISTORY:
             del self._history[:MAX_HISTORY]
+
+    def _replayed_history(self) -> tuple[tuple[Speaker, str], ...]:
+        """The conversation for a reopened session, with the answers still on the line: they
+        go on playing after the drop, so the caller hears all we hold of them (cut later, the
+        caller will have heard less, but a replayed item cannot be truncated)."""
+        playing: list[tuple[Speaker, str]] = [
+            ("bot", text)
+            for p in (*self._draining, *self._queue)
+            if p.kind == "reply" and (text := p.text())
+        ]
+        return tuple([*self._history, *playing][-MAX_HISTORY:])
 
     @property
     def history(self) -> tuple[tuple[Speaker, str], ...]:

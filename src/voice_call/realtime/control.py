@@ -8,12 +8,16 @@ the manager — the only writer of call state — the configured responder and t
 - `call_hook_tool`: `POST responder.url` with `{"callId", "tool", "arguments"}` (and
   `responder.headers`); the JSON answer is the tool's result. The config check allows custom
   tools only with the hook responder.
-- `end_with_apology`: the call's stream is closed first, so the apology goes out in the
-  carrier's own voice, then the manager hangs up with reason error and the error on the record.
+- `end_with_apology`: the call's stream is let go and closed first, so the apology goes out in
+  the carrier's own voice (and the stream's end does not end the call as a dropped stream), then
+  the manager hangs up with reason error and the error on the record — once the apology had
+  time to be said: a carrier that never reports when its speech ended (Twilio's `<Say>`) would
+  otherwise be hung up on mid-sentence.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("voice_call.realtime.control")
 
 HOOK_TIMEOUT_S = 20.0
+SAY_SECONDS_PER_CHAR = 0.075  # a carrier voice at ~130 words a minute: slower than most
+MAX_APOLOGY_WAIT_S = 20.0
 MAX_HOOK_ANSWER_BYTES = 64 * 1024
 
 
@@ -97,14 +103,27 @@ class ManagerControl:
             raise ToolError("the tool's hook answered something that is not JSON") from None
 
     async def end_with_apology(self, call_id: str, apology: str, error: str) -> None:
-        session = self.media.get(call_id) if self.media is not None else None
+        session = self.media.let_go(call_id) if self.media is not None else None
         if session is not None:
             await session.close()  # the carrier's own voice from here on
+        started = time.monotonic()
         try:
             await self.manager.speak(call_id, apology)
         except VoiceCallError as exc:
             log.info("call %s: the apology was not said: %s", call_id, exc.message)
+        else:
+            await self._let_it_be_said(apology, started)
         await self.manager.end(call_id, CallState.ERROR, error=error)
+
+    async def _let_it_be_said(self, text: str, started: float) -> None:
+        """Give the carrier's voice the time `text` takes to say, where the carrier never tells
+        us when it finished (its speak returned once it took the text)."""
+        if self.manager.provider.reports_playback_end:
+            return
+        needed = min(len(text) * SAY_SECONDS_PER_CHAR + 0.5, MAX_APOLOGY_WAIT_S)
+        left = needed - (time.monotonic() - started)
+        if left > 0:
+            await asyncio.sleep(left)
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:

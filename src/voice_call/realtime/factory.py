@@ -81,14 +81,22 @@ class RealtimeFactory:
         if record is not None and record.direction == Direction.INBOUND:
             route = screened_route(self.config, record)
         prompt = (route and route.response_system_prompt) or self.config.response_system_prompt
+        # A number's own persona (its realtime.instructions, else its prompt) beats the top's.
+        own = route.realtime if route is not None else None
+        persona = own.instructions if own is not None else None
+        if persona is None and not (route and route.response_system_prompt):
+            persona = self.config.realtime.instructions
         text = build_instructions(
-            instructions=self.config.realtime.instructions,
+            instructions=persona,
             system_prompt=prompt,
             consult=self.consult,
             consult_policy=self.config.realtime.consult_policy,
         )
         return SessionSetup(
-            instructions=text, tools=self.tools, language=route.language if route else None
+            instructions=text,
+            tools=self.tools,
+            voice=own.voice if own is not None else None,
+            language=route.language if route else None,
         )
 
     def bridge_settings(self) -> BridgeSettings:

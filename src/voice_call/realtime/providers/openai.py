@@ -189,6 +189,7 @@ class OpenAIRealtime:
         self._audio_item: str | None = None  # the assistant item whose audio was handed over
         self._item_ms: dict[str, float] = {}
         self._partials: dict[str, str] = {}
+        self._untranscribed: set[str] = set()  # committed caller turns, transcript to come
         self._last_error: str | None = None
 
     @property
@@ -226,6 +227,7 @@ class OpenAIRealtime:
         self._audio_item = None
         self._item_ms.clear()
         self._partials.clear()
+        self._untranscribed.clear()
         self._queue.clear()
 
     async def _open(self, setup: SessionSetup) -> ClientConnection:
@@ -417,6 +419,23 @@ class OpenAIRealtime:
             last_word_ms = max(0.0, float(end_ms) - wait)
             self.speech_ended_at = time.monotonic() - (self._sent_ms - last_word_ms) / 1000
 
+    @property
+    def transcript_pending(self) -> bool:
+        """A caller turn was committed and its transcription (which runs beside the model's
+        answer) has not come yet: the bridge waits for it before the call ends."""
+        return bool(self._untranscribed)
+
+    def _on_committed(self, event: dict[str, Any]) -> None:
+        item = event.get("item_id")
+        if isinstance(item, str):
+            self._untranscribed.add(item)
+
+    def _on_transcript_failed(self, event: dict[str, Any]) -> None:
+        item = event.get("item_id")
+        if isinstance(item, str):
+            self._untranscribed.discard(item)
+            self._partials.pop(item, None)
+
     def _on_transcript_delta(self, event: dict[str, Any]) -> None:
         item, delta = event.get("item_id"), event.get("delta")
         if isinstance(item, str) and isinstance(delta, str):
@@ -428,6 +447,7 @@ class OpenAIRealtime:
         item, transcript = event.get("item_id"), event.get("transcript")
         if isinstance(item, str):
             self._partials.pop(item, None)
+            self._untranscribed.discard(item)
         if isinstance(transcript, str) and transcript.strip() and self.listener is not None:
             self.listener.on_input_transcript(transcript.strip(), True)
 
@@ -510,6 +530,8 @@ class OpenAIRealtime:
         "input_audio_buffer.speech_stopped": _on_speech_stopped,
         "conversation.item.input_audio_transcription.delta": _on_transcript_delta,
         "conversation.item.input_audio_transcription.completed": _on_transcript_done,
+        "conversation.item.input_audio_transcription.failed": _on_transcript_failed,
+        "input_audio_buffer.committed": _on_committed,
         "response.created": _on_response_created,
         "response.output_audio.delta": _on_audio,
         "response.output_audio_transcript.delta": _on_output_transcript,

@@ -73,11 +73,14 @@ SERVER_ERROR = (
 @dataclass(frozen=True)
 class ToolCall:
     """A scripted function call; after its output comes back (and `response.create`), the
-    model says `then` — a text, a function of the output, or by default the output itself."""
+    model says `then` — a text, a function of the output, or by default the output itself.
+    `say`: words spoken first in the same response, the call after them (what the real model
+    does when it says goodbye and calls end_call); a caller cutting them cancels the call too."""
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
     then: str | Callable[[str], str] | None = None
+    say: str | None = None
 
     def follow_up(self, output: str) -> str:
         if isinstance(self.then, str):
@@ -393,11 +396,17 @@ class ConversationSocket(TranscriptionSocket):
         if script.rate_limited:
             await self._rate_limited(response)
             return
-        if isinstance(response.reply, ToolCall):
-            output = [await self._call(response, response.reply)]
+        reply = response.reply
+        if isinstance(reply, ToolCall) and reply.say is not None:
+            item, status = await self._speak(response, reply.say)
+            output = [item]
+            if status == "completed":
+                output.append(await self._call(response, reply, output_index=1))
+        elif isinstance(reply, ToolCall):
+            output = [await self._call(response, reply)]
             status = "completed"
         else:
-            item, status = await self._speak(response, response.reply)
+            item, status = await self._speak(response, reply)
             output = [item]
         self.response = None
         await self.send("response.done", response=self._shape(response, status, output))
@@ -425,7 +434,9 @@ class ConversationSocket(TranscriptionSocket):
         self.response = None
         await self.send("response.done", response=shape)
 
-    async def _call(self, response: ActiveResponse, call: ToolCall) -> dict[str, Any]:
+    async def _call(
+        self, response: ActiveResponse, call: ToolCall, output_index: int = 0
+    ) -> dict[str, Any]:
         call_id = new_id("call_")
         arguments = json.dumps(call.arguments)
         item = {
@@ -437,17 +448,17 @@ class ConversationSocket(TranscriptionSocket):
             "call_id": call_id,
             "arguments": "",
         }
-        where = {"response_id": response.id, "item_id": item["id"], "output_index": 0}
-        await self.send("response.output_item.added", response_id=response.id, output_index=0,
-                        item=item)  # fmt: skip
+        where = {"response_id": response.id, "item_id": item["id"], "output_index": output_index}
+        await self.send("response.output_item.added", response_id=response.id,
+                        output_index=output_index, item=item)  # fmt: skip
         await self.send("conversation.item.added", previous_item_id=None, item=item)
         await self.send("response.function_call_arguments.delta", **where, call_id=call_id,
                         delta=arguments)  # fmt: skip
         await self.send("response.function_call_arguments.done", **where, call_id=call_id,
                         name=call.name, arguments=arguments)  # fmt: skip
         done = {**item, "status": "completed", "arguments": arguments}
-        await self.send("response.output_item.done", response_id=response.id, output_index=0,
-                        item=done)  # fmt: skip
+        await self.send("response.output_item.done", response_id=response.id,
+                        output_index=output_index, item=done)  # fmt: skip
         await self.send("conversation.item.done", item=done)
         self.calls[call_id] = call
         return done
