@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from voice_call.runtime import Runtime
 from voice_call.server.console.api import ConsoleApi
+from voice_call.server.console.listen import ListenIn
 from voice_call.server.console.pages import ConsolePages
 from voice_call.server.console.sessions import ConsoleSessions
 from voice_call.server.events import EventsRoute
@@ -25,6 +26,7 @@ def console_routes(
     sessions = sessions or ConsoleSessions()
     pages = ConsolePages(runtime, sessions, limits)
     api = ConsoleApi(runtime, sessions, events, limits)
+    listen_in = ListenIn(runtime, sessions)
     return [
         Route("/console", pages.calls, methods=["GET"]),
         Route("/console/calls/{call_id}", pages.call, methods=["GET"]),
@@ -34,6 +36,7 @@ def console_routes(
         Route("/console/static/{name}", pages.static, methods=["GET"]),
         Route("/console/api/calls", api.calls, methods=["GET"]),
         Route("/console/api/calls/{call_id}", api.call, methods=["GET"]),
+        Route("/console/api/calls/{call_id}/listen", listen_in.listen, methods=["POST"]),
         Route("/console/api/history", api.history, methods=["GET"]),
         Route("/console/api/events", api.stream, methods=["GET"]),
         Route("/console/api/commands/{name}", api.command, methods=["POST"]),

@@ -5,6 +5,7 @@ import {
   TERMINAL,
 } from "./common.js";
 import { drawLatency } from "./chart.js";
+import { wireListen } from "./listen.js";
 
 const callId = document.querySelector('meta[name="call-id"]').content;
 const transcript = document.getElementById("transcript");
@@ -152,6 +153,7 @@ function wireControls() {
     if (await control("dtmf", { digits: input.value })) input.value = "";
   });
   document.getElementById("end-call").addEventListener("click", () => control("end", {}));
+  wireListen(callId, document.getElementById("listen"), document.getElementById("listen-note"));
 }
 
 async function start() {
