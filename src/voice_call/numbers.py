@@ -5,13 +5,17 @@ so our own routes are found by their digits wherever an exact match fails. Who a
 (`allowFrom`) is decided on normalised E.164 only (`e164`): never on digits pulled out of a SIP
 URI or any other caller ID. Every lookup of a route
 by number goes through `route_key` / `route_for` here: the inbound screen (which records the
-key it chose on the call as `metadata["numberRouteKey"]`), and each carrier's voice choice.
+key it chose on the call as `metadata["numberRouteKey"]`, and takes the number's own
+`inboundPolicy` / `allowFrom` from `inbound_rules`), each carrier's voice choice, the prompt,
+the responder and the realtime session. Nothing else reads `config.numbers`: code that needs
+every route (a carrier's list of languages) iterates `routes`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Literal
 
 from voice_call.config import Config, NumberRoute
 from voice_call.models import E164, CallRecord, Direction
@@ -40,6 +44,23 @@ def denied_prefix(number: str, prefixes: Iterable[str]) -> str | None:
     return next((prefix for prefix in prefixes if compact.startswith(prefix)), None)
 
 
+InboundPolicy = Literal["disabled", "allowlist", "open"]
+
+
+def routes(config: Config) -> Iterator[tuple[str, NumberRoute]]:
+    """Every `numbers[...]` route with its key, as written in the config."""
+    return iter(config.numbers.items())
+
+
+def inbound_rules(config: Config, key: str | None) -> tuple[InboundPolicy, list[str]]:
+    """(inboundPolicy, allowFrom) for a call to route `key`: the route's own where it sets
+    them, else the top level's (a route's `allowFrom` replaces the top-level list)."""
+    route = route_for(config, None, key) if key is not None else None
+    policy = (route and route.inbound_policy) or config.inbound_policy
+    allow = route.allow_from if route is not None and route.allow_from is not None else None
+    return policy, list(config.allow_from if allow is None else allow)
+
+
 def route_key(numbers: Mapping[str, NumberRoute], number: str | None) -> str | None:
     """The key of `numbers` that is `number`: written exactly so, else with the same digits."""
     if not number:
@@ -48,6 +69,11 @@ def route_key(numbers: Mapping[str, NumberRoute], number: str | None) -> str | N
         return number
     wanted = digits(number)
     return next((key for key in numbers if wanted and digits(key) == wanted), None)
+
+
+def key_for(config: Config, number: str | None) -> str | None:
+    """The `numbers[...]` key of one of our numbers (`route_key` over the config's routes)."""
+    return route_key(config.numbers, number)
 
 
 def route_for(config: Config, number: str | None, key: str | None = None) -> NumberRoute | None:
