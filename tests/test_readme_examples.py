@@ -72,6 +72,7 @@ NOT_RUN = {
     ("speak",): "needs a running server and a live call; tests/cli/test_call.py",
     ("dtmf",): "needs a running server and a live call; tests/cli/test_call.py",
     ("end",): "needs a running server and a call; tests/cli/test_call.py",
+    ("transfer",): "needs a running server and a live call; tests/cli/test_transfer.py",
     ("tail",): "follows a running server (or a store with calls); tests/cli/test_parity_tail.py",
     ("setup",): "its webhook check needs `serve` running; tests/cli/test_setup.py",
     ("smoke",): "may place a real call; tests/cli/test_setup.py",

@@ -8,9 +8,9 @@ returns a JSON-ready result in the plugin's shapes (README "JSON-RPC"). Errors a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from voice_call.errors import InvalidInput, NotFound, Unavailable
 from voice_call.manager.continues import ContinueTurn, ContinueTurns
@@ -27,6 +27,8 @@ class Manager(Protocol):
         mode: Mode | None,
         session_key: str | None = None,
         dtmf_sequence: str | None = None,
+        amd_choice: str | bool | None = None,
+        record_call: bool | None = None,
     ) -> CallRecord: ...
 
     async def continue_call(self, call_id: str, message: str) -> str: ...
@@ -36,6 +38,10 @@ class Manager(Protocol):
     async def send_dtmf(self, call_id: str, digits: str) -> None: ...
 
     async def end(self, call_id: str) -> None: ...
+
+    async def transfer(
+        self, call_id: str, to: str, mode: str = "cold", say: str | None = None
+    ) -> CallRecord: ...
 
     async def get(self, call_id: str) -> CallRecord | None: ...
 
@@ -64,6 +70,10 @@ class InitiateParams(_Params):
     dtmf_sequence: str | None = Field(
         default=None, alias="dtmfSequence", min_length=1, max_length=64
     )
+    # record this call (true) or not (false), over `recording.enabled`
+    record: StrictBool | None = None
+    # answering-machine detection for this call, over `outbound.amd` (false: none)
+    amd: Literal["detect", "voicemail-drop", False] | None = None
 
 
 class CallParams(_Params):
@@ -76,6 +86,13 @@ class MessageParams(CallParams):
 
 class DtmfParams(CallParams):
     digits: str = Field(min_length=1, max_length=64)
+
+
+class TransferParams(CallParams):
+    # E.164 or a SIP URI; the manager checks its shape and the outbound deny-list
+    to: str = Field(min_length=1, max_length=256)
+    mode: Literal["cold", "warm"] = "cold"
+    say: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class TurnParams(_Params):
@@ -119,6 +136,8 @@ async def initiate(manager: Manager, params: Any) -> dict[str, Any]:
         mode=p.mode,
         session_key=p.session_key,
         dtmf_sequence=p.dtmf_sequence,
+        amd_choice=p.amd,
+        record_call=p.record,
     )
     return {"callId": record.call_id, "initiated": True}
 
@@ -184,6 +203,13 @@ async def dtmf(manager: Manager, params: Any) -> dict[str, Any]:
     return {"success": True}
 
 
+async def transfer(manager: Manager, params: Any) -> dict[str, Any]:
+    """Hand the caller to a person; the outcome follows as `call.transfer` events."""
+    p = _parse(TransferParams, params)
+    await manager.transfer(p.call_id, p.to, p.mode, p.say)
+    return {"success": True, "callId": p.call_id, "to": p.to, "mode": p.mode, "status": "dialing"}
+
+
 async def end(manager: Manager, params: Any) -> dict[str, Any]:
     p = _parse(CallParams, params)
     await manager.end(p.call_id)
@@ -212,6 +238,7 @@ METHODS: dict[str, Command] = {
     "voicecall.continue": continue_call,
     "voicecall.speak": speak,
     "voicecall.dtmf": dtmf,
+    "voicecall.transfer": transfer,
     "voicecall.end": end,
     "voicecall.status": status,
 }

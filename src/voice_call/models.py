@@ -84,6 +84,15 @@ class Direction(StrEnum):
     OUTBOUND = "outbound"
 
 
+class AnsweredBy(StrEnum):
+    """Answering-machine detection's verdict, the same words on every carrier."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+    FAX = "fax"
+    UNKNOWN = "unknown"
+
+
 class Speaker(StrEnum):
     BOT = "bot"
     USER = "user"
@@ -104,8 +113,32 @@ class EventType(StrEnum):
     REPLIED = "call.replied"
     DTMF = "call.dtmf"
     STREAM_STARTED = "call.stream-started"  # a media stream was admitted (spends its token)
+    # answering-machine detection's verdict: `answered_by` human | machine | fax | unknown
+    AMD = "call.amd"
+    MACHINE_GREETING_ENDED = "call.machine-greeting-ended"  # the beep / end of the greeting
+    # a transfer's progress: `transfer_target`, `transfer_status` (TransferStatus)
+    TRANSFER = "call.transfer"
+    # a recording is ready (or failed): `recording_url` / `recording_path`, duration, status
+    RECORDING = "call.recording"
     ENDED = "call.ended"
     ERROR = "call.error"
+
+
+class TransferStatus(StrEnum):
+    """How far a transfer got: dialing, then bridged (the caller is with the target) or one of
+    the failures that hand the caller back to the bot."""
+
+    DIALING = "dialing"
+    ANSWERED = "answered"
+    BRIDGED = "bridged"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+
+    @property
+    def failed(self) -> bool:
+        return self in (TransferStatus.BUSY, TransferStatus.NO_ANSWER, TransferStatus.FAILED)
 
 
 class ManagerEntry(StrEnum):
@@ -131,8 +164,11 @@ class ManagerEntry(StrEnum):
     REPLY_FAILED = "bot.reply-failed"  # the responder failed or was too slow: the apology
     GOODBYE = "bot.goodbye"  # the responder asked to hang up after its reply
     HANGUP = "bot.hangup"
+    AMD_TIMEOUT = "call.amd-timeout"  # no verdict within timeoutMs: unknown, a person
+    VOICEMAIL = "bot.voicemail"  # the voicemail's message: being left, then left
     TURN_COMPLETED = "turn.completed"  # an agent's continue turn, with its figures
     TURN_REPLIED = "turn.replied"  # an auto-reply turn, with its figures
+    RECORDING_FAILED = "recording.failed"  # the carrier would not record, or its file failed
 
 
 class WireModel(BaseModel):
@@ -177,8 +213,23 @@ class CallEvent(WireModel):
     # text handed to TTS → first audio byte (call.speaking)
     endpointing_ms: float | None = Field(default=None, ge=0, le=600_000)
     tts_first_byte_ms: float | None = Field(default=None, ge=0, le=600_000)
+    # realtime voice (call.speaking, call.replied): caller's last speech frame → first frame out
+    voice_to_voice_ms: float | None = Field(default=None, ge=0, le=600_000)
     # call.dtmf
     digits: str | None = Field(default=None, max_length=64)
+    # call.amd: who answered (AnsweredBy)
+    answered_by: AnsweredBy | None = None
+    # call.recording: the carrier's file (url), or ours on disk (path: a download or the
+    # stream's local dual-channel WAV, status "local")
+    recording_url: str | None = Field(default=None, max_length=2000)
+    recording_duration_s: float | None = Field(default=None, ge=0, le=86_400)
+    recording_status: str | None = Field(default=None, max_length=64)
+    recording_path: str | None = Field(default=None, max_length=4096)
+    # call.transfer: who the caller is being handed to, and how far it got
+    transfer_target: str | None = Field(default=None, max_length=256)
+    transfer_status: TransferStatus | None = None
+    # the carrier's id of the target's own leg, where we must act on it (Telnyx warm transfer)
+    transfer_leg: str | None = Field(default=None, max_length=256)
     # call.silence
     duration_ms: int | None = Field(default=None, ge=0)
     # call.ended
@@ -277,4 +328,8 @@ class CallRecord(WireModel):
             "endReason",
         )
         data = self.wire()
-        return {k: data[k] for k in keep if k in data}
+        summary = {k: data[k] for k in keep if k in data}
+        amd = self.metadata.get("amd")
+        if isinstance(amd, dict) and "answeredBy" in amd:
+            summary["answeredBy"] = amd["answeredBy"]  # answering-machine detection's verdict
+        return summary

@@ -84,6 +84,7 @@ class Runtime:
             bus=self.bus,
             responder=build_responder(config),
             webhook_url=self.webhook_url(),
+            recordings=home / "recordings",  # `recording.download`: the carrier's files
         )
         self.provider.attach(self.manager.handle_event)
         self.provider.set_webhook_url(self.webhook_url(), pinned=self._url_is_public())
@@ -106,9 +107,10 @@ class Runtime:
         return MediaSessions(
             self.config,
             sink=self.manager.handle_event,
-            end_call=self.manager.end,
+            end_call=self.manager.end_after_stream_drop,
             clock=self.clock,
             models=self.realtime,  # with realtime voice the streams are model bridges
+            recordings=self.home / "recordings",  # `recording.enabled`: each stream's WAV
         )
 
     @functools.cached_property

@@ -29,7 +29,15 @@ from voice_call.models import CallState
 from voice_call.runtime import Runtime
 from voice_call.server.serve import RunningServer
 
-TOOLS = {"initiate_call", "continue_call", "speak_to_user", "send_dtmf", "end_call", "get_status"}
+TOOLS = {
+    "initiate_call",
+    "continue_call",
+    "speak_to_user",
+    "send_dtmf",
+    "end_call",
+    "transfer_call",
+    "get_status",
+}
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ ALL_ACTIONS = [
     "speak_to_user",
     "send_dtmf",
     "end_call",
+    "transfer_call",
     "get_status",
 ]
 
@@ -49,12 +50,15 @@ def test_schema_is_an_openai_function() -> None:
         "mode",
         "sessionKey",
         "dtmfSequence",
+        "record",
+        "amd",
         "callId",
         "digits",
+        "say",
     }
-    assert props["mode"]["enum"] == ["notify", "conversation"]
+    assert props["mode"]["enum"] == ["notify", "conversation", "cold", "warm"]
     for name, prop in props.items():
-        assert prop["type"] == "string", name
+        assert prop["type"] == ("boolean" if name == "record" else "string"), name
         assert prop.get("description"), name
     for action in ALL_ACTIONS:  # the description says what each action needs
         assert action in function["description"]

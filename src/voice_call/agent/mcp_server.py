@@ -116,6 +116,23 @@ def build_mcp_server(connect: Connect) -> MCPServer:
         return await rpc("voicecall.end", {"callId": callId})
 
     @server.tool(
+        name="transfer_call",
+        description=(
+            "Transfer the caller to a person: to is an E.164 number or a sip: URI; mode cold "
+            "(default) connects them at once, warm lets the person hear a summary first; say "
+            "is a line the caller hears first. A busy or unanswered person hands the call back."
+        ),
+        annotations=ToolAnnotations(title="Transfer", destructiveHint=True),
+    )
+    async def transfer_call(
+        callId: str, to: str, mode: str = "cold", say: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"callId": callId, "to": to, "mode": mode}
+        if say:
+            params["say"] = say
+        return await rpc("voicecall.transfer", params)
+
+    @server.tool(
         name="get_status",
         description=(
             "One call's status ({found, call}) or, without callId, every active call "

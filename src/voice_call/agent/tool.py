@@ -22,17 +22,32 @@ _ACTIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "initiate_call": (
         "voicecall.initiate",
         ("message",),
-        ("to", "mode", "sessionKey", "dtmfSequence"),
+        ("to", "mode", "sessionKey", "dtmfSequence", "record", "amd"),
     ),
     "continue_call": ("voicecall.continue", ("callId", "message"), ()),
     "speak_to_user": ("voicecall.speak", ("callId", "message"), ()),
     "send_dtmf": ("voicecall.dtmf", ("callId", "digits"), ()),
     "end_call": ("voicecall.end", ("callId",), ()),
+    "transfer_call": ("voicecall.transfer", ("callId", "to"), ("mode", "say")),
     "get_status": ("voicecall.status", (), ("callId",)),
 }
 ACTIONS: tuple[str, ...] = tuple(_ACTIONS)
-_FIELDS = ("message", "to", "mode", "sessionKey", "dtmfSequence", "callId", "digits")
+_FIELDS = (
+    "message",
+    "to",
+    "mode",
+    "sessionKey",
+    "dtmfSequence",
+    "record",
+    "amd",
+    "callId",
+    "digits",
+    "say",
+)
+_BOOLEANS = ("record",)
 _MODES = ("notify", "conversation")
+_TRANSFER_MODES = ("cold", "warm")
+_AMD = ("detect", "voicemail-drop", "off")
 
 _DESCRIPTION = (
     "Place and control phone calls. Pick an action and give the fields it needs:\n"
@@ -40,13 +55,20 @@ _DESCRIPTION = (
     "(E.164 number, defaults to the configured toNumber) and mode (notify = say the message "
     "and hang up; conversation = stay on the line) and sessionKey (calls with the same key share "
     "conversation memory) and dtmfSequence (keys pressed once the callee answers, e.g. "
-    "ww1234# to join a conference bridge; conversation calls only). Returns {callId, "
-    "initiated}.\n"
+    "ww1234# to join a conference bridge; conversation calls only) and record (true/false: "
+    "record this call, over the configured default) and amd (detect: hang up on an answering "
+    "machine; voicemail-drop: leave the message after its beep; off). Returns "
+    "{callId, initiated}.\n"
     "- continue_call: callId, message. Says the message, then waits for the person's reply. "
     "Returns {success, transcript}.\n"
     "- speak_to_user: callId, message. Says the message without waiting. Returns {success}.\n"
     "- send_dtmf: callId, digits (0-9 * # and w/p/, for pauses). Returns {success}.\n"
     "- end_call: callId. Hangs up. Returns {success}.\n"
+    "- transfer_call: callId, to (E.164 number or sip: URI of the person). Optional mode (cold "
+    "= connect the caller straight away, the default; warm = the person first hears a summary "
+    "of the call) and say (a line the caller hears first). The bot leaves once they are "
+    "connected; if the person is busy or does not answer, the call comes back to you. Returns "
+    "{success, status}; follow it with get_status.\n"
     "- get_status: callId. Returns {found, call}; without callId, {found, calls} lists the "
     "active calls.\n"
     "On any failure the result is {error} with a message saying what went wrong."
@@ -81,9 +103,15 @@ def tool_schema() -> dict[str, Any]:
                     },
                     "mode": {
                         "type": "string",
-                        "enum": list(_MODES),
-                        "description": "notify: say the message and hang up; conversation: "
-                        "stay on the line for continue_call (initiate_call; optional).",
+                        "enum": [*_MODES, *_TRANSFER_MODES],
+                        "description": "initiate_call: notify (say the message and hang up) or "
+                        "conversation (stay on the line for continue_call); transfer_call: cold "
+                        "or warm. Optional.",
+                    },
+                    "say": {
+                        "type": "string",
+                        "description": "A line the caller hears before the transfer "
+                        "(transfer_call; optional).",
                     },
                     "sessionKey": {
                         "type": "string",
@@ -96,6 +124,18 @@ def tool_schema() -> dict[str, Any]:
                         "description": "Keys pressed once the callee answers, before the "
                         "greeting: 0-9 * # and w (0.5 s) or W (1 s) pauses, at most 32 "
                         "(initiate_call with mode conversation; optional).",
+                    },
+                    "record": {
+                        "type": "boolean",
+                        "description": "Record this call (true) or not (false), over the "
+                        "configured recording.enabled (initiate_call; optional).",
+                    },
+                    "amd": {
+                        "type": "string",
+                        "enum": list(_AMD),
+                        "description": "Answering-machine detection (initiate_call; optional, "
+                        "default: the configured outbound.amd): detect = hang up on a machine; "
+                        "voicemail-drop = leave the message after the beep; off = none.",
                     },
                     "callId": {
                         "type": "string",
@@ -146,11 +186,20 @@ def _request(args: Any) -> tuple[str, dict[str, Any]]:
             if name in required:
                 raise _BadArgs(f"{action} needs {name}")
             continue
-        if not isinstance(value, str):
+        if name in _BOOLEANS:
+            if not isinstance(value, bool):
+                raise _BadArgs(f"{name} must be true or false")
+        elif not isinstance(value, str):
             raise _BadArgs(f"{name} must be a string")
         params[name] = value
-    if "mode" in params and params["mode"] not in _MODES:
-        raise _BadArgs(f"mode must be notify or conversation, got {params['mode']!r}")
+    if "amd" in params:
+        if params["amd"] not in _AMD:
+            raise _BadArgs(f"amd must be {', '.join(_AMD)}, got {params['amd']!r}")
+        if params["amd"] == "off":
+            params["amd"] = False  # no detection for this call, whatever the config says
+    modes = _TRANSFER_MODES if action == "transfer_call" else _MODES
+    if "mode" in params and params["mode"] not in modes:
+        raise _BadArgs(f"mode must be {' or '.join(modes)}, got {params['mode']!r}")
     return method, params
 
 

@@ -1,5 +1,5 @@
 """The call commands: `call` (and its alias `start`), `continue`, `speak`, `dtmf`, `end`,
-`status` and `tail`.
+`transfer`, `status` and `tail`.
 
 Each one is a request to the running `voicecall serve` over JSON-RPC (`client/rpc.py`); `tail`
 follows its SSE event stream. `status` and `tail` fall back to reading the call store read-only
@@ -73,6 +73,17 @@ def _done(result: dict[str, Any], message: str) -> None:
     help="Keys to press once the callee answers, before the greeting (conversation calls), "
     "e.g. ww1234# to join a conference bridge: 0-9 * #, w = 0.5 s and W = 1 s pauses.",
 )
+@click.option(
+    "--amd",
+    type=click.Choice(["detect", "voicemail-drop", "off"]),
+    help="Answering-machine detection: detect = hang up on a machine (ends as voicemail); "
+    "voicemail-drop = leave the message after the beep; off = none. Default: outbound.amd.",
+)
+@click.option(
+    "--record/--no-record",
+    default=None,
+    help="Record this call (or not). Default: recording.enabled of the server's config.",
+)
 @reported
 def call(
     to: str | None,
@@ -80,6 +91,8 @@ def call(
     mode: str | None,
     session_key: str | None,
     dtmf_sequence: str | None,
+    amd: str | None,
+    record: bool | None,
 ) -> None:
     """Place an outbound call (`start` is the same command)."""
     params: dict[str, Any] = {"message": message}
@@ -91,6 +104,10 @@ def call(
         params["sessionKey"] = session_key
     if dtmf_sequence is not None:
         params["dtmfSequence"] = dtmf_sequence
+    if record is not None:
+        params["record"] = record
+    if amd is not None:
+        params["amd"] = False if amd == "off" else amd
     result = rpc("voicecall.initiate", params)
     if root_settings().as_json:
         print_json(result)
@@ -157,6 +174,21 @@ def dtmf(call_id: str, digits: str) -> None:
 def end(call_id: str) -> None:
     """Hang up a call."""
     _done(rpc("voicecall.end", {"callId": call_id}), "Call ended.")
+
+
+@click.command()
+@json_flag
+@click.argument("call_id")
+@click.argument("to")
+@click.option("--warm", is_flag=True, help="The person first hears a summary of the call.")
+@click.option("--say", help="A line the caller hears before the transfer.")
+@reported
+def transfer(call_id: str, to: str, warm: bool, say: str | None) -> None:
+    """Transfer a call to a person (E.164 number or sip: URI)."""
+    params: dict[str, Any] = {"callId": call_id, "to": to, "mode": "warm" if warm else "cold"}
+    if say is not None:
+        params["say"] = say
+    _done(rpc("voicecall.transfer", params), f"Transferring to {to}.")
 
 
 # --------------------------------------------------------------------------- status

@@ -4,7 +4,7 @@ Every command lives in the module of its group and is imported only when it runs
 
 | module | commands |
 |---|---|
-| `call.py` | call, continue, speak, dtmf, end, status, tail |
+| `call.py` | call, continue, speak, dtmf, end, transfer, status, tail |
 | `serve.py` | serve |
 | `demo.py` | demo (and the simulated call it runs) |
 | `config.py` | config check, tool-schema |
@@ -65,6 +65,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("voice_call.cli.sim:sim", "Run a Twilio, Telnyx or Plivo emulator on loopback."),
     "smoke": ("voice_call.cli.setup:smoke", "Run the setup checks, then optionally one real call."),
     "start": ("voice_call.cli.call:call", "Place an outbound call (alias of call)."),
+    "transfer": ("voice_call.cli.call:transfer", "Transfer a call to a person (cold or --warm)."),
     "speak": ("voice_call.cli.call:speak", "Say something on a call without waiting for a reply."),
     "status": ("voice_call.cli.call:status", "Show active calls, or one call's details."),
     "tail": (

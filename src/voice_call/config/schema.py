@@ -33,7 +33,7 @@ from voice_call.config.fields import (
     UrlPath,
     field_error,
 )
-from voice_call.config.realtime import RealtimeConfig
+from voice_call.config.realtime import RealtimeConfig, RealtimeName
 from voice_call.config.section import Section
 from voice_call.config.streaming import SttName, SttProviders
 from voice_call.config.tts import TtsConfig
@@ -49,6 +49,18 @@ class _Section(Section):
     with the sections in tts.py and streaming.py, which schema.py imports)."""
 
 
+class NumberRealtime(_Section):
+    """A number's realtime voice (``numbers["+1555…"].realtime``): what its calls' model session
+    opens with. Realtime is on or off for the whole service (``realtime.enabled``) and uses one
+    service, so ``enabled`` may only repeat ``true`` and ``provider`` the top level's
+    (config/checks.py refuses the rest)."""
+
+    enabled: Bool | None = None
+    provider: RealtimeName | None = None
+    instructions: OptStr = None  # replaces realtime.instructions for this number's calls
+    voice: OptStr = None  # the model's voice for this number's calls
+
+
 class NumberRoute(_Section):
     """Overrides for inbound calls to one of our numbers (``numbers["+1555…"]``)."""
 
@@ -60,6 +72,14 @@ class NumberRoute(_Section):
     response_model: OptStr = None
     response_system_prompt: OptStr = None
     response_timeout_ms: Int | None = Field(default=None, gt=0)
+    # a whole responder block for this number's calls (keys left out take their defaults)
+    responder: ResponderConfig | None = None
+    realtime: NumberRealtime | None = None
+    # who may call this number: replaces the top-level inboundPolicy / allowFrom for it
+    inbound_policy: (
+        Annotated[Literal["disabled", "allowlist", "open"], BeforeValidator(_not_pairing)] | None
+    ) = None
+    allow_from: list[E164Number] | None = None
 
 
 # Premium-rate ranges a dial is refused for unless the operator changes the list.
@@ -75,13 +95,36 @@ def _deny_prefix(value: str) -> str:
     return value
 
 
+class AmdConfig(_Section):
+    """Answering-machine detection on outbound calls (the carrier's own, asynchronous)."""
+
+    enabled: Bool = False
+    # detect: a machine ends the call as voicemail; voicemail-drop: leave `message` after the beep
+    mode: Literal["detect", "voicemail-drop"] = "detect"
+    # how long the carrier may listen before it says "unknown" (then: treated as a human)
+    timeout_ms: Int = Field(default=30_000, ge=2_000, le=60_000)
+    message: OptStr = None  # the voicemail's words; None: the call's own message
+
+
 class OutboundConfig(_Section):
     default_mode: Mode = Mode.NOTIFY
+    amd: AmdConfig = Field(default_factory=AmdConfig)
     notify_hangup_delay_sec: Int = Field(default=3, ge=0)
     # a dial to a number starting with one of these is refused before anything is stored
     deny_prefixes: list[Annotated[str, AfterValidator(_deny_prefix)]] = Field(
         default_factory=lambda: list(DEFAULT_DENY_PREFIXES)
     )
+
+
+class RecordingConfig(_Section):
+    """Call recording: the carrier records each answered call (its URL, duration and status
+    land on the record); streamed and realtime calls also get a local dual-channel WAV (left
+    the caller, right the bot) of exactly what was heard each way, in the state folder."""
+
+    enabled: Bool = False
+    channels: Literal["mono", "dual"] = "dual"  # dual: each party on its own channel
+    announce: OptStr = None  # a consent line said before the recording starts
+    download: Bool = False  # fetch the carrier's file into the state folder
 
 
 class ServeConfig(_Section):
@@ -283,7 +326,12 @@ class MockConfig(_Section):
     """The simulated callee the mock provider plays."""
 
     answer_delay_ms: Int = Field(default=300, ge=0)
-    outcome: Literal["answer", "busy", "no-answer", "voicemail", "failed"] = "answer"
+    # machine / fax: answers as an answering machine (a greeting of greetingMs, then the beep)
+    # or a fax, for outbound.amd
+    outcome: Literal["answer", "busy", "no-answer", "voicemail", "failed", "machine", "fax"] = (
+        "answer"
+    )
+    greeting_ms: Int = Field(default=3000, ge=0, le=60_000)
     replies: list[str] = Field(default_factory=_default_replies)
     reply_delay_ms: Int = Field(default=400, ge=0)
     hangup_after_turns: Int | None = Field(default=None, ge=0)  # hang up after this many replies
@@ -348,6 +396,7 @@ class Config(_Section):
     webhook_security: WebhookSecurityConfig = Field(default_factory=WebhookSecurityConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     realtime: RealtimeConfig = Field(default_factory=RealtimeConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     session_scope: Literal["per-phone", "per-call", "main"] = "per-phone"
     public_url: OptHttpUrl = None
     skip_signature_verification: Bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voice_call.config import Config
-from voice_call.numbers import e164, route_key
+from voice_call.numbers import e164, inbound_rules, key_for, route_for
 
 DEFAULT_GREETING = "Hello! How can I help you today?"
 
@@ -20,7 +20,10 @@ class InboundDecision:
 
 
 def screen(config: Config, from_number: str | None, to_number: str | None) -> InboundDecision:
-    policy = config.inbound_policy
+    """Accept or refuse a call to `to_number`, by that number's route's policy where it sets
+    one (numbers.py `inbound_rules`), before anything else is done with the call."""
+    key = key_for(config, to_number)
+    policy, allow_from = inbound_rules(config, key)
     if policy == "disabled":
         return InboundDecision(False, "inbound calls are disabled (inboundPolicy)")
     if policy == "allowlist":
@@ -29,10 +32,9 @@ def screen(config: Config, from_number: str | None, to_number: str | None) -> In
         caller = e164(from_number)
         if caller is None:
             return InboundDecision(False, "no E.164 caller ID to check against allowFrom")
-        if caller not in {e164(n) for n in config.allow_from}:
+        if caller not in {e164(n) for n in allow_from}:
             return InboundDecision(False, "caller not in allowFrom")
-    key = route_key(config.numbers, to_number)
-    route = config.numbers.get(key) if key else None
+    route = route_for(config, None, key) if key is not None else None
     greeting = (route and route.inbound_greeting) or config.inbound_greeting or DEFAULT_GREETING
     return InboundDecision(True, greeting=greeting, route_key=key)
 

@@ -19,6 +19,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from voice_call.agent.prompt import call_agent_id
@@ -26,8 +27,12 @@ from voice_call.agent.responders.base import Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
+from voice_call.manager import amd
+from voice_call.manager import transfer as transfers
+from voice_call.manager.amd import AmdActions, AmdChoice, AmdFlow
 from voice_call.manager.bus import EventBus
 from voice_call.manager.inbound import over_capacity, screen
+from voice_call.manager.recordings import CallRecordings, apply_recording
 from voice_call.manager.records import (
     end_record,
     event_data,
@@ -39,13 +44,14 @@ from voice_call.manager.records import (
     notify_done_speaking,
     require_live,
 )
-from voice_call.manager.replies import AutoReplies, ManagerActions
+from voice_call.manager.replies import AutoReplies, ManagerActions, model_turn
 from voice_call.manager.restore import Decision, EndCall, decide, summarize
 from voice_call.manager.timers import CallTimers
 from voice_call.manager.turns import Spoken, Turn
 from voice_call.models import (
     DTMF_DIGITS,
     E164,
+    AnsweredBy,
     CallEvent,
     CallRecord,
     CallState,
@@ -55,11 +61,19 @@ from voice_call.models import (
     Mode,
     Speaker,
     TranscriptEntry,
+    TransferStatus,
     TurnKind,
     TurnLatency,
 )
 from voice_call.numbers import denied_prefix
-from voice_call.providers.base import DialRequest, Provider, ProviderError, SpeechQueue
+from voice_call.providers.base import (
+    DialRequest,
+    Provider,
+    ProviderError,
+    SpeechQueue,
+    TransferRequest,
+    Transfers,
+)
 from voice_call.store.base import CallStore, DuplicateEvent, LoggedEvent
 
 log = logging.getLogger("voice_call.manager")
@@ -107,10 +121,12 @@ class CallManager:
         bus: EventBus | None = None,
         responder: Responder | None = None,
         webhook_url: str = "",
+        recordings: Path | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.provider = provider
+        self.recordings = CallRecordings(config, provider, recordings)
         self.clock = clock
         self.bus = bus or EventBus()
         self.webhook_url = webhook_url
@@ -132,6 +148,17 @@ class CallManager:
             spawn=self._spawn,
         )
         self.replies = AutoReplies(config, store, provider, self.timers, actions, responder)
+        self.amd = AmdFlow(
+            config,
+            provider,
+            self.timers,
+            AmdActions(
+                greet=self._on_answered,
+                end=self._end_quietly,
+                change=self._amd_change,
+                spawn=self._spawn,
+            ),
+        )
         # Called with each turn's figures once persisted (metrics); must not raise or block.
         self.turn_listeners: list[TurnListener] = []
         # told the id of each call that ends here (the media registry drops what it warmed)
@@ -189,6 +216,8 @@ class CallManager:
         mode: Mode | None = None,
         session_key: str | None = None,
         dtmf_sequence: str | None = None,
+        amd_choice: AmdChoice = None,
+        record_call: bool | None = None,
     ) -> CallRecord:
         to = to or self.config.to_number
         if not to:
@@ -208,6 +237,7 @@ class CallManager:
             problem = dtmf_sequence_problem(dtmf_sequence, mode)
             if problem:
                 raise InvalidInput(problem)
+        amd_mode = amd.plan_for(self.config, amd_choice, self.provider)
         from_number = self.config.from_number or MOCK_FROM
         async with self._initiate_lock:  # capacity check and insert must not interleave
             active = await self.store.list_active()
@@ -230,6 +260,10 @@ class CallManager:
             )
             if dtmf_sequence:
                 record.metadata["dtmfSequence"] = dtmf_sequence
+            if record_call is not None:
+                record.metadata["record"] = record_call  # over recording.enabled
+            if amd_mode:
+                amd.start(record, amd_mode, self.config)
             await self._persist(record, self._entry(record, ManagerEntry.CREATED, {"to": to}))
         try:
             result = await self.provider.initiate_call(
@@ -239,8 +273,10 @@ class CallManager:
                     to_number=to,
                     webhook_url=self.webhook_url,
                     mode=mode.value,
-                    message=message,
+                    message=self.recordings.with_consent(record, message),
                     dtmf_sequence=dtmf_sequence,
+                    amd=amd_mode,
+                    amd_timeout_ms=self.config.outbound.amd.timeout_ms,
                 )
             )
         except ProviderError as exc:
@@ -337,6 +373,55 @@ class CallManager:
         finally:
             self._ending.pop(call_id, None)
 
+    async def transfer(
+        self, call_id: str, to: str, mode: str = "cold", say: str | None = None
+    ) -> CallRecord:
+        """Hand the caller to a person (transfer.py has the rules); returns once the carrier
+        took it. The outcome arrives as `call.transfer` events."""
+        problem = transfers.target_problem(to, self.config.outbound.deny_prefixes)
+        if problem:
+            raise InvalidInput(problem)
+        if not isinstance(self.provider, Transfers):
+            raise Unavailable(f"the {self.provider.name} carrier cannot transfer calls")
+        how = transfers.TransferMode(mode)
+        record = await self._require_live(call_id)
+        summary = None
+        if how == transfers.TransferMode.WARM:
+            summary = await transfers.handover_summary(self.responder, record)
+
+        def start(rec: CallRecord) -> LoggedEvent:
+            require_live(rec)
+            if transfers.under_way(rec):
+                raise Conflict("a transfer is already under way on this call: wait for it")
+            transfers.begin(rec, to, how, say, summary, self.clock.now())
+            data = {"transferTarget": to, "mode": how.value, "transferStatus": "dialing"}
+            return self._entry(rec, EventType.TRANSFER, data)
+
+        record = await self._mutate(call_id, start)
+        self.replies.drop(call_id)  # a reply in flight is not said over the transfer
+        request = TransferRequest(to, how.value, say, summary)
+        try:
+            await self.provider.transfer(record, request)
+        except ProviderError as exc:
+            error = str(exc)
+            await self._mutate(call_id, lambda rec: self._transfer_refused(rec, to, error))
+            raise Unavailable(f"the carrier could not transfer the call: {error}") from None
+        return record
+
+    def _transfer_refused(self, rec: CallRecord, to: str, error: str) -> LoggedEvent:
+        transfers.advance(rec, TransferStatus.FAILED, self.clock.now(), error)
+        data = {"transferTarget": to, "transferStatus": "failed", "error": error}
+        return self._entry(rec, EventType.TRANSFER, data)
+
+    async def end_after_stream_drop(self, call_id: str, reason: CallState) -> None:
+        """A call's media stream is gone for good: end the call, unless a transfer took the
+        stream away (the carrier now connects the caller elsewhere)."""
+        record = await self.store.get(call_id)
+        if record is not None and transfers.under_way(record):
+            log.info("call %s: stream closed for a transfer; the call goes on", call_id)
+            return
+        await self.end(call_id, reason)
+
     async def get(self, call_id: str) -> CallRecord | None:
         return await self.store.get(call_id)
 
@@ -386,7 +471,7 @@ class CallManager:
                 if event.type == EventType.ERROR and event.retryable:
                     return "retryable-error"
                 # `record` was just read and nothing else holds it: change it in place.
-                over = record.terminal
+                over = record.terminal and event.type != EventType.RECORDING
                 outcome = self._apply(record, event, effects, received)
                 data = event_data(event, outcome)
                 kind: EventType | ManagerEntry = event.type
@@ -416,6 +501,11 @@ class CallManager:
         received: float,
     ) -> str:
         """Change `rec` for `event`; queue side effects to run after it is persisted."""
+        if event.type == EventType.RECORDING:  # ready after the call, as often as not
+            if self.recordings.download_wanted(event) and event.recording_url:
+                url = event.recording_url
+                effects.append(lambda: self._spawn(self._download_recording(rec.call_id, url)))
+            return apply_recording(rec, event)
         if rec.terminal:
             return "ignored: call already ended"
         note_provider_id(rec, event)
@@ -423,13 +513,30 @@ class CallManager:
         kind = event.type
         if kind == EventType.RINGING:
             return move(rec, CallState.RINGING)
+        if kind == EventType.ACTIVE and transfers.under_way(rec):
+            # our leg was bridged (Telnyx's call.bridged) while a transfer is under way: to
+            # the target, whichever leg's webhook comes first
+            bridged = event.model_copy(update={"transfer_status": TransferStatus.BRIDGED})
+            return self._apply_transfer(rec, bridged, now, effects)
         if kind in (EventType.ANSWERED, EventType.ACTIVE):
             target = CallState.ANSWERED if kind == EventType.ANSWERED else CallState.ACTIVE
             first = self._mark_answered(rec, now, effects)
             outcome = move(rec, target)
-            if first:
+            if first and amd.awaits_verdict(rec):  # nobody is greeted before the verdict
+                effects.append(lambda: self.amd.arm_verdict_wait(rec.call_id))
+            elif first:
                 effects.append(lambda: self._spawn(self._on_answered(rec.call_id)))
             return outcome
+        if kind == EventType.AMD:
+            step = amd.note_verdict(
+                rec, event.answered_by or AnsweredBy.UNKNOWN, self.amd.beep_reported
+            )
+            effects.append(lambda: self.amd.run(rec.call_id, step))
+            return "applied"
+        if kind == EventType.MACHINE_GREETING_ENDED:
+            step = amd.note_greeting_end(rec)
+            effects.append(lambda: self.amd.run(rec.call_id, step))
+            return "applied"
         if kind == EventType.SPEAKING:
             self.replies.audio_started(rec.call_id, received, event.tts_first_byte_ms)
             self._mark_answered(rec, now, effects)
@@ -439,16 +546,20 @@ class CallManager:
         if kind == EventType.REPLIED:
             return self._apply_model_reply(rec, event, now, effects)
         if kind == EventType.ENDED:
-            reason = event.reason or CallState.COMPLETED
+            reason = amd.ended_reason(rec, event.reason or CallState.COMPLETED)
             end_record(rec, reason, now)
             effects.append(lambda: self._finalize(rec.call_id, reason))
             return "applied"
+        if kind == EventType.TRANSFER:
+            return self._apply_transfer(rec, event, now, effects)
         if kind == EventType.ERROR:
             rec.metadata["error"] = event.error or "carrier error"
             end_record(rec, CallState.ERROR, now)
             effects.append(lambda: self._finalize(rec.call_id, CallState.ERROR))
             return "applied"
-        if kind == EventType.PLAYBACK_ENDED and (
+        if kind == EventType.PLAYBACK_ENDED and amd.leaving(rec):
+            effects.append(lambda: self._spawn(self.amd.said(rec.call_id)))
+        elif kind == EventType.PLAYBACK_ENDED and (
             notify_done_speaking(rec) or rec.metadata.get("hangupAfterReply") is True
         ):
             delay = float(self.config.outbound.notify_hangup_delay_sec)
@@ -461,6 +572,51 @@ class CallManager:
             # the call's audio goes to a speech-to-speech model: say so on the record
             rec.metadata["realtime"] = self.config.realtime.provider or "openai"
         return "applied"  # initiated, dtmf, silence, playback-ended: logged only
+
+    def _apply_transfer(
+        self, rec: CallRecord, event: CallEvent, now: float, effects: list[Callable[[], object]]
+    ) -> str:
+        """A transfer moved on: connected ends the bot's part; a failure hands the caller back."""
+        status = event.transfer_status
+        if status is None or not transfers.advance(rec, status, now, event.error or ""):
+            return "ignored: no transfer under way"
+        if transfers.connected(status):
+            rec.metadata["transferred"] = True
+            end_record(rec, CallState.COMPLETED, now)
+            effects.append(lambda: self._finalize(rec.call_id, CallState.COMPLETED))
+        elif status.failed:
+            effects.append(lambda: self._spawn(self._transfer_failed(rec.call_id)))
+        elif status == TransferStatus.ANSWERED and event.transfer_leg:
+            leg = event.transfer_leg  # a carrier where we brief and bridge the target ourselves
+            effects.append(lambda: self._spawn(self._transfer_answered(rec.call_id, leg)))
+        return "applied"
+
+    async def _transfer_answered(self, call_id: str, leg: str) -> None:
+        record = await self.store.get(call_id)
+        request = transfers.request_of(record) if record is not None else None
+        if record is None or request is None or not isinstance(self.provider, Transfers):
+            return
+        try:
+            await self.provider.transfer_answered(record, leg, request)
+        except ProviderError as exc:
+            log.warning("could not connect the transfer target of %s: %s", call_id, exc)
+
+    async def _transfer_failed(self, call_id: str) -> None:
+        """Back with the bot after a failed transfer: say so, then listen again."""
+        record = await self.store.get(call_id)
+        if record is None or record.terminal:
+            return
+        if isinstance(self.provider, Transfers):
+            with contextlib.suppress(ProviderError):
+                await self.provider.transfer_failed(record)
+        if record.mode != Mode.CONVERSATION:
+            return
+        try:
+            await self._speak(call_id, transfers.COULD_NOT_REACH)
+            if call_id not in self._turns:
+                await self._listen(call_id, None)
+        except (Conflict, NotFound, Unavailable) as exc:
+            log.info("after the failed transfer on %s: %s", call_id, exc)
 
     def _apply_speech(
         self,
@@ -486,7 +642,11 @@ class CallManager:
             if not turn.matches(event.turn_token):
                 return "applied: stale turn token"
             effects.append(lambda: turn.resolve(text))
-        elif self.replies.answers(rec) and "hangupAfterReply" not in rec.metadata:
+        elif (
+            self.replies.answers(rec)
+            and "hangupAfterReply" not in rec.metadata
+            and not transfers.under_way(rec)  # the caller is being handed to a person
+        ):
             endpointing = event.endpointing_ms
             effects.append(lambda: self.replies.start(rec.call_id, received, endpointing))
         return "applied"
@@ -499,6 +659,9 @@ class CallManager:
         self._mark_answered(rec, now, effects)
         if text:
             rec.transcript.append(TranscriptEntry(at=now, speaker=Speaker.BOT, text=text))
+        if event.voice_to_voice_ms is not None:  # the answer to an utterance: a turn's figures
+            turn = model_turn(event.voice_to_voice_ms, event.is_final)
+            effects.append(lambda: self._spawn(self._record_turn(rec.call_id, turn)))
         move(rec, CallState.LISTENING)
         return "applied"
 
@@ -652,9 +815,12 @@ class CallManager:
         self._greeting.add(call_id)
         try:
             record = await self.store.get(call_id)
+            if record is not None and not record.terminal:
+                await self._start_recording(record)
             message = record and record.metadata.get("initialMessage")
             if record is None or not message or record.terminal:
                 return
+            message = self.recordings.with_consent(record, str(message))
             if self.replies.answers(record):
                 self.replies.history(record)  # prefetched while the greeting is said
             if record.metadata.get("dtmfPending") is True:
@@ -676,6 +842,23 @@ class CallManager:
             log.info("after-answer flow for %s stopped: %s", call_id, exc)
         finally:
             self._greeting.discard(call_id)
+
+    async def _start_recording(self, record: CallRecord) -> None:
+        """The carrier records from now on (after the consent line, when one is set)."""
+        try:
+            await self.recordings.start(record)
+        except (ProviderError, Unavailable, Conflict) as exc:
+            log.warning("call %s: recording not started: %s", record.call_id, exc)
+            await self._log(record.call_id, ManagerEntry.RECORDING_FAILED, {"error": str(exc)})
+
+    async def _download_recording(self, call_id: str, url: str) -> None:
+        try:
+            event = await self.recordings.download(call_id, url)
+        except (ProviderError, OSError) as exc:
+            log.warning("call %s: recording not downloaded: %s", call_id, exc)
+            await self._log(call_id, ManagerEntry.RECORDING_FAILED, {"error": str(exc)})
+            return
+        await self.handle_event(event)
 
     async def _send_dtmf_sequence(self, call_id: str) -> None:
         """Press the dtmfSequence now that the callee answered (a carrier that takes no keys at
@@ -706,7 +889,12 @@ class CallManager:
     def _provider_says_notify(self, record: CallRecord) -> bool:
         """The carrier was handed the notify message at dial (TwiML Say+Hangup): one path only,
         so the callee hears it exactly once."""
-        return record.direction == Direction.OUTBOUND and self.provider.delivers_notify_inline
+        # Not with detection on: the message waits for the verdict (and, for a machine, the beep).
+        return (
+            record.direction == Direction.OUTBOUND
+            and self.provider.delivers_notify_inline
+            and "amd" not in record.metadata
+        )
 
     def _greeted(self, rec: CallRecord, inline: bool) -> LoggedEvent:
         message = rec.metadata.pop("initialMessage", None)
@@ -781,6 +969,29 @@ class CallManager:
                 raise Unavailable(f"the carrier refused to hang up: {exc}") from None
             log.warning("hang-up of %s failed (%s); ending it here anyway", record.call_id, exc)
         await self._finish(record.call_id, reason, EventType.ENDED, error)
+
+    async def _end_quietly(self, call_id: str, reason: CallState, error: str | None) -> None:
+        """End a call the detection decided on; one that ended meanwhile stays as it is."""
+        with contextlib.suppress(Conflict, NotFound, Unavailable):
+            await self.end(call_id, reason, error=error)
+
+    async def _amd_change(
+        self, call_id: str, kind: ManagerEntry, change: amd.Change
+    ) -> CallRecord | None:
+        """Apply a detection change to the live call and log it; None when nothing changed."""
+        changed: list[bool] = []
+
+        def apply(rec: CallRecord) -> LoggedEvent | None:
+            data = change(rec)
+            if data is None:
+                return None
+            changed.append(True)
+            return self._entry(rec, kind, data)
+
+        with contextlib.suppress(Conflict, NotFound):
+            record = await self._mutate(call_id, apply)
+            return record if changed else None
+        return None
 
     async def _finish(
         self, call_id: str, reason: CallState, kind: EventType | ManagerEntry, error: str | None

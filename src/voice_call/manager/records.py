@@ -112,7 +112,7 @@ def event_data(event: CallEvent, outcome: str) -> dict[str, Any]:
     data = event.wire()
     for noise in ("type", "id", "dedupeKey", "callId", "isFinal", "retryable"):
         data.pop(noise, None)
-    if event.type in (EventType.SPEECH, EventType.PLAYBACK_ENDED):
+    if event.type in (EventType.SPEECH, EventType.PLAYBACK_ENDED, EventType.REPLIED):
         data["isFinal"] = event.is_final
     if outcome != "applied":
         data["outcome"] = outcome

@@ -27,6 +27,7 @@ from typing import Any, Final
 from voice_call.agent.memory import session_history
 from voice_call.agent.prompt import response_timeout_ms
 from voice_call.agent.responders.base import ReplyContext, Responder
+from voice_call.agent.responders.routed import RoutedResponder
 from voice_call.config import Config
 from voice_call.errors import Conflict, NotFound, Unavailable
 from voice_call.manager.timers import CallTimers
@@ -90,6 +91,8 @@ class AutoReplies:
         voice: the model answers them itself)."""
         if self.responder is None or self.config.realtime.enabled:
             return False
+        if isinstance(self.responder, RoutedResponder) and self.responder.pick(rec) is None:
+            return False  # neither this call's number nor the top level has a responder
         return rec.direction == Direction.INBOUND or rec.mode == Mode.CONVERSATION
 
     def in_flight(self, call_id: str) -> bool:
@@ -288,6 +291,18 @@ class AutoReplies:
 
 class ReplyTimeout(Exception):
     """The responder did not finish within responseTimeoutMs."""
+
+
+def model_turn(voice_to_voice_ms: float, heard_whole: bool) -> TurnLatency:
+    """A realtime model's answer to the caller (call.replied): the model answers on its own, so
+    the turn is its voice-to-voice (caller's last speech frame → first answer frame out)."""
+    return TurnLatency(
+        turn=0,  # numbered when recorded
+        kind=TurnKind.REPLY,
+        total_ms=voice_to_voice_ms,
+        voice_to_voice_ms=voice_to_voice_ms,
+        outcome="spoken" if heard_whole else "interrupted",
+    )
 
 
 class ReplyRun:

@@ -26,6 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -35,10 +36,12 @@ from voice_call.errors import VoiceCallError
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import SlotScheduler
 from voice_call.media.playback import PlaybackResult
+from voice_call.media.recorder import WavRecorder
 from voice_call.media.session import EventSink
 from voice_call.media.stream_protocols import protocol_for
+from voice_call.media.tap import MediaTap, TapListener
 from voice_call.models import CallEvent, CallRecord, CallState, EventType
-from voice_call.numbers import screened_route
+from voice_call.numbers import routes, screened_route
 from voice_call.realtime.model import RealtimeModel, SessionSetup
 from voice_call.security.stream_tokens import ANSWER, StreamTokens, spent_key
 from voice_call.speech.stack import Speech, SpeechStack, Voice
@@ -72,6 +75,8 @@ class LiveSession(Protocol):
 
     async def close(self) -> None: ...
 
+    tap: MediaTap | None  # who listens to its frames (media/tap.py), None while nobody does
+
 
 class ModelSource(Protocol):
     """Realtime voice models for calls (realtime/factory.py `RealtimeFactory`)."""
@@ -102,6 +107,7 @@ class MediaSessions:
         tokens: StreamTokens | None = None,
         stats: LatenessStats | None = None,
         models: ModelSource | None = None,
+        recordings: Path | None = None,
     ) -> None:
         streaming = config.streaming
         self.config = config
@@ -116,10 +122,12 @@ class MediaSessions:
         # Built now when streaming is on, so a missing key or espeak-ng fails at start.
         self._speech = speech or (SpeechStack(config) if streaming.enabled else None)
         self.models = models  # realtime voice: the streams are model bridges
+        self.recordings = recordings  # where `recording.enabled` writes each stream's WAV
         self._sessions: dict[str, LiveSession] = {}
         self._prewarmed: dict[str, tuple[SttSession, Timer]] = {}
         self._warm_models: dict[str, _WarmModel] = {}
         self._grace: dict[str, Timer] = {}
+        self._let_go: set[str] = set()  # calls whose stream we ended on purpose (let_go)
         self._waiters: dict[str, list[asyncio.Future[LiveSession]]] = {}
         self._starting: set[str] = set()  # calls whose stream is being admitted
         # call → (url, token, expiry) of its answer stream, for a retried answer
@@ -247,8 +255,10 @@ class MediaSessions:
             )
 
     def _routes_shape_sessions(self) -> bool:
-        routes = self.config.numbers.values()
-        return any(route.response_system_prompt or route.language for route in routes)
+        return any(
+            route.response_system_prompt or route.language or route.realtime
+            for _, route in routes(self.config)
+        )
 
     def take_model(
         self, call_id: str, record: CallRecord | None
@@ -272,6 +282,7 @@ class MediaSessions:
     def call_ended(self, call_id: str) -> None:
         """The call is over: STT (or the model session) warmed for it is closed now, not when
         its token expires (a dial nobody answered would otherwise hold a socket for minutes)."""
+        self._let_go.discard(call_id)
         entry = self._prewarmed.get(call_id)
         warm = self._warm_models.get(call_id)
         if entry is not None:
@@ -321,10 +332,17 @@ class MediaSessions:
     def get(self, call_id: str) -> LiveSession | None:
         return self._sessions.get(call_id)
 
+    def let_go(self, call_id: str) -> LiveSession | None:
+        """Forget the call's stream, which we are about to end on purpose (the carrier's own
+        voice takes over the call): its end is then not a dropped stream that ends the call,
+        and speech on the call goes to the carrier at once rather than wait for a stream."""
+        self._let_go.add(call_id)
+        return self._sessions.pop(call_id, None)
+
     async def wait_for(self, call_id: str, timeout_s: float) -> LiveSession | None:
         """The call's session once its stream has started, or None after `timeout_s`."""
         session = self._sessions.get(call_id)
-        if session is not None:
+        if session is not None or call_id in self._let_go:
             return session
         waiter: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(call_id, []).append(waiter)
@@ -342,6 +360,8 @@ class MediaSessions:
     def register(self, session: LiveSession) -> None:
         """`session` now carries the call's audio (the route admits it only when none is live)."""
         self.release(session.call_id)
+        if self.config.recording.enabled and self.recordings is not None:
+            self._record(session, self.recordings)
         timer = self._grace.pop(session.call_id, None)
         if timer is not None:
             timer.cancel()
@@ -355,6 +375,9 @@ class MediaSessions:
 
     def stream_ended(self, session: LiveSession, reason: CallState) -> None:
         """The socket of `session` is gone; the call ends unless a new one starts in time."""
+        if session.tap is not None:
+            session.tap.close()  # the recording is complete, listeners are told
+            session.tap = None
         if self._closed or self._sessions.get(session.call_id) is not session:
             return  # shutting down, or already replaced by a newer stream
         del self._sessions[session.call_id]
@@ -373,6 +396,54 @@ class MediaSessions:
             await self._end_call(call_id, reason)
         except VoiceCallError as exc:
             log.info("call %s: not ended after the stream dropped: %s", call_id, exc.message)
+
+    # ------------------------------------------------------------------ taps (media/tap.py)
+
+    def listen(self, call_id: str, listener: TapListener) -> bool:
+        """Hand `listener` the call's frames both ways from now on; False when no stream of
+        the call is live here."""
+        session = self._sessions.get(call_id)
+        if session is None or session.closed:
+            return False
+        if session.tap is None:
+            session.tap = MediaTap()
+        session.tap.add(listener)
+        return True
+
+    def unlisten(self, call_id: str, listener: TapListener) -> None:
+        """Stop handing `listener` frames; the tap goes once nobody listens (no cost per frame)."""
+        session = self._sessions.get(call_id)
+        tap = session.tap if session is not None else None
+        if session is None or tap is None:
+            return
+        tap.remove(listener)
+        if not tap.listeners:
+            session.tap = None
+
+    def _record(self, session: LiveSession, folder: Path) -> None:
+        """Write the stream's local dual-channel WAV; `call.recording` says where once it ends."""
+        call_id = session.call_id
+        path = folder / f"{call_id}-{int(time.time() * 1000)}.wav"
+
+        def done(written: Path, seconds: float) -> None:
+            event = CallEvent(
+                call_id=call_id,
+                type=EventType.RECORDING,
+                recording_path=str(written),
+                recording_duration_s=round(seconds, 3),
+                recording_status="local",
+                dedupe_key=f"recording:{written.name}",
+            )
+            self._spawn(self.sink(event))
+
+        try:
+            recorder = WavRecorder(path, done)
+        except OSError as exc:
+            log.warning("call %s: not recorded, %s cannot be written: %s", call_id, path, exc)
+            return
+        if session.tap is None:
+            session.tap = MediaTap()
+        session.tap.add(recorder)
 
     # ------------------------------------------------------------------ lifecycle
 

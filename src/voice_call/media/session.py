@@ -51,6 +51,7 @@ from voice_call.media.stream_protocols import (
     Media,
     StreamProtocol,
 )
+from voice_call.media.tap import MediaTap
 from voice_call.models import CallEvent, EventType
 from voice_call.speech.stack import Voice
 from voice_call.speech.stt.base import SttSession
@@ -97,6 +98,7 @@ class MediaSession:
         self._events: asyncio.Queue[CallEvent | None] = asyncio.Queue()
         self._delivery = asyncio.create_task(self._deliver(), name=f"events {call_id}")
         self.closed = False
+        self.tap: MediaTap | None = None  # set while someone listens (media/tap.py)
         # figures, for logs, tests and the benchmark
         self.inbound_frames = 0
         self.audio_frames = 0
@@ -191,6 +193,8 @@ class MediaSession:
             if frame.track != "outbound":  # both-tracks streams echo our own audio back
                 self.inbound_frames += 1
                 self.stt.send_audio(frame.payload)
+                if self.tap is not None:
+                    self.tap.inbound(frame.payload)
         elif isinstance(frame, MarkAck):
             self._on_mark(frame.name)
         elif isinstance(frame, Dtmf):
@@ -311,6 +315,8 @@ class MediaSession:
     def _send_frame(self, frame: bytes, due: float) -> None:
         payload = base64.b64encode(frame).decode()
         self.outbox.put(self.protocol.media(payload), due=due, media=True)
+        if self.tap is not None:
+            self.tap.outbound(frame, due)
 
     def _mark(self, job: PlaybackJob, *, final: bool) -> None:
         name = f"{job.id}.{job.sent_frames}" + (".end" if final else "")

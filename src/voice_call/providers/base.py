@@ -28,6 +28,10 @@ class DialRequest:
     message: str | None = None
     # keys to press once the callee answers (`dtmfSequence`: 0-9 * # w W, checked already)
     dtmf_sequence: str | None = None
+    # answering-machine detection: "detect" | "voicemail-drop" (None: off), and how long the
+    # carrier may listen before it answers "unknown"
+    amd: str | None = None
+    amd_timeout_ms: int = 30_000
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,75 @@ class SpeechQueue(Protocol):
         """Queue `text` behind what is playing; an awaitable settling once it played (None)
         or was cut off (what was heard). None: cannot queue now (no stream) — use `speak`.
         The awaitable raises ProviderError when the speech failed after audio went out."""
+        ...
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    """Hand the caller to `target` (E.164 or a SIP URI, checked already). Cold: say
+    `announce` to the caller first, then connect them. Warm: the target hears `summary`
+    before the two are bridged. Either way the bot leaves the call once they are connected."""
+
+    target: str
+    mode: str  # "cold" | "warm"
+    announce: str | None = None
+    summary: str | None = None
+
+
+@runtime_checkable
+class Transfers(Protocol):
+    """Optional: a provider that can transfer a call to a person. It reports the outcome as
+    `call.transfer` events (bridged, or busy / no-answer / failed, which hand the caller back
+    to the bot); a media stream it carried ends first."""
+
+    async def transfer(self, call: CallRecord, request: TransferRequest) -> None:
+        """Start the transfer; returns once the carrier accepted it (ProviderError if not)."""
+        ...
+
+    async def transfer_answered(self, call: CallRecord, leg: str, request: TransferRequest) -> None:
+        """The target answered a warm transfer on its own `leg` (a `call.transfer` event that
+        names one): brief it with `request.summary`, then connect it to the caller. Only a
+        carrier whose events name the leg is asked (Telnyx); the others brief by markup."""
+        ...
+
+    async def transfer_failed(self, call: CallRecord) -> None:
+        """The caller is back with the bot: give back what the transfer took (a stream)."""
+        ...
+
+
+@runtime_checkable
+class Voicemails(Protocol):
+    """Optional: a provider that dials with the carrier's answering-machine detection
+    (`DialRequest.amd`) and reports its verdict as `call.amd` events."""
+
+    # True: the carrier reports the end of a machine's greeting (the beep) as
+    # `call.machine-greeting-ended`; False: `leave_voicemail` waits for the beep itself.
+    detects_greeting_end: bool
+
+    def detection_ms(self, timeout_ms: int) -> int:
+        """How long the carrier listens at most, asked for `outbound.amd.timeoutMs` (its own
+        range may be narrower): a verdict is owed by then."""
+        ...
+
+    async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
+        """Say `text` to the machine. True: it was said in full (a stream waited for it);
+        False: the carrier reports its end (`call.playback-ended`) or hangs up after it."""
+        ...
+
+
+@runtime_checkable
+class Recordings(Protocol):
+    """Optional: a provider whose carrier records calls. The file's URL, duration and status
+    come back as `call.recording` events (after the call, as a rule)."""
+
+    async def start_recording(self, call: CallRecord, channels: str) -> None:
+        """Record the answered call from now on; `channels`: "mono" or "dual" (each party on
+        its own channel). Returns once the carrier accepted (ProviderError if not)."""
+        ...
+
+    async def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        """The file a `call.recording` event named, fetched as the carrier requires (its
+        credentials go only to its own API host); (audio, file extension)."""
         ...
 
 

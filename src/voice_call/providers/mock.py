@@ -18,18 +18,30 @@ from pydantic import ValidationError
 
 from voice_call.clock import Clock
 from voice_call.config import Config
-from voice_call.models import CallEvent, CallRecord, CallState, EventType
+from voice_call.models import (
+    AnsweredBy,
+    CallEvent,
+    CallRecord,
+    CallState,
+    EventType,
+    TransferStatus,
+)
 from voice_call.providers.base import (
     DialRequest,
     DialResult,
     EventSink,
+    ProviderError,
     ProviderStatus,
+    TransferRequest,
     Verification,
     WebhookError,
     WebhookRequest,
     WebhookResult,
 )
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
+from voice_call.sim.machine import HUMAN_VERDICT_S, AnsweringMachine, answer_machine
+from voice_call.sim.recordings import SimRecordings
+from voice_call.sim.transfer_target import TransferTargets
 
 log = logging.getLogger("voice_call.mock")
 MAX_EVENTS_PER_WEBHOOK = 100
@@ -73,6 +85,7 @@ class MockProvider:
     delivers_notify_inline = False
     reports_playback_end = False
     queues_speech = True
+    detects_greeting_end = True  # the mock's detector hears the beep
 
     def __init__(
         self,
@@ -81,12 +94,17 @@ class MockProvider:
         ledger_path: Path | None = None,
         *,
         ring_timeout_ms: int = DEFAULT_RING_TIMEOUT_MS,
+        recordings_dir: Path | None = None,
     ) -> None:
         self.clock = clock
         self.script = script or CalleeScript()
         self.ring_timeout_ms = ring_timeout_ms  # ringTimeoutMs: unanswered by then, no-answer
         self.ledger = MockLedger(ledger_path)
         self.callees: dict[str, SimulatedCallee] = {}
+        self.machines: dict[str, AnsweringMachine] = {}  # by provider call id, for tests
+        self.targets = TransferTargets()  # who a transfer reaches, and the log of each
+        self.recordings = SimRecordings()  # start_recording's, written when the call ends
+        self.recordings_dir = recordings_dir
         self._sink: EventSink | None = None
 
     def attach(self, sink: EventSink) -> None:
@@ -127,15 +145,16 @@ class MockProvider:
         script = self.script
         base = {"call_id": request.call_id, "provider_call_id": pid}
         self._later(0, CallEvent(type=EventType.RINGING, **base))
-        picks_up = script.outcome in ("answer", "voicemail")
+        picks_up = script.outcome in ("answer", "voicemail", "machine", "fax")
         too_late = picks_up and script.answer_delay_ms > self.ring_timeout_ms
         if too_late or script.outcome == "no-answer":
             # Rings until ringTimeoutMs, as a carrier gives up on a phone nobody answers.
             self.ledger.append("ended", pid, reason=CallState.NO_ANSWER.value)
             ended = CallEvent(type=EventType.ENDED, reason=CallState.NO_ANSWER, **base)
             self._later(self.ring_timeout_ms, ended)
-        elif script.outcome == "answer":
+        elif script.outcome in ("answer", "machine", "fax"):
             self._later(script.answer_delay_ms, CallEvent(type=EventType.ANSWERED, **base))
+            self._detect(request, script, pid, base)
         else:
             reason = _OUTCOME_ENDS.get(script.outcome, CallState.FAILED)
             self.ledger.append("ended", pid, reason=reason.value)
@@ -144,6 +163,45 @@ class MockProvider:
             )
         return DialResult(provider_call_id=pid)
 
+    def _detect(
+        self, request: DialRequest, script: CalleeScript, pid: str, base: dict[str, str]
+    ) -> None:
+        """The machine greets from the answer on; with `amd`, the verdict and the beep follow."""
+        if script.outcome in ("machine", "fax"):
+            extra: dict[str, Any] = {}
+            self.clock.call_later(
+                script.answer_delay_ms / 1000, lambda: self._greet(pid, script, extra)
+            )
+        if request.amd is None:
+            return
+        answered_by = {"machine": AnsweredBy.MACHINE, "fax": AnsweredBy.FAX}.get(
+            script.outcome, AnsweredBy.HUMAN
+        )
+        verdict_ms = script.answer_delay_ms + HUMAN_VERDICT_S * 1000
+        amd = CallEvent(type=EventType.AMD, answered_by=answered_by, **base)
+        self._later(verdict_ms, amd)
+        if answered_by == AnsweredBy.MACHINE:
+            beep = CallEvent(type=EventType.MACHINE_GREETING_ENDED, **base)
+            self._later(script.answer_delay_ms + script.greeting_ms, beep)
+
+    def _greet(self, pid: str, script: CalleeScript, extra: dict[str, Any]) -> None:
+        machine = answer_machine(script, extra, now=self.clock.now)
+        if machine is not None:
+            self.machines[pid] = machine
+
+    def detection_ms(self, timeout_ms: int) -> int:
+        return timeout_ms
+
+    async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
+        pid = call.provider_call_id or f"mock-{call.call_id}"
+        machine = self.machines.get(pid)
+        if machine is not None:
+            machine.begin(text)
+        self._callee(pid).hear(text)
+        base = {"call_id": call.call_id, "provider_call_id": pid}
+        self._later(self.script.reply_delay_ms, CallEvent(type=EventType.PLAYBACK_ENDED, **base))
+        return False
+
     async def answer(self, call: CallRecord) -> None:
         return None
 
@@ -151,10 +209,44 @@ class MockProvider:
         if call.provider_call_id:
             self.ledger.append("hangup", call.provider_call_id, reason=reason)
             self._callee(call.provider_call_id).hung_up = True
+            self._recorded(call.call_id, call.provider_call_id)
+
+    async def start_recording(self, call: CallRecord, channels: str) -> None:
+        """The mock carrier records until the call ends; the file is written locally then
+        (a stand-in of the call's length) and reported with its path, so it runs offline."""
+        pid = call.provider_call_id or f"mock-{call.call_id}"
+        self.ledger.append("record", pid, channels=channels)
+        self.recordings.start(pid, 2 if channels == "dual" else 1)
+
+    async def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        raise ProviderError("the mock carrier's recordings are local files: nothing to fetch")
+
+    def _recorded(self, call_id: str, pid: str) -> None:
+        for recording in self.recordings.finish(pid):
+            event = CallEvent(
+                type=EventType.RECORDING,
+                call_id=call_id,
+                provider_call_id=pid,
+                recording_duration_s=recording.duration_s,
+                recording_status="completed",
+                recording_path=self._write(call_id, recording.id, recording.audio),
+                dedupe_key=f"mock-recording:{recording.id}",
+            )
+            self._emit_soon(event)
+
+    def _write(self, call_id: str, name: str, audio: bytes) -> str | None:
+        if self.recordings_dir is None:
+            return None
+        self.recordings_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.recordings_dir / f"{call_id}-{name}.wav"
+        path.write_bytes(audio)
+        return str(path)
 
     async def speak(self, call: CallRecord, text: str) -> None:
         pid = call.provider_call_id or f"mock-{call.call_id}"
         callee = self._callee(pid)
+        if pid in self.machines:
+            self.machines[pid].begin(text)
         if callee.hear(text) and not callee.hung_up:
             callee.hung_up = True
             self.ledger.append("ended", pid, reason=CallState.HANGUP_USER.value)
@@ -165,6 +257,45 @@ class MockProvider:
                 reason=CallState.HANGUP_USER,
             )
             self._later(self.script.reply_delay_ms, event)
+            self._recorded(call.call_id, pid)
+
+    async def transfer(self, call: CallRecord, request: TransferRequest) -> None:
+        """The mock carrier rings the target as scripted (`targets`), then reports it."""
+        pid = call.provider_call_id or f"mock-{call.call_id}"
+        self.ledger.append("transfer", pid, to=request.target, mode=request.mode)
+        link = self.targets.open(pid, request.target, request.mode)
+        if request.announce:
+            link.announced.append(request.announce)
+        script = self.targets.script(request.target)
+        base = {"call_id": call.call_id, "provider_call_id": pid}
+        target = {"transfer_target": request.target}
+        if script.outcome != "answer":
+            link.status = script.outcome
+            status = TransferStatus(script.outcome)
+            self._later(
+                script.answer_delay_ms,
+                CallEvent(type=EventType.TRANSFER, transfer_status=status, **base, **target),
+            )
+            return
+        if request.summary:
+            link.heard.append(request.summary)
+        self.targets.bridged(link)
+        self._callee(pid).hung_up = True  # the caller now talks to the target, not the bot
+        self._later(
+            script.answer_delay_ms,
+            CallEvent(
+                type=EventType.TRANSFER,
+                transfer_status=TransferStatus.BRIDGED,
+                **base,
+                **target,
+            ),
+        )
+
+    async def transfer_answered(self, call: CallRecord, leg: str, request: TransferRequest) -> None:
+        return None  # the mock target hears the summary at once
+
+    async def transfer_failed(self, call: CallRecord) -> None:
+        return None  # the mock carrier took nothing away
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         pid = call.provider_call_id or f"mock-{call.call_id}"
@@ -276,10 +407,12 @@ def build(config: Config, clock: Clock, home: Path) -> MockProvider:
         reply_delay_ms=mock.reply_delay_ms,
         hangup_after_turns=mock.hangup_after_turns,
         silent=mock.silent,
+        greeting_ms=mock.greeting_ms,
     )
     return MockProvider(
         clock,
         script,
         ledger_path=home / "mock-carrier.jsonl",
         ring_timeout_ms=config.ring_timeout_ms,
+        recordings_dir=home / "recordings",
     )

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class CalleeScript:
-    outcome: str = "answer"  # answer | busy | no-answer | voicemail | failed
+    outcome: str = "answer"  # answer | busy | no-answer | voicemail | failed | machine | fax
     answer_delay_ms: int = 300
     replies: tuple[str, ...] = ()
     reply_delay_ms: int = 400
     hangup_after_turns: int | None = None  # hang up on hearing the bot after this many lines
     silent: bool = False
+    # outcome "machine": an answering machine's greeting this long, then the beep (sim/machine.py)
+    greeting_ms: int = 3000
 
 
 @dataclass
@@ -39,7 +41,10 @@ class SimulatedCallee:
 
     def next_line(self) -> str | None:
         """The line to say when listened to, or None to stay silent."""
-        if self.script.silent or self.hung_up or len(self.said) >= len(self.script.replies):
+        machine = self.script.outcome in ("machine", "fax")  # never talks to the bot
+        if self.script.silent or machine or self.hung_up:
+            return None
+        if len(self.said) >= len(self.script.replies):
             return None
         line = self.script.replies[len(self.said)]
         self.said.append(line)

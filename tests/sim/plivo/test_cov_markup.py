@@ -35,10 +35,11 @@ async def test_the_callee_may_hang_up_after_a_play() -> None:
 
 
 async def test_an_unsupported_verb_is_recorded_and_skipped() -> None:
-    app = FakeApp(replies={"/answer": "<Response><Record/><Speak>hi</Speak><Dial/></Response>"})
+    xml = "<Response><Record/><Speak>hi</Speak><Conference>room</Conference></Response>"
+    app = FakeApp(replies={"/answer": xml})
     async with running(app) as emu:
         call = await emu.wait_ended(await sdk_call(emu, app))
-    assert call.extra["unsupported"] == ["Record", "Dial"]
+    assert call.extra["unsupported"] == ["Record", "Conference"]
     assert call.callee.heard == ["hi"]
     assert app.of("/hangup")[0].params["HangupCauseCode"] == "4010"  # end of the XML
 

@@ -6,9 +6,12 @@ from typing import TYPE_CHECKING
 
 from voice_call.agent.responders.base import Responder
 from voice_call.agent.responders.echo import EchoResponder
+from voice_call.config import ConfigError
+from voice_call.config.errors import format_path
+from voice_call.numbers import routes
 
 if TYPE_CHECKING:
-    from voice_call.config import Config
+    from voice_call.config import Config, ResponderConfig
 
 
 def responder_name(config: Config) -> str:
@@ -22,9 +25,33 @@ def responder_name(config: Config) -> str:
 
 def build_responder(spec: str | Config) -> Responder | None:
     """The responder a config asks for (`responder_name`); a bare name builds `echo`/`none`.
+    Numbers with their own `responder` block get theirs, each built once, here
+    (agent/responders/routed.py picks per call).
 
-    Raises ConfigError when the chosen responder cannot work with the config (no API key).
+    Raises ConfigError when a chosen responder cannot work with the config (no API key).
     """
+    if isinstance(spec, str):
+        return _build_one(spec)
+    blocks = {key: route.responder for key, route in routes(spec) if route.responder is not None}
+    default = _build_one(spec)
+    if not blocks:
+        return default
+    from voice_call.agent.responders.routed import RoutedResponder
+
+    by_route = {key: _route_responder(spec, key, block) for key, block in blocks.items()}
+    return RoutedResponder(default, by_route)
+
+
+def _route_responder(config: Config, key: str, block: ResponderConfig) -> Responder | None:
+    """Route `key`'s responder: the config with its `responder` block; errors name the route."""
+    try:
+        return _build_one(config.model_copy(update={"responder": block}))
+    except ConfigError as exc:
+        where = format_path(("numbers", key, "responder"))
+        raise ConfigError([f"{where}: {error}" for error in exc.errors]) from None
+
+
+def _build_one(spec: str | Config) -> Responder | None:
     name = spec if isinstance(spec, str) else responder_name(spec)
     if name == "echo":
         return EchoResponder()

@@ -34,6 +34,7 @@ from voice_call.agent.responders.base import ReplyContext, ResponderError
 from voice_call.agent.spoken import SpokenStream, extract_spoken
 from voice_call.config import Config, ConfigError
 from voice_call.models import CallRecord, Speaker, TranscriptEntry
+from voice_call.numbers import routes
 from voice_call.speech.sentences import SentenceChunker, split_sentences
 
 log = logging.getLogger("voice_call.agent.openai")
@@ -141,7 +142,7 @@ class OpenAIResponder:
         """Check every model the config may use (per-number overrides too) before any call."""
         key = config.responder.api_key or config.openai_api_key
         models = {"responseModel": config.response_model or DEFAULT_MODEL}
-        for number, route in config.numbers.items():
+        for number, route in routes(config):
             if route.response_model:
                 models[f'numbers["{number}"].responseModel'] = route.response_model
         problems: list[str] = []

@@ -78,6 +78,24 @@ def notify(text: str, voice: CarrierVoice, spoken_url: str) -> str:
     return speak(text, voice, 0, spoken_url)
 
 
+def wait_then(seconds: int, redirect_url: str) -> str:
+    """Hold the line `seconds`, then ask us again (the Redirect)."""
+    root = ET.Element("Response")
+    _element(root, "Wait", length=str(max(1, seconds)))
+    _redirect(root, redirect_url)
+    return render(root)
+
+
+def voicemail(text: str, voice: CarrierVoice, beep_wait_s: int, spoken_url: str) -> str:
+    """A voicemail: wait for the machine's beep (`<Wait beep="true">`, over at the beep or
+    after `beep_wait_s`), say `text`, then tell us it was said (the Redirect)."""
+    root = ET.Element("Response")
+    _element(root, "Wait", length=str(max(1, beep_wait_s)), beep="true")
+    _speak(root, text, voice)
+    _redirect(root, spoken_url)
+    return render(root)
+
+
 def hold_then_hangup(seconds: int) -> str:
     """After a notify message: hold the line while we wait to hang up, then hang up here
     anyway (we may be gone)."""
@@ -98,6 +116,48 @@ def speak(text: str, voice: CarrierVoice, lead_s: int, spoken_url: str) -> str:
         _element(root, "Wait", length=str(lead_s))
     _speak(root, text, voice)
     _redirect(root, spoken_url)
+    return render(root)
+
+
+def dial(
+    target: str,
+    *,
+    announce: str | None,
+    voice: CarrierVoice,
+    action_url: str,
+    callback_url: str,
+    timeout_s: int,
+    caller_id: str | None,
+    whisper_url: str | None,
+) -> str:
+    """Say `announce`, then `<Dial>` the target (`<Number>`, or `<User>` for a SIP URI):
+    `action` hears how it ended (DialStatus), `callbackUrl` that the called party answered,
+    and `confirmSound` is XML the called party hears before the two are connected."""
+    root = ET.Element("Response")
+    if announce:
+        _speak(root, announce, voice)
+    attrs = {
+        "action": clean(action_url),
+        "method": "POST",
+        "callbackUrl": clean(callback_url),
+        "callbackMethod": "POST",
+        "timeout": str(timeout_s),
+        "redirect": "true",
+    }
+    if caller_id:
+        attrs["callerId"] = clean(caller_id)
+    if whisper_url:
+        attrs["confirmSound"] = clean(whisper_url)
+    element = _element(root, "Dial", **attrs)
+    noun = "User" if target.startswith(("sip:", "sips:")) else "Number"
+    _element(element, noun, target if noun == "User" else target.lstrip("+"))
+    return render(root)
+
+
+def whisper(text: str, voice: CarrierVoice) -> str:
+    """A `confirmSound` document: what the called party hears before the bridge."""
+    root = ET.Element("Response")
+    _speak(root, text, voice)
     return render(root)
 
 

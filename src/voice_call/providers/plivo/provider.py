@@ -24,7 +24,8 @@ as the carrier reached it (any instance); STT and TTS warm from the dial on. We 
 through the call's MediaSession (our TTS, paced µ-law frames) and hear the caller through
 streaming STT; the session reports playback ends and barge-ins itself. A transfer replaces the
 running XML and would close the stream (and so end the call), so a streamed call is never
-transferred: listening is a no-op, and the native Speak transfer is used only when no stream
+transferred to speak or listen (only to hand the caller to a person, `transfer`, which the
+manager guards): listening is a no-op, and the native Speak transfer is used only when no stream
 came up at all. Notify calls stay native (Speak from the answer URL): one path, the callee
 hears the message once. DTMF goes over REST either way.
 """
@@ -51,11 +52,17 @@ from voice_call.providers.base import (
     EventSink,
     ProviderError,
     ProviderStatus,
+    TransferRequest,
     Verification,
     WebhookRequest,
     WebhookResult,
 )
-from voice_call.providers.plivo.replies import SPEAK_LEAD_S, Replies
+from voice_call.providers.plivo.replies import (
+    AMD_WINDOW,
+    SPEAK_LEAD_S,
+    Replies,
+    machine_detection_ms,
+)
 from voice_call.providers.plivo.rest import PlivoCallGone, PlivoRest
 from voice_call.providers.plivo.urls import Callback, Flow, TextTooLong, callback_url, encode_text
 from voice_call.providers.plivo.voice import voice_for
@@ -94,6 +101,8 @@ class PlivoProvider:
         ("x-plivo-signature-ma-v2", "x-plivo-signature-v2-nonce"),
     )
     delivers_notify_inline = True  # the answer URL's XML says it, then reports its end
+    # Plivo reports no greeting end: leave_voicemail's XML waits for the beep itself
+    detects_greeting_end = False
     # Each Speak is followed by a Redirect back to us; on a stream the session reports it.
     reports_playback_end = True
 
@@ -136,6 +145,12 @@ class PlivoProvider:
     def attach_media(self, media: MediaSessions) -> None:
         self.streamed.attach(media)
         self.replies.stream_url = self._stream_url if self.streamed.enabled else None
+        self.replies.restream_url = self._restream_url if self.streamed.enabled else None
+
+    def _restream_url(self, base: str, call_id: str) -> str:
+        """A new stream for a call back from a failed transfer, with a token of its own."""
+        assert self.streamed.media is not None
+        return self.streamed.media.stream_url(base, call_id, token_in_query=True)
 
     def set_webhook_url(self, url: str, *, pinned: bool = False) -> None:
         self.webhook_url = url
@@ -152,10 +167,12 @@ class PlivoProvider:
     async def initiate_call(self, request: DialRequest) -> DialResult:
         base = request.webhook_url or self.webhook_url
         voice = voice_for(self.config, route_for(self.config, request.from_number))
-        notify = request.mode == "notify" and bool(request.message)
+        # With detection the message waits for the verdict: the answer only holds the line.
+        notify = request.mode == "notify" and bool(request.message) and not request.amd
         answer = Callback(
             flow=Flow.NOTIFY if notify else Flow.ANSWER,
             call_id=request.call_id,
+            then=AMD_WINDOW if request.amd else None,
             say=request.message if notify else None,
             voice=voice.voice if notify else None,
             language=voice.language if notify else None,
@@ -178,6 +195,12 @@ class PlivoProvider:
             "ring_timeout": max(1, math.ceil(self.config.ring_timeout_ms / 1000)),
             "time_limit": min(86_400, self.config.max_duration_seconds + CARRIER_LIMIT_MARGIN_S),
         }
+        if request.amd:
+            machine = Callback(flow=Flow.MACHINE, call_id=request.call_id)
+            body["machine_detection"] = "true"  # not "hangup": the manager decides
+            body["machine_detection_time"] = machine_detection_ms(request.amd_timeout_ms)
+            body["machine_detection_url"] = self._url(machine, base)
+            body["machine_detection_method"] = "POST"
         if request.dtmf_sequence:
             # Plivo presses them once the call is answered (not `send_on_preanswer`).
             body["send_digits"] = request.dtmf_sequence.translate(_DTMF)
@@ -250,6 +273,56 @@ class PlivoProvider:
             raise ProviderError(_too_long(text))
         await self.rest.transfer(_live_uuid(call), url)
 
+    async def transfer(self, call: CallRecord, request: TransferRequest) -> None:
+        """Transfer the A leg to XML that says the announcement and `<Dial>`s the target; a
+        warm transfer's summary is the Dial's `confirmSound`, heard by the called party
+        before the bridge. The new XML replaces a running `<Stream>`, so the stream ends first
+        (the manager keeps the call while the transfer is under way)."""
+        await self.streamed.finish(call)  # what the bot was saying is heard to the end
+        voice = voice_for(self.config, our_route(self.config, call))
+        target = Callback(
+            flow=Flow.TRANSFER,
+            call_id=call.call_id,
+            say=request.announce,
+            voice=voice.voice,
+            language=voice.language,
+            then=request.mode,
+            to=request.target,
+            brief=request.summary,
+        )
+        try:
+            url = self._url(target)
+        except TextTooLong as exc:
+            raise ProviderError(str(exc)) from None
+        await self.rest.transfer(_live_uuid(call), url)
+
+    async def transfer_answered(self, call: CallRecord, leg: str, request: TransferRequest) -> None:
+        return None  # the Dial's confirmSound briefs the target
+
+    async def transfer_failed(self, call: CallRecord) -> None:
+        return None  # the Dial action's reply streams or listens again
+
+    def detection_ms(self, timeout_ms: int) -> int:
+        return machine_detection_ms(timeout_ms)  # 2000 to 10000 ms
+
+    async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
+        """Transfer to a document that waits for the beep (Plivo reports no greeting end),
+        says `text`, then tells us it was said."""
+        voice = voice_for(self.config, our_route(self.config, call))
+        voicemail = Callback(
+            flow=Flow.VOICEMAIL,
+            call_id=call.call_id,
+            say=text,
+            voice=voice.voice,
+            language=voice.language,
+        )
+        try:
+            url = self._url(voicemail)
+        except TextTooLong:
+            raise ProviderError(_too_long(text)) from None
+        await self.rest.transfer(_live_uuid(call), url)
+        return False
+
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if self._streamed(call) and await self.streamed.session(call) is not None:
             return  # the stream's speech-to-text is always listening
@@ -273,6 +346,16 @@ class PlivoProvider:
 
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
         await self.rest.send_digits(_live_uuid(call), digits.translate(_DTMF))
+
+    async def start_recording(self, call: CallRecord, channels: str) -> None:
+        """The Record API on the live call; its callback_url brings the file's URL. Plivo
+        records the call's audio in one file (`channels` is Twilio's and Telnyx's choice)."""
+        callback = Callback(flow=Flow.RECORDED, call_id=call.call_id)
+        await self.rest.record(_live_uuid(call), self._url(callback))
+
+    async def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        extension = "mp3" if urlsplit(url).path.endswith(".mp3") else "wav"
+        return await self.rest.download(url), extension
 
     async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
         try:

@@ -31,6 +31,17 @@ NOTIFIED = "hangup"
 # How much longer than notifyHangupDelaySec the line is held after a notify message before
 # Plivo hangs up by itself (our own hang-up, at the delay, normally comes first).
 NOTIFY_BACKSTOP_S = 30
+# An answer_url's `then` when machine detection runs: hold the line through its window, then
+# come back (NO_MACHINE): no `Machine=true` by then means a person answered.
+AMD_WINDOW = "amd"
+AMD_WINDOW_MARGIN_S = 1
+
+
+def machine_detection_ms(timeout_ms: int) -> int:
+    """outbound.amd.timeoutMs as Plivo's machine_detection_time: 2000 to 10000 ms."""
+    return min(10_000, max(2_000, timeout_ms))
+
+
 MAX_STREAM_TIMEOUT_S = 86_400  # Plivo's default and ceiling for <Stream streamTimeout>
 STREAM_TIMEOUT_MARGIN_S = 60  # the stream outlives our own max duration, which ends the call
 
@@ -60,6 +71,12 @@ class Replies:
         limit = config.max_duration_seconds + STREAM_TIMEOUT_MARGIN_S
         self.stream_timeout_s = min(MAX_STREAM_TIMEOUT_S, limit)
         self.stream_url: StreamUrl | None = None  # set when the provider streams its calls
+        # after a failed transfer: a fresh stream (the answer stream's token is spent)
+        self.restream_url: StreamUrl | None = None
+        self.dial_timeout_s = int(min(600, max(5, config.ring_timeout_ms // 1000)))
+        amd = config.outbound.amd
+        self.amd_window_s = machine_detection_ms(amd.timeout_ms) // 1000 + AMD_WINDOW_MARGIN_S
+        self.beep_wait_s = amd.timeout_ms // 1000  # a voicemail's longest wait for the beep
 
     def reply(self, parsed: Parsed, base: str) -> PlivoWebhookResult:
         """`base`: our webhook URL as the carrier reached it; callbacks in the reply go there."""
@@ -70,7 +87,8 @@ class Replies:
             inbound_answer=parsed.inbound_answer,
             base=base,
             call_uuid=parsed.get("CallUUID"),
-            serves_xml=parsed.callback.flow not in (Flow.RING, Flow.HANGUP),
+            serves_xml=parsed.callback.flow
+            not in (Flow.RING, Flow.HANGUP, Flow.MACHINE, Flow.DIAL_EVENT),
             stream_call_id=self._streams(parsed),
         )
 
@@ -108,10 +126,40 @@ class Replies:
             result.body = markup.stream(url, self.stream_timeout_s)
         return result
 
+    def _transfer_document(self, parsed: Parsed, voice: CarrierVoice, base: str) -> str:
+        """A transfer's XML: the Dial (TRANSFER), the called party's briefing (WHISPER), and
+        after the Dial (DIALED): hang up once the parties talked, else back to the bot."""
+        cb = parsed.callback
+        if cb.flow == Flow.WHISPER:
+            return markup.whisper(cb.say or "", voice)
+        if cb.flow == Flow.DIALED:
+            if parsed.get("DialStatus").lower() == "completed":
+                return markup.hangup()
+            if self.restream_url is not None and cb.call_id:
+                return markup.stream(self.restream_url(base, cb.call_id), self.stream_timeout_s)
+            relisten = Callback(flow=Flow.RELISTEN, call_id=cb.call_id)
+            return markup.keep_alive(callback_url(base, relisten))
+        whisper = None
+        if cb.brief:
+            briefing = Callback(flow=Flow.WHISPER, call_id=cb.call_id, say=cb.brief)
+            whisper = callback_url(base, briefing)
+        return markup.dial(
+            cb.to or "",
+            announce=cb.say,
+            voice=voice,
+            action_url=callback_url(base, Callback(flow=Flow.DIALED, call_id=cb.call_id)),
+            callback_url=callback_url(
+                base, Callback(flow=Flow.DIAL_EVENT, call_id=cb.call_id, then=cb.then)
+            ),
+            timeout_s=self.dial_timeout_s,
+            caller_id=None,
+            whisper_url=whisper,
+        )
+
     def _document(self, parsed: Parsed, base: str) -> str:
         cb, flow = parsed.callback, parsed.callback.flow
         ended = any(e.type == EventType.ENDED for e in parsed.events)
-        if ended or parsed.inbound_answer or flow in (Flow.RING, Flow.HANGUP):
+        if ended or parsed.inbound_answer or flow in (Flow.RING, Flow.HANGUP, Flow.MACHINE):
             return markup.empty()  # ignored by Plivo, or chosen once the policy has spoken
         voice = CarrierVoice(
             cb.voice or self.default_voice.voice, cb.language or self.default_voice.language
@@ -119,6 +167,14 @@ class Replies:
         if flow == Flow.NOTIFY and cb.say:
             spoken = Callback(flow=Flow.SPOKEN, call_id=cb.call_id, then=NOTIFIED)
             return markup.notify(cb.say, voice, callback_url(base, spoken))
+        if flow == Flow.ANSWER and cb.then == AMD_WINDOW:
+            window_over = Callback(flow=Flow.NO_MACHINE, call_id=cb.call_id)
+            return markup.wait_then(self.amd_window_s, callback_url(base, window_over))
+        if flow == Flow.VOICEMAIL and cb.say:
+            spoken = Callback(flow=Flow.SPOKEN, call_id=cb.call_id, then=NOTIFIED)
+            return markup.voicemail(cb.say, voice, self.beep_wait_s, callback_url(base, spoken))
+        if flow in (Flow.TRANSFER, Flow.WHISPER, Flow.DIALED):
+            return self._transfer_document(parsed, voice, base)
         if flow == Flow.SPOKEN and cb.then == NOTIFIED:
             return markup.hold_then_hangup(self.notify_hold_s)
         if flow == Flow.SPEAK and cb.say:

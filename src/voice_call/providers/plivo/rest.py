@@ -108,6 +108,24 @@ class PlivoRest:
         body = {"digits": digits, "leg": "aleg"}
         await self._request("send digits", "POST", f"Call/{_segment(call_uuid)}/DTMF/", body=body)
 
+    async def record(self, call_uuid: str, callback_url: str) -> dict[str, Any]:
+        """`POST Call/{uuid}/Record/`: record the live call; `callback_url` gets the file."""
+        body = {"file_format": "wav", "callback_url": callback_url, "callback_method": "POST"}
+        path = f"Call/{_segment(call_uuid)}/Record/"
+        return await self._request("record", "POST", path, body=body)
+
+    async def download(self, url: str) -> bytes:
+        """A `record_url` file; our credentials go only to Plivo's own API host."""
+        if httpx.URL(url).host != self.host:
+            raise ProviderError(f"Plivo recording download: not a Plivo URL: {url[:80]!r}")
+        try:
+            response = await self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"Plivo recording download failed ({type(exc).__name__})") from None
+        if response.status_code >= 400:
+            raise ProviderError(f"Plivo recording download failed: HTTP {response.status_code}")
+        return response.content
+
     async def live_call(self, call_uuid: str) -> dict[str, Any]:
         path = f"Call/{_segment(call_uuid)}/"
         return await self._request("get live call", "GET", path, params={"status": "live"})

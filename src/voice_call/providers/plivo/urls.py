@@ -39,6 +39,14 @@ class Flow:
     RELISTEN = "relisten"  # the Redirect after a GetInput that heard nothing
     INPUT = "input"  # GetInput action: the caller's speech or keys
     KEEPALIVE = "keepalive"  # the Redirect after a long Wait
+    MACHINE = "machine"  # machine_detection_url: `Machine=true`, a machine answered
+    NO_MACHINE = "no-machine"  # the Redirect after the detection window: no machine, a person
+    VOICEMAIL = "voicemail"  # transfer target: wait for the beep, say `say`, report its end
+    RECORDED = "recorded"  # the Record API's callback_url: the file is ready
+    TRANSFER = "transfer"  # transfer target: say `say`, then <Dial> `to` (`then`: cold | warm)
+    DIALED = "dialed"  # the <Dial> action: DialStatus, how the transfer ended
+    DIAL_EVENT = "dial-event"  # the <Dial> callbackUrl: the called party answered
+    WHISPER = "whisper"  # the <Dial> confirmSound: what the called party hears (`say`) first
 
 
 class TextTooLong(ValueError):
@@ -89,6 +97,8 @@ class Callback:
     voice: str | None = None
     language: str | None = None
     then: str | None = None  # after a Speak: "listen" (a conversation) or keep the line open
+    to: str | None = None  # a transfer's target (E.164 or a SIP URI)
+    brief: str | None = None  # a warm transfer's summary, for the called party
 
     def query(self) -> dict[str, str]:
         items = {
@@ -100,6 +110,8 @@ class Callback:
             "voice": self.voice,
             "lang": self.language,
             "then": self.then,
+            "to": self.to,
+            "brief": encode_text(self.brief) if self.brief else None,
         }
         return {k: v for k, v in items.items() if v}
 
@@ -115,7 +127,15 @@ def callback_url(webhook_url: str, callback: Callback) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
-_LIMITS = {"flow": 32, "callId": 128, "turnToken": 128, "voice": 64, "lang": 32, "then": 16}
+_LIMITS = {
+    "flow": 32,
+    "callId": 128,
+    "turnToken": 128,
+    "voice": 64,
+    "lang": 32,
+    "then": 16,
+    "to": 256,
+}
 
 
 def read_callback(query: Mapping[str, str]) -> Callback:
@@ -132,4 +152,6 @@ def read_callback(query: Mapping[str, str]) -> Callback:
         voice=query.get("voice") or None,
         language=query.get("lang") or None,
         then=query.get("then") or None,
+        to=query.get("to") or None,
+        brief=decode_text(query["brief"]) if query.get("brief") else None,
     )

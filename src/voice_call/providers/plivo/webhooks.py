@@ -28,7 +28,14 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from pydantic import ValidationError
 
-from voice_call.models import CallEvent, CallState, Direction, EventType
+from voice_call.models import (
+    AnsweredBy,
+    CallEvent,
+    CallState,
+    Direction,
+    EventType,
+    TransferStatus,
+)
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest
 from voice_call.providers.plivo.urls import BadCallbackQuery, Callback, Flow, read_callback
 from voice_call.security.public_url import redact_url
@@ -191,10 +198,14 @@ EventData = dict[str, object]
 
 def _events(p: Parsed) -> list[EventData]:
     cb = p.callback
+    if cb.flow == Flow.RECORDED:
+        return [_recorded(p)]
     call_uuid = p.get("CallUUID") or p.get("ALegUUID")
     base: EventData = {"call_id": cb.call_id, "provider_call_id": call_uuid or None}
     if not (cb.call_id or call_uuid):
         raise WebhookError("callback names no call: CallUUID is missing")
+    if cb.flow in _TRANSFER_FLOWS:
+        return _transfer_events(p, base)
     status = p.get("CallStatus").lower()
     if (
         cb.flow == Flow.HANGUP
@@ -214,7 +225,12 @@ def _events(p: Parsed) -> list[EventData]:
         return [{**base, "type": EventType.PLAYBACK_ENDED}]
     if flow == Flow.KEEPALIVE or flow == Flow.RELISTEN:
         return [{**base, "type": EventType.SILENCE}]
-    if flow in (Flow.SPEAK, Flow.LISTEN):
+    if flow == Flow.MACHINE:  # machine_detection_url: Machine=true
+        machine = p.get("Machine").lower() == "true"
+        return [{**base, "type": EventType.AMD, "answered_by": _VERDICT[machine]}]
+    if flow == Flow.NO_MACHINE:  # the detection window passed without `Machine=true`
+        return [{**base, "type": EventType.AMD, "answered_by": AnsweredBy.HUMAN}]
+    if flow in (Flow.SPEAK, Flow.LISTEN, Flow.VOICEMAIL):
         return []  # a transfer fetching the XML we asked for: nothing new about the call
     if flow == Flow.INPUT:
         heard = _input_events(p, base)
@@ -242,6 +258,67 @@ def _events(p: Parsed) -> list[EventData]:
     if status == "in-progress" and p.get("Event").lower() == "startapp":
         return [{**base, "type": EventType.ANSWERED}]
     return []
+
+
+_VERDICT = {True: AnsweredBy.MACHINE, False: AnsweredBy.HUMAN}
+_TRANSFER_FLOWS = (Flow.TRANSFER, Flow.DIALED, Flow.DIAL_EVENT, Flow.WHISPER)
+# DialStatus → how the transfer ended (`completed`: the parties talked, then one hung up)
+DIAL_STATUSES = {
+    "completed": TransferStatus.COMPLETED,
+    "busy": TransferStatus.BUSY,
+    "no-answer": TransferStatus.NO_ANSWER,
+    "timeout": TransferStatus.NO_ANSWER,
+    "failed": TransferStatus.FAILED,
+}
+
+
+def _transfer_events(p: Parsed, base: EventData) -> list[EventData]:
+    """A transfer's callbacks. The Dial action: how it ended (and the caller may have hung up
+    meanwhile); the callbackUrl's `DialAction=answer`: the called party is on the line —
+    with the caller at once on a cold transfer, after the confirmSound on a warm one."""
+    flow = p.callback.flow
+    out: list[EventData] = []
+    if flow == Flow.DIALED:
+        dialed = DIAL_STATUSES.get(p.get("DialStatus").lower(), TransferStatus.FAILED)
+        out.append({**base, "type": EventType.TRANSFER, "transfer_status": dialed})
+        if p.get("CallStatus").lower() in TERMINAL_STATUSES:
+            out.append({**base, "type": EventType.ENDED, "reason": end_reason(p)})
+    elif flow == Flow.DIAL_EVENT and p.get("DialAction").lower() == "answer":
+        # the caller's leg is the A leg (CallUUID may name the called party's)
+        base = {**base, "provider_call_id": p.get("DialALegUUID") or base["provider_call_id"]}
+        warm = p.callback.then == "warm"
+        status = TransferStatus.ANSWERED if warm else TransferStatus.BRIDGED
+        target = phone(p.get("DialBLegTo")) or None
+        out.append(
+            {
+                **base,
+                "type": EventType.TRANSFER,
+                "transfer_status": status,
+                "transfer_target": target,
+            }
+        )
+    return out  # TRANSFER and WHISPER fetch the XML we asked for: nothing new about the call
+
+
+def _whole(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
+def _recorded(p: Parsed) -> EventData:
+    """The Record API's callback (snake_case fields, unlike the call's own callbacks)."""
+    call_uuid = p.get("call_uuid")
+    if not (p.callback.call_id or call_uuid):
+        raise WebhookError("recording callback names no call: call_uuid is missing")
+    millis, seconds = p.get("recording_duration_ms"), p.get("recording_duration")
+    duration = int(millis) / 1000 if _whole(millis) else int(seconds) if _whole(seconds) else None
+    return {
+        "call_id": p.callback.call_id,
+        "provider_call_id": call_uuid or None,
+        "type": EventType.RECORDING,
+        "recording_url": p.get("record_url") or None,
+        "recording_duration_s": duration,
+        "recording_status": "completed" if p.get("record_url") else "failed",
+    }
 
 
 def _input_events(p: Parsed, base: EventData) -> list[EventData]:

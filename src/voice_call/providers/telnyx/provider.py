@@ -21,6 +21,7 @@ rest.py, webhooks in webhooks.py, voices and text in voice.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
@@ -31,12 +32,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from voice_call.clock import Clock
 from voice_call.config import Config, ConfigError, TelnyxConfig
 from voice_call.models import CallRecord, Direction
+from voice_call.numbers import routes
 from voice_call.providers.base import (
     DialRequest,
     DialResult,
     EventSink,
     ProviderError,
     ProviderStatus,
+    TransferRequest,
     Verification,
     WebhookRequest,
     WebhookResult,
@@ -46,6 +49,7 @@ from voice_call.providers.telnyx import voice as speech
 from voice_call.providers.telnyx import webhooks as hooks
 from voice_call.providers.telnyx.rest import TelnyxApiError, TelnyxRest
 from voice_call.providers.telnyx.stream_fields import stream_fields
+from voice_call.providers.telnyx.transfer_legs import COLD, WARM, bridge_request, brief_tag
 from voice_call.security.signatures import telnyx as signatures
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("voice_call.telnyx")
 
 MIN_RING_S, MAX_RING_S = 5, 600  # Dial `timeout_secs` bounds
+WARM_MODE = "warm"
 
 
 class TelnyxProvider:
@@ -66,6 +71,7 @@ class TelnyxProvider:
     reports_playback_end = True
     # Telnyx queues speak commands (each has its own speak.ended); a stream's session queues.
     queues_speech = True
+    detects_greeting_end = True  # detect_beep: call.machine.greeting.ended
 
     def __init__(
         self,
@@ -84,6 +90,7 @@ class TelnyxProvider:
         self.connection_id = (config.telnyx or TelnyxConfig()).connection_id or ""
         self.webhook_url = ""
         self.streamed = StreamedSpeech(config)
+        self._tasks: set[asyncio.Future[None]] = set()  # bridges started from a webhook
 
     def attach(self, sink: EventSink) -> None:
         return None  # every Telnyx event arrives over HTTP
@@ -112,6 +119,13 @@ class TelnyxProvider:
         }
         if self.streamed.enabled:  # the socket opens once answered: its token outlasts ringing
             body |= stream_fields(self.streamed, webhook_url, request.call_id, ring_s=ring_s)
+        if request.amd:
+            # voicemail-drop listens on for the beep after calling it a machine
+            beep = request.amd == "voicemail-drop"
+            body["answering_machine_detection"] = "detect_beep" if beep else "detect"
+            body["answering_machine_detection_config"] = {
+                "total_analysis_time_millis": request.amd_timeout_ms
+            }
         data = await self.rest.dial(body)
         pid = data.get("call_control_id")
         if not isinstance(pid, str) or not pid:
@@ -169,6 +183,14 @@ class TelnyxProvider:
                 {"payload": piece, "payload_type": "text", "voice": voice, "language": language},
             )
 
+    def detection_ms(self, timeout_ms: int) -> int:
+        return timeout_ms  # answering_machine_detection_config.total_analysis_time_millis
+
+    async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
+        """Telnyx `speak`, streamed call or not: its call.speak.ended says it was said."""
+        await self._speak_natively(call, text)
+        return False
+
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if await self._streamed(call):
             return  # the stream's speech-to-text is always listening
@@ -196,6 +218,81 @@ class TelnyxProvider:
     async def send_dtmf(self, call: CallRecord, digits: str) -> None:
         await self._command(call, "send_dtmf", {"digits": speech.telnyx_digits(digits)})
 
+    # -- transfer ---------------------------------------------------------------------------
+
+    async def transfer(self, call: CallRecord, request: TransferRequest) -> None:
+        """Cold: `actions/transfer` (Telnyx dials the target and bridges it on answer; a
+        target not reached leaves our leg as it was). Warm: dial the target ourselves, its
+        leg linked to the caller's; once it answers, `transfer_answered` briefs and bridges.
+        The target's leg is told apart by its client_state (transfer_legs.py). A stream is
+        stopped first (our leg's audio goes to the target, not to us)."""
+        if not call.provider_call_id:
+            raise ProviderError("Telnyx transfer: the call has no call_control_id yet")
+        if self.streamed.live(call.call_id):
+            await self.streamed.finish(call)  # what the bot was saying is heard to the end
+            await self._command(call, "streaming_stop", {})
+        if request.announce:
+            await self._speak_natively(call, request.announce)
+        ring_s = min(MAX_RING_S, max(MIN_RING_S, round(self.config.ring_timeout_ms / 1000)))
+        ours = call.to_number if call.direction == Direction.INBOUND else call.from_number
+        if request.mode == WARM_MODE:
+            await self.rest.dial(
+                {
+                    "connection_id": self.connection_id,
+                    "to": request.target,
+                    "from": ours,
+                    "webhook_url": self.webhook_url,
+                    "webhook_url_method": "POST",
+                    "client_state": hooks.encode_client_state(call.call_id, WARM),
+                    "timeout_secs": ring_s,
+                    "link_to": call.provider_call_id,
+                }
+            )
+            return
+        body: dict[str, object] = {
+            "to": request.target,
+            "from": ours,
+            "timeout_secs": ring_s,
+            "target_leg_client_state": hooks.encode_client_state(call.call_id, COLD),
+        }
+        await self._command(call, "transfer", body)
+
+    async def transfer_answered(self, call: CallRecord, leg: str, request: TransferRequest) -> None:
+        """Brief the warm target on its own leg; its call.speak.ended then bridges it."""
+        tag = brief_tag(call.provider_call_id or "")
+        if tag is None:
+            raise ProviderError("Telnyx transfer: the caller's call_control_id is too long")
+        voice, language = speech.voice_and_language(self.config, call)
+        body = {
+            "payload": (request.summary or "Transferring a call to you.")[:3000],
+            "payload_type": "text",
+            "voice": voice,
+            "language": language,
+            "client_state": hooks.encode_client_state(call.call_id, tag),
+        }
+        await self.rest.command(leg, "speak", body)
+
+    async def transfer_failed(self, call: CallRecord) -> None:
+        """Back from a target not reached: a streamed call streams again, on a new token."""
+        media = self.streamed.media
+        if media is None or not call.provider_call_id:
+            return
+        url = media.stream_url(self.webhook_url, call.call_id, token_in_query=True)
+        fields: dict[str, object] = {
+            "stream_url": url,
+            "stream_track": "inbound_track",
+            "stream_codec": "PCMU",
+            "stream_bidirectional_mode": "rtp",
+            "stream_bidirectional_codec": "PCMU",
+        }
+        await self._command(call, "streaming_start", fields)
+
+    async def _bridge(self, caller: str, target: str) -> None:
+        try:
+            await self.rest.command(caller, "bridge", {"call_control_id": target})
+        except ProviderError as exc:
+            log.warning("Telnyx could not bridge the transfer target: %s", exc)
+
     async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
         """`GET /calls/{id}`: `is_alive` decides; no such call = ended; anything else
         (a missing field, an outage) = unknown, so restore keeps the call."""
@@ -211,6 +308,20 @@ class TelnyxProvider:
         if alive is False:
             return ProviderStatus(status="completed", terminal=True)
         return ProviderStatus(status="unknown", terminal=False, unknown=True)
+
+    async def start_recording(self, call: CallRecord, channels: str) -> None:
+        """`record_start`; `call.recording.saved` brings the file's URLs once the call ends."""
+        body: dict[str, object] = {
+            "format": "wav",
+            "channels": "dual" if channels == "dual" else "single",
+            "client_state": hooks.encode_client_state(call.call_id),
+        }
+        await self._command(call, "record_start", body)
+
+    async def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        """The `recording_urls` are pre-signed: fetched without our API key, which never
+        leaves for a host a webhook named."""
+        return await self.rest.download(url)
 
     async def _command(self, call: CallRecord, action: str, body: dict[str, object]) -> None:
         if not call.provider_call_id:
@@ -232,6 +343,11 @@ class TelnyxProvider:
     def webhook_response(
         self, request: WebhookRequest, result: WebhookResult, outcomes: list[str]
     ) -> WebhookResult:
+        legs = bridge_request(request.body, hooks.decode_client_state)
+        if legs is not None:  # a warm target heard its briefing: connect it to the caller
+            task = asyncio.ensure_future(self._bridge(*legs))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return result  # answering or rejecting an inbound call is a REST command, not a reply
 
     async def close(self) -> None:
@@ -248,7 +364,7 @@ def _warn_languages_without_end_of_speech(config: Config) -> None:
     """silenceTimeoutMs rides on Deepgram; a language it lacks is transcribed without it."""
     block = config.telnyx or TelnyxConfig()
     languages = {block.language or speech.DEFAULT_TRANSCRIPTION_LANGUAGE}
-    languages |= {route.language for route in config.numbers.values() if route.language}
+    languages |= {route.language for _, route in routes(config) if route.language}
     for language in sorted(languages - speech.DEEPGRAM_LANGUAGES):
         log.warning(
             "telnyx: language %r is transcribed by Telnyx's Google engine, which has no "

@@ -60,6 +60,7 @@ class TelnyxRest:
         base = (base_url or DEFAULT_API_BASE).rstrip("/") + "/"
         self.host = urlsplit(base).netloc
         self.retry_pause_s = retry_pause_s
+        self._transport = transport
         self._client = httpx.AsyncClient(
             base_url=base,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -81,6 +82,22 @@ class TelnyxRest:
 
     async def retrieve(self, call_control_id: str) -> Body:
         return await self._request("status", "GET", _call_path(call_control_id), None)
+
+    async def download(self, url: str) -> tuple[bytes, str]:
+        """A recording file at its pre-signed URL, with no credentials at all: (audio, ext)."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise TelnyxApiError("recording download", f"not a recording URL: {url[:80]!r}")
+        try:
+            async with httpx.AsyncClient(
+                timeout=TIMEOUT, transport=self._transport, follow_redirects=True
+            ) as plain:
+                response = await plain.get(url)
+        except httpx.HTTPError as exc:
+            raise TelnyxApiError("recording download", type(exc).__name__) from None
+        if response.status_code >= 400:
+            raise TelnyxApiError("recording download", f"HTTP {response.status_code}")
+        extension = "mp3" if urlsplit(url).path.endswith(".mp3") else "wav"
+        return response.content, extension
 
     async def close(self) -> None:
         await self._client.aclose()

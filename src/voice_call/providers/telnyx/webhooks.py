@@ -25,8 +25,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from voice_call.models import CallEvent, CallState, Direction, EventType
+from voice_call.models import AnsweredBy, CallEvent, CallState, Direction, EventType
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest
+from voice_call.providers.telnyx import transfer_legs
 from voice_call.security.public_url import redact_url
 from voice_call.security.signatures import telnyx as signatures
 
@@ -152,7 +153,12 @@ def parse(
     if not isinstance(payload, dict):
         raise WebhookError(f"{event_type}: data.payload must be an object")
     base = _base(data, payload, request_key)
-    fields = handler(payload, partials)
+    tag = base.get("turn_token")
+    if isinstance(tag, str) and transfer_legs.is_target_leg(tag):
+        # a transfer target's own leg: what it means for the transfer, not for our leg
+        fields = transfer_legs.event_fields(event_type, payload, tag)
+    else:
+        fields = handler(payload, partials)
     if fields is None:
         return []
     try:
@@ -277,7 +283,50 @@ def _hangup(payload: Payload, partials: bool) -> Payload:
     return {"type": EventType.ENDED, "reason": reason}
 
 
+# call.machine[.premium].detection.ended `result`; anything else (not_sure, silence): unknown
+AMD_RESULTS = {
+    "human": AnsweredBy.HUMAN,
+    "human_residence": AnsweredBy.HUMAN,
+    "human_business": AnsweredBy.HUMAN,
+    "machine": AnsweredBy.MACHINE,
+    "fax_detected": AnsweredBy.FAX,
+}
+
+
+def _verdict(payload: Payload, partials: bool) -> Payload:
+    result = payload.get("result")
+    answered_by = AMD_RESULTS.get(result) if isinstance(result, str) else None
+    return {"type": EventType.AMD, "answered_by": answered_by or AnsweredBy.UNKNOWN}
+
+
+def _recording(payload: Payload, partials: bool) -> Payload:
+    """call.recording.saved: the file (WAV asked for; MP3 if that is all there is)."""
+    urls = payload.get("recording_urls")
+    urls = urls if isinstance(urls, dict) else {}
+    url = urls.get("wav") or urls.get("mp3")
+    started = _epoch(payload.get("recording_started_at"))
+    ended = _epoch(payload.get("recording_ended_at"))
+    seconds = round(ended - started, 3) if started is not None and ended is not None else None
+    return {
+        "type": EventType.RECORDING,
+        "recording_url": url if isinstance(url, str) and url else None,
+        "recording_duration_s": seconds if seconds is not None and seconds >= 0 else None,
+        "recording_status": "completed",
+    }
+
+
+def _recording_error(payload: Payload, partials: bool) -> Payload:
+    return {"type": EventType.RECORDING, "recording_status": "failed"}
+
+
 _HANDLERS: Mapping[str, Callable[[Payload, bool], Payload | None]] = {
+    "call.recording.saved": _recording,
+    "call.recording.error": _recording_error,
+    "call.machine.detection.ended": _verdict,
+    "call.machine.premium.detection.ended": _verdict,
+    # beep_detected, ended, no_beep_detected, not_sure: the greeting is over either way
+    "call.machine.greeting.ended": _fixed(EventType.MACHINE_GREETING_ENDED),
+    "call.machine.premium.greeting.ended": _fixed(EventType.MACHINE_GREETING_ENDED),
     "call.initiated": _initiated,
     "call.answered": _fixed(EventType.ANSWERED),
     "call.bridged": _fixed(EventType.ACTIVE),

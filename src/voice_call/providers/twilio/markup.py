@@ -85,6 +85,34 @@ class Twiml:
             ET.SubElement(stream, "Parameter", {"name": clean(name), "value": clean(value)})
         return self
 
+    def dial(
+        self,
+        target: str,
+        *,
+        action: str,
+        timeout_s: int,
+        caller_id: str | None,
+        status_callback: str,
+        whisper: str | None = None,
+    ) -> Twiml:
+        """`<Dial>` one number (`<Number>`) or SIP URI (`<Sip>`): its `action` hears the
+        outcome (DialCallStatus), the called party's `statusCallback` hears it answer, and
+        `whisper` (a URL) is TwiML the called party hears before the two are connected."""
+        attrs = {"action": clean(action), "method": "POST", "timeout": str(timeout_s)}
+        if caller_id:
+            attrs["callerId"] = clean(caller_id)
+        dial = ET.SubElement(self.root, "Dial", attrs)
+        noun = "Sip" if target.startswith(("sip:", "sips:")) else "Number"
+        party = {
+            "statusCallbackEvent": "answered",
+            "statusCallback": clean(status_callback),
+            "statusCallbackMethod": "POST",
+        }
+        if whisper:
+            party["url"], party["method"] = clean(whisper), "POST"
+        ET.SubElement(dial, noun, party).text = clean(target)
+        return self
+
     def hangup(self) -> Twiml:
         ET.SubElement(self.root, "Hangup")
         return self

@@ -34,6 +34,7 @@ from voice_call.providers.base import (
     EventSink,
     ProviderError,
     ProviderStatus,
+    TransferRequest,
     Verification,
     WebhookRequest,
     WebhookResult,
@@ -68,6 +69,10 @@ REJECTED = "rejected"
 # After a notify message: how much longer than notifyHangupDelaySec the line is held before
 # Twilio hangs up by itself (our own hang-up, at the delay, normally comes first).
 NOTIFY_BACKSTOP_S = 30
+# MachineDetectionTimeout: whole seconds, 3 to 59
+AMD_TIMEOUT_MIN_S = 3
+AMD_TIMEOUT_MAX_S = 59
+MAX_WHISPER = 500  # a warm transfer's summary rides in the whisper URL's query
 
 
 class TwilioProvider:
@@ -75,6 +80,7 @@ class TwilioProvider:
     required_headers: tuple[tuple[str, ...], ...] = (("x-twilio-signature",),)
     delivers_notify_inline = True
     reports_playback_end = False
+    detects_greeting_end = True  # MachineDetection=DetectMessageEnd: machine_end_beep
 
     def __init__(self, config: Config, clock: Clock, rest: TwilioRest | None = None) -> None:
         twilio = config.twilio
@@ -180,7 +186,9 @@ class TwilioProvider:
             "Timeout": str(min(600, max(1, math.ceil(self.config.ring_timeout_ms / 1000)))),
             "TimeLimit": str(self.config.max_duration_seconds + TIME_LIMIT_SLACK_S),
         }
-        if request.mode == Mode.NOTIFY.value and request.message:
+        if request.amd:
+            form.update(self._amd_form(request))
+        if request.mode == Mode.NOTIFY.value and request.message and not request.amd:
             twiml = self.notify_twiml(request.message, speech, request.call_id)
             if len(twiml) > MAX_INLINE_TWIML:
                 raise ProviderError(
@@ -203,6 +211,31 @@ class TwilioProvider:
             status=status,
             digits_sent=bool(request.dtmf_sequence),
         )
+
+    def _amd_form(self, request: DialRequest) -> dict[str, str]:
+        """Async AMD: the call runs its Url meanwhile; the verdict comes to an `amd` request.
+        voicemail-drop waits for the end of the greeting (`machine_end_beep`, ...)."""
+        detection = "DetectMessageEnd" if request.amd == "voicemail-drop" else "Enable"
+        timeout_s = self.detection_ms(request.amd_timeout_ms) // 1000
+        return {
+            "MachineDetection": detection,
+            "AsyncAmd": "true",
+            "AsyncAmdStatusCallback": self._url("amd", request.call_id),
+            "AsyncAmdStatusCallbackMethod": "POST",
+            "MachineDetectionTimeout": str(timeout_s),
+        }
+
+    def detection_ms(self, timeout_ms: int) -> int:
+        """MachineDetectionTimeout: whole seconds, 3 to 59."""
+        return min(AMD_TIMEOUT_MAX_S, max(AMD_TIMEOUT_MIN_S, timeout_ms // 1000)) * 1000
+
+    async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
+        """Say it natively (a live update: a stream, if any, ends), then a `played` request
+        reports its end; the manager hangs up then."""
+        await self._update(
+            call, self.notify_twiml(text, self._speech(call), call.call_id), "leave voicemail"
+        )
+        return False
 
     async def answer(self, call: CallRecord) -> None:
         # Twilio answers an inbound call when it gets TwiML that is not <Reject>: the reply.
@@ -271,6 +304,51 @@ class TwilioProvider:
         self._listen(doc, call.call_id, self._speech(call), None)
         await self._update(call, doc.render(), "send digits")
 
+    async def transfer(self, call: CallRecord, request: TransferRequest) -> None:
+        """A live update to `<Say>` (the announcement) and `<Dial>`: the caller goes to the
+        target; a warm transfer's summary is the called party's whisper (`<Number url>`),
+        said to them before the bridge. The update replaces a running `<Connect><Stream>`,
+        so the stream ends first (the manager keeps the call while the transfer is under
+        way). Outcomes: the called party's `answered` (bridged; on a warm transfer only
+        answered, the whisper comes first) and the Dial action (busy, ..., completed)."""
+        await self.streamed.finish(call)  # what the bot was saying is heard to the end
+        speech = self._speech(call)
+        doc = Twiml()
+        if request.announce:
+            doc.say(request.announce, speech)
+        whisper = None
+        if request.summary:
+            whisper = self._url("whisper", call.call_id, say=request.summary[:MAX_WHISPER])
+        doc.dial(
+            request.target,
+            action=self._url("dialed", call.call_id),
+            timeout_s=min(600, max(5, math.ceil(self.config.ring_timeout_ms / 1000))),
+            caller_id=call.to_number if call.direction == Direction.INBOUND else call.from_number,
+            status_callback=self._url("transfer", call.call_id, mode=request.mode),
+            whisper=whisper,
+        )
+        await self._update(call, doc.render(), "transfer")
+
+    async def start_recording(self, call: CallRecord, channels: str) -> None:
+        """The Recordings API on the live call; its status callback brings the file's URL."""
+        if not call.provider_call_id:
+            raise ProviderError("the call has no Twilio CallSid yet")
+        form = {
+            "RecordingChannels": channels,
+            "RecordingStatusCallback": self._url("recording", call.call_id),
+            "RecordingStatusCallbackEvent": "completed absent",
+        }
+        await self.rest.start_recording(call.provider_call_id, form)
+
+    async def fetch_recording(self, url: str) -> tuple[bytes, str]:
+        return await self.rest.fetch_recording(url), "wav"
+
+    async def transfer_answered(self, call: CallRecord, leg: str, request: TransferRequest) -> None:
+        return None  # the whisper (<Number url>) briefs the target
+
+    async def transfer_failed(self, call: CallRecord) -> None:
+        return None  # the Dial action's reply streams or listens again
+
     async def get_call_status(self, provider_call_id: str) -> ProviderStatus:
         try:
             body = await self.rest.fetch_call(provider_call_id)
@@ -309,6 +387,8 @@ class TwilioProvider:
         """The TwiML for a request, once its events were applied with these outcomes."""
         if not hook.answers_with_twiml:
             return empty()  # status callbacks need no TwiML
+        if hook.kind == "whisper":  # the called party hears the summary, then is connected
+            return Twiml().say(hook.query.get("say", ""), self._hook_speech(hook)).render()
         if any(o.startswith(REJECTED) for o in outcomes):
             return Twiml().reject(REJECTED).render()
         if not outcomes or all(o == "unknown-call" for o in outcomes):
@@ -324,12 +404,26 @@ class TwilioProvider:
             return self._stream_twiml(stream_name)
         if hook.kind == "played":
             return self._after_notify()
+        if hook.kind == "dialed":
+            return self._after_dial(hook)
         if hook.kind == "gather":
             # Replaces the running document: hold while the bot replies, then listen again.
             return self._hold(hook.call_id, ANSWER_PAUSE_S, "listen", hook.turn_token)
         if hook.kind in ("listen", "reprompt"):
             speech = self._hook_speech(hook)
             return self._listen(Twiml(), hook.call_id, speech, hook.turn_token).render()
+        return self._hold(hook.call_id, HOLD_S, "hold", None)
+
+    def _after_dial(self, hook: Hook) -> str:
+        """The `<Dial>` ended: the parties talked (hang up), or the target was not reached
+        and the caller is back with the bot (its stream again, or a hold while it speaks)."""
+        if hook.params.get("DialCallStatus", "").strip().lower() in ("completed", "answered"):
+            return Twiml().hangup().render()
+        media = self.streamed.media
+        if self._stream_name(hook) and hook.call_id and media is not None:
+            # a new stream (the answer stream's token is spent): the bot speaks on it again
+            url = media.stream_url(self.webhook_url, hook.call_id, token_in_query=False)
+            return Twiml().stream(url, {"token": media.token(hook.call_id)}).render()
         return self._hold(hook.call_id, HOLD_S, "hold", None)
 
     def _stream_twiml(self, call_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -140,6 +141,25 @@ class TwilioRest:
 
     async def fetch_call(self, sid: str) -> dict[str, Any]:
         return await self._send("fetch call", "GET", self._call_url(sid))
+
+    async def start_recording(self, sid: str, form: Form) -> dict[str, Any]:
+        """Record a live call (the Recordings resource under the call)."""
+        url = self._call_url(sid).removesuffix(".json") + "/Recordings.json"
+        return await self._send("start recording", "POST", url, form)
+
+    async def fetch_recording(self, url: str) -> bytes:
+        """A recording's file (`RecordingUrl` plus ".wav"), with our credentials, which go to
+        Twilio's own API host only: a callback cannot make us send them elsewhere."""
+        if urlsplit(url).netloc != urlsplit(self.calls_url).netloc:
+            raise TwilioApiError(f"not a Twilio recording URL: {url[:80]!r}")
+        try:
+            response = await self._http.get(url if url.endswith(".wav") else f"{url}.wav")
+        except httpx.HTTPError as exc:
+            reason = type(exc).__name__
+            raise TwilioApiError(f"Twilio recording download failed ({reason})") from None
+        if response.status_code >= 400:
+            raise _describe("recording download", response)
+        return response.content
 
     def _call_url(self, sid: str) -> str:
         # The sid came from a webhook: never let it reshape the path.

@@ -15,7 +15,10 @@ its status callback.
 `type` values: `status` (StatusCallback), `voice` (an outbound call's Url), `answered` (the
 redirect that answers an accepted inbound call), `gather` (a Gather's action), `played` (the
 redirect after a notify message: its playback ended), and `hold`,
-`listen`, `reprompt` (keep-alive redirects after a pause, after an answer, after silence).
+`listen`, `reprompt` (keep-alive redirects after a pause, after an answer, after silence);
+for a transfer, `dialed` (the `<Dial>` action: `DialCallStatus`), `transfer` (the called
+party's status callback: it answered, so the caller is with it; `CallSid` is the called
+party's, `ParentCallSid` ours) and `whisper` (the called party's TwiML before the bridge).
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 from pydantic import ValidationError
 
-from voice_call.models import CallEvent, CallState, Direction, EventType
+from voice_call.models import (
+    AnsweredBy,
+    CallEvent,
+    CallState,
+    Direction,
+    EventType,
+    TransferStatus,
+)
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
 from voice_call.security.public_url import ForwardingTrust, redact_url, verification_url
 from voice_call.security.signatures import twilio as signatures
@@ -55,7 +65,27 @@ _DIRECTIONS = {
     "outbound-api": Direction.OUTBOUND,
     "outbound-dial": Direction.OUTBOUND,
 }
-_TWIML_REQUESTS = ("voice", "answered", "hold", "listen", "reprompt", "gather", "played")
+AMD_WORDS = {"human": AnsweredBy.HUMAN, "fax": AnsweredBy.FAX, "unknown": AnsweredBy.UNKNOWN}
+_TWIML_REQUESTS = (
+    "voice",
+    "answered",
+    "hold",
+    "listen",
+    "reprompt",
+    "gather",
+    "played",
+    "dialed",
+    "whisper",
+)
+# DialCallStatus → how the transfer went (`completed`: the parties talked and one hung up)
+DIAL_STATUSES = {
+    "completed": TransferStatus.COMPLETED,
+    "answered": TransferStatus.COMPLETED,
+    "busy": TransferStatus.BUSY,
+    "no-answer": TransferStatus.NO_ANSWER,
+    "failed": TransferStatus.FAILED,
+    "canceled": TransferStatus.FAILED,
+}
 
 
 # ---------------------------------------------------------------------------- reading
@@ -182,7 +212,7 @@ def read_hook(request: WebhookRequest) -> Hook:
     for name, value in pairs:
         params.setdefault(name, value)
     kind = query.get("type", "")
-    if kind not in ("status", *_TWIML_REQUESTS):
+    if kind not in ("status", "transfer", "amd", "recording", *_TWIML_REQUESTS):
         kind = _own_kind(params)
     return Hook(
         kind=kind,
@@ -226,10 +256,29 @@ def _machine(params: Mapping[str, str]) -> bool:
     return answered_by.startswith("machine") or answered_by == "fax"
 
 
+def _verdict(answered_by: str) -> list[dict[str, object]]:
+    """`AnsweredBy` as `call.amd`; a `machine_end_*` also says the greeting is over."""
+    word = answered_by.strip().lower()
+    verdict = AnsweredBy.MACHINE if word.startswith("machine") else AMD_WORDS.get(word)
+    out: list[dict[str, object]] = [
+        {"type": EventType.AMD, "answered_by": verdict or AnsweredBy.UNKNOWN}
+    ]
+    if word.startswith("machine_end"):
+        out.append({"type": EventType.MACHINE_GREETING_ENDED})
+    return out
+
+
 def events_for(hook: Hook) -> list[dict[str, object]]:
     """The normalised events of one request, as keyword arguments for CallEvent."""
     p, status = hook.params, hook.status
     out: list[dict[str, object]] = []
+    if hook.kind in ("transfer", "whisper"):
+        return _transfer_events(hook)  # the called party's: never our call's own status
+    if hook.kind == "recording":  # RecordingStatusCallback: the file, after the call
+        return [_recording_event(p)]
+    if hook.kind == "dialed":
+        dialed = DIAL_STATUSES.get(p.get("DialCallStatus", "").strip().lower())
+        out.append({"type": EventType.TRANSFER, "transfer_status": dialed or "failed"})
     if hook.kind == "inbound" and status not in END_REASONS:
         # The number's Voice URL: a new call. Answering is returning TwiML, which the reply
         # does (a redirect that comes back as `answered`) once the manager has screened it.
@@ -258,6 +307,8 @@ def events_for(hook: Hook) -> list[dict[str, object]]:
             out.append({"type": EventType.DTMF, "digits": digits})
         if not out and status not in END_REASONS:
             out.append({"type": EventType.SILENCE, "duration_ms": GATHER_TIMEOUT_S * 1000})
+    elif hook.kind == "amd":  # AsyncAmdStatusCallback: the verdict, after the answer
+        out.extend(_verdict(p.get("AnsweredBy", "")))
     elif status in END_REASONS:
         pass  # the end, below
     elif _machine(p) and status == "in-progress":
@@ -283,11 +334,38 @@ def events_for(hook: Hook) -> list[dict[str, object]]:
     return out
 
 
+def _whole(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
+def _recording_event(p: Mapping[str, str]) -> dict[str, object]:
+    duration = p.get("RecordingDuration", "").strip()
+    return {
+        "type": EventType.RECORDING,
+        "recording_url": p.get("RecordingUrl", "").strip() or None,
+        "recording_duration_s": int(duration) if _whole(duration) else None,
+        "recording_status": p.get("RecordingStatus", "").strip().lower() or None,
+    }
+
+
+def _transfer_events(hook: Hook) -> list[dict[str, object]]:
+    """The called party answered (`transfer`): on a cold transfer the caller is with it now;
+    on a warm one it first hears the whisper, and the Dial's action says how it ended."""
+    if hook.kind == "transfer" and hook.status == "in-progress":
+        target = hook.params.get("To", "").strip()[:256] or None
+        warm = hook.query.get("mode") == "warm"
+        status = TransferStatus.ANSWERED if warm else TransferStatus.BRIDGED
+        return [{"type": EventType.TRANSFER, "transfer_status": status, "transfer_target": target}]
+    return []
+
+
 def parse(request: WebhookRequest, request_key: str | None) -> TwilioResult:
     hook = read_hook(request)
-    sid = _bounded(hook.params.get("CallSid", "").strip(), 256, "CallSid")
+    # The called party's requests name its own CallSid; ours is its ParentCallSid.
+    field_name = "ParentCallSid" if hook.kind in ("transfer", "whisper") else "CallSid"
+    sid = _bounded(hook.params.get(field_name, "").strip(), 256, field_name)
     if sid is None:
-        raise WebhookError("CallSid is missing")
+        raise WebhookError(f"{field_name} is missing")
     events: list[CallEvent] = []
     for index, fields in enumerate(events_for(hook)):
         try:

@@ -64,6 +64,7 @@ import httpx
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
 from voice_call.sim.control import with_control
+from voice_call.sim.machine import MACHINE_OUTCOMES, answer_machine
 from voice_call.sim.plivo.call import (
     API_HANGUP,
     BUSY,
@@ -85,7 +86,9 @@ from voice_call.sim.plivo.call import (
 from voice_call.sim.plivo.markup import XmlRunner
 from voice_call.sim.plivo.rest import build_rest_app
 from voice_call.sim.plivo.webhooks import PlivoHooks, SignatureVersion
+from voice_call.sim.recordings import SimRecordings
 from voice_call.sim.server import LoopbackService
+from voice_call.sim.transfer_target import TransferTargets
 
 DtmfChooser = Sequence[str] | Callable[[str], Sequence[str]]
 
@@ -130,7 +133,10 @@ class PlivoEmulator(LoopbackService):
         self.calls: dict[str, EmulatedCall] = {}
         self.requests: dict[str, str] = {}
         self.webhooks = WebhookLog()
+        self.targets = TransferTargets()  # who a <Dial> reaches, and the log of each
         self.legs: dict[str, PlivoLeg] = {}
+        self.recordings = SimRecordings()  # the Record API's files, served back
+        self._record_callbacks: dict[str, Target | None] = {}  # recording id → callback_url
         self._client: httpx.AsyncClient | None = None
         self._hooks: PlivoHooks | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -249,6 +255,39 @@ class PlivoEmulator(LoopbackService):
         leg.request_transfer(target)
         return True
 
+    def start_recording(self, call_uuid: str, callback: Target | None) -> str | None:
+        leg = self.legs.get(call_uuid)
+        if leg is None or not leg.live or leg.call.answered_at is None:
+            return None
+        recording = self.recordings.start(leg.id, 1)  # [M] Plivo records one mixed channel
+        self._record_callbacks[recording.id] = callback
+        return recording.id
+
+    def recording_file(self, recording_id: str) -> bytes | None:
+        return self.recordings.file(recording_id)
+
+    async def _recorded(self, leg: PlivoLeg) -> None:
+        """The call ended: each recording's callback_url gets its record_url."""
+        for recording in self.recordings.finish(leg.id):
+            callback = self._record_callbacks.get(recording.id)
+            if callback is None:
+                continue
+            start_ms = int(recording.started * 1000)
+            millis = recording.duration_s * 1000
+            params = {
+                "api_id": str(uuid.uuid4()),
+                "call_uuid": leg.id,
+                "record_url": (
+                    f"{self.url}/v1/Account/{self.auth_id}/Recording/{recording.id}.wav"
+                ),
+                "recording_id": recording.id,
+                "recording_duration": str(recording.duration_s),
+                "recording_duration_ms": str(millis),
+                "recording_start_ms": str(start_ms),
+                "recording_end_ms": str(start_ms + millis),
+            }
+            await self.hooks.send("recording", callback, params)
+
     def send_digits(self, call_uuid: str, digits: str) -> bool:
         """`POST Call/{uuid}/DTMF/`: the person on an answered call hears the keys."""
         leg = self.legs.get(call_uuid)
@@ -322,7 +361,8 @@ class PlivoEmulator(LoopbackService):
         await leg.pause(answer_s - (time.time() - ringing_at) / self.time_scale)
         leg.mark_answered()
         leg.after(leg.time_limit, TIME_LIMIT)
-        if script.outcome == "voicemail" and leg.machine_detection:
+        answer_machine(script, leg.call.extra, self.time_scale)  # a machine starts its greeting
+        if script.outcome in ("voicemail", *MACHINE_OUTCOMES) and leg.machine_detection:
             leg.spawn(self._detect_machine(leg))
 
     async def _hangup_on_ring(self, leg: PlivoLeg, seconds: float) -> None:
@@ -346,7 +386,7 @@ class PlivoEmulator(LoopbackService):
 
     async def _converse(self, leg: PlivoLeg, status: str) -> None:
         """Fetch answer_url and run the XML; a transfer swaps in the XML from its URL."""
-        runner = XmlRunner(leg, self.hooks)
+        runner = XmlRunner(leg, self.hooks, self.targets)
         kind, target, fallback = "answer", leg.answer, leg.fallback
         params = leg.params(status, "StartApp")
         while True:
@@ -372,4 +412,5 @@ class PlivoEmulator(LoopbackService):
             await asyncio.wait(leg.streams, timeout=STREAM_CLOSE_S)
         if leg.on_hangup is not None:
             await self.hooks.send("hangup", leg.on_hangup, leg.hangup_params())
+        await self._recorded(leg)
         call.ended.set()

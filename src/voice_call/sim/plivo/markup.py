@@ -1,8 +1,9 @@
 """Runs the Plivo XML an application returns, element by element, against the simulated callee.
 
 Supported (docs/carriers.md §3.2): Speak, Play, GetInput (speech and/or dtmf, nested Speak
-and Play heard first), Wait, Hangup (reason, schedule), Redirect, Stream. Other valid elements
-(Dial, Record, Conference, PreAnswer, DTMF, ...) are recorded in `call.extra["unsupported"]` and
+and Play heard first), Wait, Hangup (reason, schedule), Redirect, Stream, and Dial to one
+Number or User against the emulator's transfer targets (dial.py). Other valid elements
+(Record, Conference, PreAnswer, DTMF, ...) are recorded in `call.extra["unsupported"]` and
 skipped, as are GetInput's digitEndTimeout, speechEndTimeout and interim-results callback. The
 time things take is carrier time (scaled by the leg's time_scale): speech lasts
 about as long as it would be spoken, so a test sees realistic ordering at any scale.
@@ -15,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+from voice_call.sim.machine import AnsweringMachine, note_start
 from voice_call.sim.plivo.call import (
     REJECTED,
     REJECTED_BUSY,
@@ -26,8 +28,10 @@ from voice_call.sim.plivo.call import (
     Transferred,
     party_hangup,
 )
+from voice_call.sim.plivo.dial import DialRun
 from voice_call.sim.plivo.stream import PlivoStreamClient
 from voice_call.sim.plivo.webhooks import PlivoHooks
+from voice_call.sim.transfer_target import TransferTargets
 
 MAX_XML_BYTES = 100 * 1024  # [S] Plivo rejects a larger reply
 CHARS_PER_SECOND = 15.0  # about 150 words a minute
@@ -59,9 +63,12 @@ def spoken_text(element: ET.Element) -> str:
 
 
 class XmlRunner:
-    def __init__(self, leg: PlivoLeg, hooks: PlivoHooks) -> None:
+    def __init__(
+        self, leg: PlivoLeg, hooks: PlivoHooks, targets: TransferTargets | None = None
+    ) -> None:
         self.leg = leg
         self.hooks = hooks
+        self.targets = targets if targets is not None else TransferTargets()
         self._verbs: dict[str, Callable[[ET.Element], Awaitable[str | None]]] = {
             "Speak": self._speak,
             "Play": self._play,
@@ -70,6 +77,7 @@ class XmlRunner:
             "Hangup": self._hangup,
             "Redirect": self._redirect,
             "Stream": self._stream,
+            "Dial": self._dial,
         }
 
     async def run(self, xml: str) -> None:
@@ -111,6 +119,7 @@ class XmlRunner:
     async def _say(self, text: str) -> None:
         """The callee hears `text` for as long as it takes to speak; it may hang up after."""
         callee = self.leg.call.callee
+        note_start(self.leg.call.extra, text)  # an answering machine logs when it began
         hangs_up = callee.hear(text)
         await self.leg.pause(speech_seconds(text))
         if hangs_up:
@@ -136,8 +145,13 @@ class XmlRunner:
                 raise CallOver
 
     async def _wait(self, element: ET.Element) -> None:
-        # silence/minSilence/beep only matter for a machine; a plain pause is what an app sees
-        await self.leg.pause(_number(element.get("length"), 1.0))
+        # silence/minSilence only matter for a machine; a plain pause is what an app sees.
+        # beep="true" on a machine's greeting: over at the beep, or at `length` [S].
+        length = _number(element.get("length"), 1.0)
+        machine = self.leg.call.extra.get("machine")
+        if element.get("beep", "").lower() == "true" and isinstance(machine, AnsweringMachine):
+            length = min(length, machine.seconds_to_beep())
+        await self.leg.pause(length)
 
     async def _hangup(self, element: ET.Element) -> None:
         schedule = _number(element.get("schedule"), 0.0)
@@ -156,6 +170,9 @@ class XmlRunner:
         target = Target((element.text or "").strip(), (element.get("method") or "POST").upper())
         params = self.leg.params("in-progress", "Redirect")  # [M] Event value
         return await self.hooks.fetch_xml(self.leg, "redirect", target, params)
+
+    async def _dial(self, element: ET.Element) -> str | None:
+        return await DialRun(self.leg, self.hooks, self.targets, element).run()
 
     async def _stream(self, element: ET.Element) -> None:
         stream = PlivoStreamClient(self.leg, element, self.hooks)

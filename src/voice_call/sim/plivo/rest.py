@@ -48,6 +48,9 @@ class Backend(Protocol):
     def cancel(self, request_uuid: str) -> bool: ...  # False: not queued or ringing
     def transfer(self, call_uuid: str, target: Target) -> bool: ...  # False: not answered
     def send_digits(self, call_uuid: str, digits: str) -> bool: ...  # False: no live call
+    # False: no live, answered call; the recording's id otherwise
+    def start_recording(self, call_uuid: str, callback: Target | None) -> str | None: ...
+    def recording_file(self, recording_id: str) -> bytes | None: ...
 
 
 def api_id() -> str:
@@ -270,6 +273,35 @@ def build_rest_app(backend: Backend) -> Starlette:
             return error(404, "not found")
         return JSONResponse({"api_id": api_id(), "message": "digits sent"}, status_code=202)
 
+    async def record(request: Request) -> Response:
+        """`POST Call/{uuid}/Record/`: record until the call ends; callback_url then gets the
+        file's record_url (a WAV: other file_format values are refused, not faked)."""
+        fields = await read_fields(request)
+        file_format = (text_field(fields, "file_format") or "mp3").lower()
+        if file_format not in ("mp3", "wav"):
+            raise InvalidCall("file_format must be mp3 or wav")
+        if file_format != "wav":
+            raise InvalidCall("the emulator records WAV only: send file_format=wav")
+        recording_id = backend.start_recording(
+            request.path_params["call_uuid"], target_field(fields, "callback_url")
+        )
+        if recording_id is None:
+            return error(404, "not found")
+        base = str(request.base_url).rstrip("/")
+        body = {
+            "api_id": api_id(),
+            "message": "call recording started",
+            "recording_id": recording_id,
+            "url": f"{base}/v1/Account/{backend.auth_id}/Recording/{recording_id}.wav",
+        }
+        return JSONResponse(body, status_code=202)
+
+    async def recording(request: Request) -> Response:
+        audio = backend.recording_file(request.path_params["recording_id"])
+        if audio is None:
+            return error(404, "not found")
+        return Response(audio, media_type="audio/wav")
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         return error(status, "not found" if status == 404 else "method not allowed")
@@ -280,6 +312,8 @@ def build_rest_app(backend: Backend) -> Starlette:
             Route(f"{base}/Call/", guarded(calls), methods=["POST"]),
             Route(f"{base}/Call/{{call_uuid}}/", guarded(call), methods=["GET", "POST", "DELETE"]),
             Route(f"{base}/Call/{{call_uuid}}/DTMF/", guarded(send_digits), methods=["POST"]),
+            Route(f"{base}/Call/{{call_uuid}}/Record/", guarded(record), methods=["POST"]),
+            Route(f"{base}/Recording/{{recording_id}}.wav", guarded(recording), methods=["GET"]),
             Route(f"{base}/Request/{{request_uuid}}/", guarded(cancel_request), methods=["DELETE"]),
         ],
         exception_handlers={404: not_found, 405: not_found},

@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from voice_call.sim.common import EmulatedCall
+from voice_call.sim.machine import MACHINE_OUTCOMES, answer_machine, note_start
+from voice_call.sim.recordings import SimRecording, SimRecordings
 from voice_call.sim.telnyx import errors, params
+from voice_call.sim.telnyx.amd import run_detection
 from voice_call.sim.telnyx.stream import CallInfo, StreamListener, StreamParams, TelnyxMediaStream
 from voice_call.sim.telnyx.turns import CalleeTurns, speech_seconds
 from voice_call.sim.telnyx.webhooks import WebhookQueue, WebhookSender, iso_now
@@ -41,6 +44,17 @@ SIP_CAUSE = {
 }
 
 
+ANSWERING = ("answer", "voicemail", *MACHINE_OUTCOMES)  # outcomes that pick up
+
+
+class Switch(Protocol):
+    """`actions/transfer` and `actions/bridge`, which act on more than one leg."""
+
+    def transfer(self, leg: TelnyxCall, body: Body) -> None: ...
+
+    def bridge(self, leg: TelnyxCall, body: Body) -> None: ...
+
+
 @dataclass(frozen=True)
 class CallContext:
     """What every call of one emulator shares."""
@@ -50,6 +64,9 @@ class CallContext:
     dtmf_replies: tuple[str, ...]
     user_id: str
     stream_silence: bool
+    recordings: SimRecordings = field(default_factory=SimRecordings)  # record_start's files
+    switchboard: Switch | None = None  # transfers and bridges (switchboard.py)
+    files_url: Callable[[], str] = lambda: ""  # where they are served (pre-signed, no auth)
 
 
 class TelnyxCall(StreamListener):
@@ -86,6 +103,7 @@ class TelnyxCall(StreamListener):
         self.output = asyncio.Lock()  # speak / playback / gather prompts play one at a time
         self.turns = CalleeTurns(self)
         self.ring_task: asyncio.Task[None] | None = None
+        self.on_answered: Callable[[], None] | None = None  # a transfer bridges on answer
         self.is_ended = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._owed: dict[int, tuple[str, Body]] = {}
@@ -215,7 +233,7 @@ class TelnyxCall(StreamListener):
         elif script.outcome == "failed":
             await self.sleep(delay)
             self.end("not_found", "unknown")  # a number that cannot be reached [M]
-        elif script.outcome in ("answer", "voicemail") and delay < self.timeout_secs:
+        elif script.outcome in ANSWERING and delay < self.timeout_secs:
             # A voicemail greeting is a machine answering; its "lines" are the greeting.
             await self.sleep(delay)
             self.answer_now()
@@ -250,7 +268,13 @@ class TelnyxCall(StreamListener):
             "call.answered",
             {**self.numbers(), "state": "answered", "start_time": self.start_time},
         )
+        if self.on_answered is not None:
+            self.on_answered()
         self.spawn(self._time_limit())
+        answer_machine(self.callee.script, self.call.extra, self.ctx.time_scale)
+        amd = self.call.extra.get("amd", "disabled")
+        if amd != "disabled":
+            self.spawn(run_detection(self, amd))
         if self.stream_on_answer is not None:
             self.spawn(self.open_stream(self.stream_on_answer))
         if self.transcription_on_answer is not None:
@@ -268,6 +292,7 @@ class TelnyxCall(StreamListener):
         self.turns.speaking += 1
         token = self.owe("call.speak.ended", {"status": "call_hangup"})
         self.post("call.speak.started", {})
+        note_start(self.call.extra, text)  # an answering machine logs when it began
         try:
             await self.sleep(speech_seconds(text))
         finally:
@@ -407,8 +432,25 @@ class TelnyxCall(StreamListener):
                 "call_quality_stats": None,
             },
         )
+        self.recordings_saved()  # after call.hangup, as Telnyx sends them [M]
         await self.webhook_queue.drain()
         self.call.ended.set()
+
+    def recordings_saved(self) -> None:
+        """Stop the call's recordings: a `call.recording.saved` each, with its file's URL."""
+        for recording in self.ctx.recordings.finish(self.id):
+            self.post("call.recording.saved", self._saved(recording))
+
+    def _saved(self, recording: SimRecording) -> Body:
+        url = f"{self.ctx.files_url()}/{recording.id}.wav"
+        start = int(recording.started)  # whole seconds apart, as long as the file
+        return {
+            "channels": "dual" if recording.channels == 2 else "single",
+            "recording_started_at": _iso(start),
+            "recording_ended_at": _iso(start + recording.duration_s),
+            "recording_urls": {"wav": url},
+            "public_recording_urls": {"wav": url},
+        }
 
     async def shutdown(self) -> None:
         """Emulator exit: stop everything without sending more webhooks."""
@@ -420,3 +462,7 @@ class TelnyxCall(StreamListener):
             with contextlib.suppress(Exception):
                 await stream.close()
         await self.webhook_queue.close()
+
+
+def _iso(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

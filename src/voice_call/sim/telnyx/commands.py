@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_call.sim.telnyx import errors, params
-from voice_call.sim.telnyx.call import TelnyxCall
+from voice_call.sim.telnyx.call import Switch, TelnyxCall
 
 Body = dict[str, Any]
 
@@ -231,7 +231,48 @@ def streaming_stop(leg: TelnyxCall, body: Body) -> None:
     leg.spawn(leg.close_stream())
 
 
+# -- recording -----------------------------------------------------------------------------------
+
+
+def record_start(leg: TelnyxCall, body: Body) -> None:
+    """Record until hang-up (or record_stop); `call.recording.saved` then names the file."""
+    leg.require_answered("record_start")
+    if "format" not in body:
+        raise errors.missing("format")
+    if "channels" not in body:
+        raise errors.missing("channels")
+    params.choice(body, "format", ("wav", "mp3"), "wav")
+    channels = params.choice(body, "channels", ("single", "dual"), "single")
+    if body["format"] != "wav":
+        raise errors.invalid("format", "The emulator records WAV only [M: emulator choice].")
+    leg.apply_common(body)
+    leg.ctx.recordings.start(leg.id, 2 if channels == "dual" else 1)
+
+
+def record_stop(leg: TelnyxCall, body: Body) -> None:
+    leg.apply_common(body)
+    leg.recordings_saved()
+
+
+def transfer(leg: TelnyxCall, body: Body) -> None:
+    _switchboard(leg).transfer(leg, body)
+
+
+def bridge(leg: TelnyxCall, body: Body) -> None:
+    _switchboard(leg).bridge(leg, body)
+
+
+def _switchboard(leg: TelnyxCall) -> Switch:
+    if leg.ctx.switchboard is None:
+        raise errors.not_found("The emulator does not implement transfers here.")
+    return leg.ctx.switchboard
+
+
 ACTIONS: dict[str, Callable[[TelnyxCall, Body], None]] = {
+    "transfer": transfer,
+    "bridge": bridge,
+    "record_start": record_start,
+    "record_stop": record_stop,
     "answer": answer,
     "reject": reject,
     "hangup": hangup,

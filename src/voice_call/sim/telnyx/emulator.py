@@ -67,10 +67,13 @@ from voice_call.security.signatures import telnyx as signatures
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
 from voice_call.sim.control import with_control
+from voice_call.sim.recordings import SimRecordings
 from voice_call.sim.server import LoopbackService
 from voice_call.sim.telnyx import params
+from voice_call.sim.telnyx.amd import dial_amd
 from voice_call.sim.telnyx.call import CallContext, TelnyxCall
 from voice_call.sim.telnyx.rest import build_rest_app
+from voice_call.sim.telnyx.switchboard import Switchboard
 from voice_call.sim.telnyx.webhooks import DeliveryPolicy, WebhookSender
 
 Body = dict[str, Any]
@@ -116,9 +119,12 @@ class TelnyxEmulator(LoopbackService):
         self.calls: dict[str, EmulatedCall] = {}
         self.webhooks = WebhookLog()
         self._legs: dict[str, TelnyxCall] = {}
+        self.recordings = SimRecordings()  # record_start's files, served back
         self._dial_commands: dict[str, str] = {}  # Dial command_id -> call_control_id
         self._client: httpx.AsyncClient | None = None
         self._context: CallContext | None = None
+        self.switchboard = Switchboard(self._new_leg, self.find)
+        self.targets = self.switchboard.targets  # who a transfer reaches, and the log of each
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -140,9 +146,13 @@ class TelnyxEmulator(LoopbackService):
             dtmf_replies=self.dtmf_replies,
             user_id=self.user_id,
             stream_silence=self.stream_silence,
+            recordings=self.recordings,
+            files_url=lambda: f"{self.url}/sim/recordings",
+            switchboard=self.switchboard,
         )
 
     async def _on_stop(self) -> None:
+        await self.switchboard.close()
         for leg in list(self._legs.values()):
             await leg.shutdown()
 
@@ -152,6 +162,9 @@ class TelnyxEmulator(LoopbackService):
             self._client = None
 
     # -- driving calls ---------------------------------------------------------------------------
+
+    def recording_file(self, recording_id: str) -> bytes | None:
+        return self.recordings.file(recording_id)
 
     def leg(self, call_id: str) -> TelnyxCall:
         """The emulator's full state for one call (for tests that need more than EmulatedCall)."""
@@ -170,11 +183,18 @@ class TelnyxEmulator(LoopbackService):
         to_number = params.number(body, "to")
         from_number = params.number(body, "from")
         webhook_url = params.url(body, "webhook_url", ("http", "https")) or self.webhook_url
+        amd_mode, amd_config = dial_amd(body)
+        caller = self.find(body["link_to"]) if isinstance(body.get("link_to"), str) else None
+        script = (
+            self.switchboard.script(to_number)  # a warm transfer's target
+            if caller is not None
+            else choose_script(self.script, to_number)
+        )
         leg = self._new_leg(
             "outbound",
             from_number,
             to_number,
-            choose_script(self.script, to_number),
+            script,
             connection_id=connection_id,
             webhook_url=webhook_url,
             client_state=params.client_state(body),
@@ -185,6 +205,9 @@ class TelnyxEmulator(LoopbackService):
         )
         if isinstance(command_id, str):
             self._dial_commands[command_id] = leg.id
+        leg.call.extra.update(amd=amd_mode, amd_config=amd_config)
+        if caller is not None:
+            self.switchboard.linked_dial(caller, leg)
         leg.start_outbound()
         return {**leg.resource(), "is_alive": False}  # dialling is asynchronous
 

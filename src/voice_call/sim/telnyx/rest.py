@@ -32,6 +32,8 @@ class Backend(Protocol):
 
     def find(self, call_control_id: str) -> TelnyxCall | None: ...
 
+    def recording_file(self, recording_id: str) -> bytes | None: ...
+
 
 def build_rest_app(backend: Backend) -> Starlette:
     def guarded(
@@ -77,12 +79,20 @@ def build_rest_app(backend: Backend) -> Starlette:
             return exc.response()
         return errors.not_found().response()
 
+    async def recording(request: Request) -> Response:
+        """A `recording_urls` file: pre-signed in real life, so no credentials are asked."""
+        audio = backend.recording_file(request.path_params["recording_id"])
+        if audio is None:
+            return errors.not_found().response()
+        return Response(audio, media_type="audio/wav")
+
     any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(
         routes=[
             Route("/v2/calls", guarded(dial), methods=["POST"]),
             Route("/v2/calls/{call_id}", guarded(retrieve), methods=["GET"]),
             Route("/v2/calls/{call_id}/actions/{action}", guarded(action), methods=["POST"]),
+            Route("/sim/recordings/{recording_id}.wav", recording, methods=["GET"]),
             Route("/{path:path}", unknown, methods=any_method),
         ]
     )

@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from voice_call.sim.common import EmulatedCall
-from voice_call.sim.twilio.markup import Ended, Fetch, Stream, speaking_seconds
+from voice_call.sim.machine import note_start
+from voice_call.sim.twilio.markup import (
+    Dial,
+    DialOutcome,
+    Ended,
+    Fetch,
+    Stream,
+    speaking_seconds,
+)
 from voice_call.sim.twilio.rest import DEFAULT_TIME_LIMIT_S
 from voice_call.sim.twilio.stream import MediaStreamSession, StreamPeer
 
@@ -50,6 +58,10 @@ class TwilioLeg:
     timeout_s: float = 60.0
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     machine_detection: str | None = None
+    async_amd: bool = False  # AsyncAmd=true: the verdict goes to amd_callback, not the Url
+    amd_callback: str | None = None
+    amd_callback_method: str = "POST"
+    amd_timeout_s: float = 30.0
     send_digits: str | None = None  # SendDigits: pressed once answered (callee.digits)
     created: datetime = field(default_factory=now)
     updated: datetime = field(default_factory=now)
@@ -62,6 +74,8 @@ class TwilioLeg:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     doc_task: asyncio.Task[Fetch | Ended] | None = None
     time_limit: asyncio.TimerHandle | None = None
+    # recording sid → (RecordingStatusCallback, its events), from the Recordings API
+    recording_callbacks: dict[str, tuple[str | None, set[str]]] = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:
@@ -121,6 +135,8 @@ class HostSettings(Protocol):
         self, leg: TwilioLeg, stream: Stream, sid: str, event: str, err: str | None
     ) -> None: ...
 
+    async def dial(self, leg: TwilioLeg, dial: Dial) -> DialOutcome: ...
+
 
 class LegHost:
     """One call's side of running TwiML: time, the callee, and Media Streams."""
@@ -142,6 +158,9 @@ class LegHost:
 
     def hear(self, text: str) -> bool:
         return self.callee.hear(text)
+
+    def begin(self, text: str) -> None:
+        note_start(self.leg.call.extra, text)  # an answering machine logs when it began
 
     def note(self, code: int, message: str) -> None:
         self.leg.note(code, message)
@@ -185,6 +204,9 @@ class LegHost:
             return ("speech", line)
         await self.sleep(timeout - delay)
         return None
+
+    async def dial(self, dial: Dial) -> DialOutcome:
+        return await self.emu.dial(self.leg, dial)
 
     async def stream(self, stream: Stream) -> bool:
         emu, leg = self.emu, self.leg

@@ -61,6 +61,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -68,9 +69,20 @@ import httpx
 from voice_call.sim.callee import CalleeScript, SimulatedCallee
 from voice_call.sim.common import EmulatedCall, ScriptChooser, WebhookLog, choose_script
 from voice_call.sim.control import with_control
+from voice_call.sim.machine import (
+    HUMAN_VERDICT_S,
+    MACHINE_VERDICT_S,
+    AnsweringMachine,
+    answer_machine,
+)
+from voice_call.sim.recordings import SimRecordings
 from voice_call.sim.server import LoopbackService
+from voice_call.sim.transfer_target import TransferTargets
 from voice_call.sim.twilio.call import Inline, LegHost, Source, TwilioLeg, now
+from voice_call.sim.twilio.dial import run_dial
 from voice_call.sim.twilio.markup import (
+    Dial,
+    DialOutcome,
     Document,
     Ended,
     Fetch,
@@ -83,6 +95,7 @@ from voice_call.sim.twilio.rest import (
     API_VERSION,
     ApiError,
     CreateCall,
+    Form,
     UpdateCall,
     build_rest_app,
     call_resource,
@@ -98,6 +111,7 @@ log = logging.getLogger("voice_call.sim.twilio.emulator")
 APPLICATION_ERROR_TEXT = "We are sorry, an application error has occurred. Goodbye."
 XML_TYPES = ("text/xml", "application/xml", "text/html")  # [M] html is read as TwiML too
 DEFAULT_SCRIPT = CalleeScript()  # frozen, so one shared default is safe
+ANSWERING = ("answer", "voicemail", "machine", "fax")
 _ANSWERED_BY = {"Enable": "machine_start", "DetectMessageEnd": "machine_end_beep"}
 
 
@@ -133,6 +147,8 @@ class TwilioEmulator(LoopbackService):
         self.speech = speech
         self.calls: dict[str, EmulatedCall] = {}
         self.webhooks = WebhookLog()
+        self.targets = TransferTargets()  # who a <Dial> reaches, and the log of each
+        self.recordings = SimRecordings()  # the Recordings API's files, served back
         self._legs: dict[str, TwilioLeg] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._webhook_transport = webhook_transport  # e.g. many source addresses (bench/)
@@ -210,6 +226,10 @@ class TwilioEmulator(LoopbackService):
         if not self._closing:
             self._spawn(self.hooks.stream_status(leg, stream, sid, event, err))
 
+    async def dial(self, leg: TwilioLeg, dial: Dial) -> DialOutcome:
+        """A `<Dial>` on `leg`: ring the transfer target and bridge (dial.py)."""
+        return await run_dial(self, leg, dial)
+
     # ------------------------------------------------------------------ REST backend
 
     def _new_call(self, direction: str, from_: str, to: str, script: CalleeScript) -> EmulatedCall:
@@ -242,6 +262,10 @@ class TwilioEmulator(LoopbackService):
             timeout_s=request.timeout,
             time_limit_s=request.time_limit,
             machine_detection=request.machine_detection,
+            async_amd=request.async_amd,
+            amd_callback=request.amd_callback,
+            amd_callback_method=request.amd_callback_method,
+            amd_timeout_s=request.amd_timeout,
             send_digits=request.send_digits,
         )
         self._legs[call.id] = leg
@@ -287,6 +311,55 @@ class TwilioEmulator(LoopbackService):
                 if leg.doc_task is not None:
                     leg.doc_task.cancel()
         return self._resource(leg)
+
+    def start_recording(self, sid: str, form: Form) -> dict[str, Any]:
+        """`POST …/Calls/{sid}/Recordings.json`: record the live call until it ends."""
+        leg = self._leg(sid)
+        if leg.finished or not leg.answered:
+            raise ApiError(400, 21220, "Requested resource is not eligible for recording")
+        channels = (form.get("RecordingChannels") or ["mono"])[0]
+        if channels not in ("mono", "dual"):
+            raise ApiError(400, 21611, f"RecordingChannels must be mono or dual, got {channels!r}")
+        callback = next(iter(form.get("RecordingStatusCallback") or []), None)
+        events = (form.get("RecordingStatusCallbackEvent") or ["completed"])[0].split()
+        recording = self.recordings.start(sid, 2 if channels == "dual" else 1, prefix="RE")
+        leg.recording_callbacks[recording.id] = (callback, set(events))
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        return {
+            "sid": recording.id,
+            "account_sid": self.account_sid,
+            "call_sid": sid,
+            "status": "in-progress",
+            "channels": 2 if channels == "dual" else 1,
+            "source": "StartCallRecordingAPI",
+            "start_time": format_datetime(now()),
+            "duration": None,
+            "uri": f"{base}/Calls/{sid}/Recordings/{recording.id}.json",
+        }
+
+    def recording_file(self, sid: str) -> bytes | None:
+        return self.recordings.file(sid)
+
+    async def _recording_callbacks(self, leg: TwilioLeg) -> None:
+        """Each recording of the ended call: its RecordingStatusCallback, `completed`."""
+        for recording in self.recordings.finish(leg.call.id):
+            callback, events = leg.recording_callbacks.get(recording.id, (None, set()))
+            if callback is None or "completed" not in events:
+                continue
+            url = f"{self.url}/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{recording.id}"
+            params = {
+                "AccountSid": self.account_sid,
+                "CallSid": leg.call.id,
+                "RecordingSid": recording.id,
+                "RecordingUrl": url,
+                "RecordingStatus": "completed",
+                "RecordingDuration": str(recording.duration_s),
+                "RecordingChannels": str(recording.channels),
+                "RecordingSource": "StartCallRecordingAPI",
+                "RecordingStartTime": format_datetime(now()),
+                "ErrorCode": "0",
+            }
+            await self.hooks.send("recording", callback, "POST", params)
 
     def _leg(self, sid: str) -> TwilioLeg:
         leg = self._legs.get(sid)
@@ -346,7 +419,7 @@ class TwilioEmulator(LoopbackService):
         answer_s = script.answer_delay_ms / 1000
         if script.outcome == "busy":
             ring_s, result = min(answer_s, leg.timeout_s), "busy"
-        elif script.outcome in ("answer", "voicemail") and answer_s <= leg.timeout_s:
+        elif script.outcome in ANSWERING and answer_s <= leg.timeout_s:
             ring_s, result = answer_s, "answered"
         else:  # no-answer, or answering after the ring Timeout (Twilio's ~5 s slack not modelled)
             ring_s, result = leg.timeout_s, "no-answer"
@@ -354,16 +427,46 @@ class TwilioEmulator(LoopbackService):
             return Ended(*leg.stop)
         if result != "answered":
             return Ended(result, result)
-        if leg.machine_detection:
+        if leg.machine_detection and leg.async_amd:
+            self._spawn(self._async_amd(leg))
+        elif leg.machine_detection:
             voicemail = script.outcome == "voicemail"
             leg.call.extra["answered_by"] = (
                 _ANSWERED_BY[leg.machine_detection] if voicemail else "human"
             )
         leg.answer(self.time_scale)
+        answer_machine(script, leg.call.extra, self.time_scale)  # a machine starts its greeting
         if leg.send_digits:
             leg.call.callee.digits.append(leg.send_digits)  # SendDigits, pressed on connect
         await self._status_callback(leg, "answered")
         return await self._run_twiml(leg, leg.source)
+
+    async def _async_amd(self, leg: TwilioLeg) -> None:
+        """AsyncAmd: the call runs its TwiML while the detector listens; then the verdict."""
+        answered_by, wait_s = self._verdict(leg)
+        if await self._wait(leg, wait_s) or leg.finished or leg.amd_callback is None:
+            return
+        leg.call.extra["amd_answered_by"] = answered_by
+        params = {
+            "AccountSid": self.account_sid,
+            "CallSid": leg.call.id,
+            "AnsweredBy": answered_by,
+            "MachineDetectionDuration": str(round(wait_s * 1000)),
+        }
+        await self.hooks.send("amd", leg.amd_callback, leg.amd_callback_method, params)
+
+    def _verdict(self, leg: TwilioLeg) -> tuple[str, float]:
+        """AnsweredBy and how long (emulated seconds) the detector took to say it."""
+        machine = leg.call.extra.get("machine")
+        if not isinstance(machine, AnsweringMachine):
+            return "human", HUMAN_VERDICT_S
+        if machine.fax:
+            return "fax", HUMAN_VERDICT_S
+        if leg.machine_detection == "Enable":
+            return "machine_start", min(machine.greeting_s, MACHINE_VERDICT_S)
+        if machine.greeting_s > leg.amd_timeout_s:  # still talking at MachineDetectionTimeout
+            return "machine_end_other", leg.amd_timeout_s
+        return "machine_end_beep", machine.greeting_s
 
     async def _run_twiml(self, leg: TwilioLeg, source: Source) -> Ended:
         """Fetch and run documents until the call ends; a REST redirect restarts the loop."""
@@ -408,6 +511,7 @@ class TwilioEmulator(LoopbackService):
         leg.end_time = now()
         leg.touch(ended.status)
         await self._status_callback(leg, "completed")
+        await self._recording_callbacks(leg)
         call.ended.set()
 
     # ------------------------------------------------------------------ TwiML documents

@@ -2,8 +2,11 @@
 
 Parsing follows Twilio (docs/carriers.md §1.3): XML that does not parse, or a root other than
 `<Response>`, is error 12100 "Document parse failure"; the emulator turns that into an
-application error that ends the call. Verbs it does not model (Dial, Record, Start, Enqueue, ...)
-are noted on the call and skipped.
+application error that ends the call. `<Dial>` to one `<Number>` or `<Sip>` (or a bare number)
+is modelled against the emulator's transfer targets (`sim/transfer_target.py`): its `action`
+gets `DialCallStatus`, a `<Number url>` whisper is run for the called party before the bridge,
+and `<Number statusCallback>` reports the called party's progress. Verbs it does not model
+(Record, Start, Enqueue, a `<Conference>` dial, ...) are noted on the call and skipped.
 
 Running a document yields either `Fetch` (ask the app for the next document: a Gather action,
 a Redirect, a Connect action) or `Ended` (the call is over). The per-call `CallHost` supplies
@@ -96,11 +99,41 @@ class Connect:
 
 
 @dataclass(frozen=True)
+class DialTarget:
+    """One `<Number>` / `<Sip>` of a `<Dial>` (or the bare number in its text)."""
+
+    address: str
+    url: str | None = None  # TwiML for the called party before the bridge (a whisper)
+    method: str = "POST"
+    status_callback: str | None = None
+    status_callback_events: frozenset[str] = frozenset({"completed"})
+    status_callback_method: str = "POST"
+
+
+@dataclass(frozen=True)
+class Dial:
+    targets: tuple[DialTarget, ...]
+    action: str | None = None
+    method: str = "POST"
+    timeout: float = 30.0
+    caller_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DialOutcome:
+    """What `<Dial>` reports to its action: DialCallStatus, DialCallSid, DialCallDuration."""
+
+    status: str  # completed | busy | no-answer | failed | canceled
+    sid: str = ""
+    duration: int = 0
+
+
+@dataclass(frozen=True)
 class Unsupported:
     tag: str
 
 
-Verb = Say | Play | Pause | Gather | Hangup | Redirect | Reject | Connect | Unsupported
+Verb = Say | Play | Pause | Gather | Hangup | Redirect | Reject | Connect | Dial | Unsupported
 
 
 @dataclass(frozen=True)
@@ -135,8 +168,10 @@ class CallHost(Protocol):
     def answer(self) -> None: ...
     async def sleep(self, seconds: float) -> None: ...  # emulated seconds (time_scale applies)
     def hear(self, text: str) -> bool: ...  # True: the callee hangs up now
+    def begin(self, text: str) -> None: ...  # a Say starts (logged by an answering machine)
     async def listen(self, dtmf: bool, speech: bool, timeout: float) -> tuple[str, str] | None: ...
     async def stream(self, stream: Stream) -> bool: ...  # True: the callee hung up
+    async def dial(self, dial: Dial) -> DialOutcome: ...
     def note(self, code: int, message: str) -> None: ...
 
 
@@ -205,6 +240,34 @@ def _stream(el: ET.Element) -> Stream:
     )
 
 
+def _dial_target(el: ET.Element) -> DialTarget:
+    events = frozenset((el.get("statusCallbackEvent") or "completed").replace(",", " ").split())
+    return DialTarget(
+        address=_text(el),
+        url=el.get("url") or None,
+        method=_method(el.get("method")),
+        status_callback=el.get("statusCallback") or None,
+        status_callback_events=events,
+        status_callback_method=_method(el.get("statusCallbackMethod")),
+    )
+
+
+def _dial(el: ET.Element) -> Dial | Unsupported:
+    nouns = [child for child in el if child.tag in ("Number", "Sip")]
+    if any(child.tag not in ("Number", "Sip") for child in el):
+        return Unsupported("Dial")  # <Conference>, <Client>, <Queue>, ...: not modelled
+    targets = tuple(_dial_target(n) for n in nouns)
+    if not targets and (el.text or "").strip():
+        targets = (DialTarget(address=(el.text or "").strip()),)
+    return Dial(
+        targets=targets,
+        action=el.get("action") or None,
+        method=_method(el.get("method")),
+        timeout=_number(el.get("timeout"), 30.0, minimum=1),
+        caller_id=el.get("callerId") or None,
+    )
+
+
 def _verb(el: ET.Element) -> Verb:
     prompt = _prompt(el)
     if prompt is not None:
@@ -217,6 +280,8 @@ def _verb(el: ET.Element) -> Verb:
         return Redirect(_text(el), _method(el.get("method")))
     if el.tag == "Reject":
         return Reject(el.get("reason", "rejected"))
+    if el.tag == "Dial":
+        return _dial(el)
     if el.tag == "Connect":
         streams = [child for child in el if child.tag == "Stream"]
         return Connect(
@@ -266,6 +331,7 @@ async def _prompt_run(host: CallHost, verb: Say | Play | Pause) -> bool:
         return False
     for _ in range(verb.loop):
         if isinstance(verb, Say):
+            host.begin(verb.text)
             await host.sleep(speaking_seconds(verb.text))
             heard = verb.text
         else:
@@ -296,6 +362,28 @@ async def _gather_run(host: CallHost, gather: Gather, doc: Document) -> Outcome 
         host.note(11100, "Gather has no action URL to post the result to")
         return None
     return Fetch(target, gather.method, params, "action")
+
+
+async def _dial_run(host: CallHost, dial: Dial, doc: Document) -> Outcome | None:
+    """Connect the caller to the target; then its action, or the next verb without one."""
+    if not dial.targets:
+        host.note(13201, "Dial: no number or SIP URI to dial")
+        return None
+    outcome = await host.dial(dial)
+    if outcome.status == "canceled":  # the caller hung up while it rang or talked
+        return Ended("completed", "callee-hangup")
+    if not dial.action:
+        return None
+    target = resolve(doc.url, dial.action)
+    if target is None:
+        host.note(11100, f"Invalid Dial action URL {dial.action!r}")
+        return None
+    params = {
+        "DialCallStatus": outcome.status,
+        "DialCallSid": outcome.sid,
+        "DialCallDuration": str(outcome.duration),
+    }
+    return Fetch(target, dial.method, params, "action")
 
 
 async def run_document(host: CallHost, doc: Document) -> Outcome:
@@ -330,6 +418,10 @@ async def run_document(host: CallHost, doc: Document) -> Outcome:
                 target = resolve(doc.url, verb.action)
                 if target is not None:
                     return Fetch(target, verb.method, {}, "action")
+        elif isinstance(verb, Dial):
+            dialed = await _dial_run(host, verb, doc)
+            if dialed is not None:
+                return dialed
         else:
             host.note(12200, f"<{verb.tag}> is not emulated; skipped")
     return Ended("completed", "end-of-document")

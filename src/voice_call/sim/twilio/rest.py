@@ -28,6 +28,8 @@ from voice_call.sim.common import EmulatedCall
 API_VERSION = "2010-04-01"
 MAX_TIMEOUT_S = 600
 DEFAULT_TIMEOUT_S = 60
+DEFAULT_AMD_TIMEOUT_S = 30  # MachineDetectionTimeout
+AMD_TIMEOUT_RANGE = (3, 59)
 MAX_TWIML_CHARS = 4000
 DEFAULT_TIME_LIMIT_S = 14400  # [M] 4 h, the documented default
 CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
@@ -45,6 +47,12 @@ _SUBRESOURCES = (
     "user_defined_messages",
 )
 _CALL = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>[^/]+)\.json$")
+_CALL_RECORDINGS = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>[^/]+)/Recordings\.json$"
+)
+_RECORDING_FILE = re.compile(
+    rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Recordings/(?P<sid>RE[0-9a-f]+)\.wav$"
+)
 
 Form = dict[str, list[str]]
 
@@ -88,6 +96,11 @@ class CreateCall:
     status_callback_events: frozenset[str] = frozenset({"completed"})
     timeout: int = DEFAULT_TIMEOUT_S
     machine_detection: str | None = None
+    # async AMD: the verdict is POSTed to amd_callback while the call runs its TwiML
+    async_amd: bool = False
+    amd_callback: str | None = None
+    amd_callback_method: str = "POST"
+    amd_timeout: int = DEFAULT_AMD_TIMEOUT_S
     time_limit: int = DEFAULT_TIME_LIMIT_S
     send_digits: str | None = None  # pressed once the call connects
 
@@ -112,6 +125,8 @@ class Backend(Protocol):
     def update_call(self, sid: str, request: UpdateCall) -> dict[str, Any]: ...
     def fetch_call(self, sid: str) -> dict[str, Any]: ...  # raises ApiError 404
     def delete_call(self, sid: str) -> None: ...
+    def start_recording(self, sid: str, form: Form) -> dict[str, Any]: ...
+    def recording_file(self, sid: str) -> bytes | None: ...
 
 
 def _rfc2822(moment: datetime | None) -> str | None:
@@ -223,6 +238,12 @@ def parse_create(form: Form) -> CreateCall:
     machine = _one(form, "MachineDetection")
     if machine not in (None, "", "Enable", "DetectMessageEnd"):
         raise ApiError(400, 21200, f"Invalid MachineDetection: {machine}")  # [M] code
+    async_amd = (_one(form, "AsyncAmd") or "false").lower()
+    if async_amd not in ("true", "false"):
+        raise ApiError(400, 21200, f"Invalid AsyncAmd: {async_amd}")  # [M] code
+    amd_timeout = _seconds(form, "MachineDetectionTimeout", DEFAULT_AMD_TIMEOUT_S)
+    if not AMD_TIMEOUT_RANGE[0] <= amd_timeout <= AMD_TIMEOUT_RANGE[1]:
+        raise ApiError(400, 21200, f"Invalid MachineDetectionTimeout: {amd_timeout}")  # [M]
     timeout = _seconds(form, "Timeout", DEFAULT_TIMEOUT_S)
     time_limit = _seconds(form, "TimeLimit", DEFAULT_TIME_LIMIT_S)
     send_digits = _one(form, "SendDigits") or None
@@ -242,6 +263,10 @@ def parse_create(form: Form) -> CreateCall:
         status_callback_events=events or frozenset({"completed"}),  # Twilio's default
         timeout=max(1, min(timeout, MAX_TIMEOUT_S)),
         machine_detection=machine or None,
+        async_amd=async_amd == "true" and bool(machine),
+        amd_callback=_url(form, "AsyncAmdStatusCallback"),
+        amd_callback_method=_method(form, "AsyncAmdStatusCallbackMethod"),
+        amd_timeout=amd_timeout,
         time_limit=max(1, min(time_limit, DEFAULT_TIME_LIMIT_S)),
         send_digits=send_digits,
     )
@@ -295,12 +320,21 @@ async def _dispatch(request: Request, backend: Backend) -> Response:
     _authenticate(request, backend)
     path, method = request.url.path, request.method
     calls, call = _CALLS.match(path), _CALL.match(path)
-    match = calls or call
+    recordings, recording = _CALL_RECORDINGS.match(path), _RECORDING_FILE.match(path)
+    match = calls or call or recordings or recording
     # [M] another account's resources, even with valid credentials, are simply not there.
     if match is None or match["account"] != backend.account_sid:
         raise not_found(path)
     if calls and method == "POST":
         return JSONResponse(backend.create_call(parse_create(await _form(request))), 201)
+    if recordings and method == "POST":
+        form = await _form(request)
+        return JSONResponse(backend.start_recording(recordings["sid"], form), 201)
+    if recording and method == "GET":
+        audio = backend.recording_file(recording["sid"])
+        if audio is None:
+            raise not_found(path)
+        return Response(audio, media_type="audio/x-wav")
     if call and method == "GET":
         return JSONResponse(backend.fetch_call(call["sid"]))
     if call and method == "POST":
