@@ -21,6 +21,7 @@ FLOORS: dict[str, int] = {
     "voice_call.errors": 0,
     "voice_call.clock": 0,
     "voice_call.models": 0,
+    "voice_call.languages": 0,
     "voice_call.audio": 0,
     "voice_call.asgi_server": 0,
     "voice_call.config": 1,

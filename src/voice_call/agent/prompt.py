@@ -11,6 +11,7 @@ from __future__ import annotations
 from voice_call.agent.memory import remote_number
 from voice_call.agent.spoken import CONTRACT
 from voice_call.config import Config, NumberRoute
+from voice_call.languages import instructions_line
 from voice_call.models import CallRecord, Direction
 from voice_call.numbers import screened_route
 
@@ -57,6 +58,18 @@ def system_prompt(config: Config, call: CallRecord) -> str:
     return DEFAULT_SYSTEM_PROMPT.format(number=remote_number(call) or "unknown")
 
 
+def call_language(config: Config, call: CallRecord) -> str:
+    """The language a call is held in: its number's, the carrier block's, else the top-level
+    `language` (languages.py spells it per engine)."""
+    route = number_route(config, call)
+    block = getattr(config, config.provider, None)
+    carrier = getattr(block, "language", None)
+    return (route and route.language) or carrier or config.language
+
+
 def instructions(config: Config, call: CallRecord) -> str:
-    """The system message: the call's prompt, then the spoken-output contract."""
-    return f"{system_prompt(config, call)}\n\n{CONTRACT}"
+    """The system message: the call's prompt, the language to answer in (when not the
+    default), then the spoken-output contract."""
+    language = instructions_line(call_language(config, call))
+    middle = f"\n\n{language}" if language else ""
+    return f"{system_prompt(config, call)}{middle}\n\n{CONTRACT}"

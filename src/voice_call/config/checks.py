@@ -16,11 +16,13 @@ from voice_call.config.raw import is_missing, lookup
 from voice_call.config.realtime_checks import realtime_problems
 from voice_call.config.route_checks import route_problems
 from voice_call.config.schema import CARRIERS
+from voice_call.languages import config_problems
 
 
 def cross_check(raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Problems between fields, found on the raw dict so they add to any type errors."""
     problems = _refused(raw) + _ngrok_bypass_refused(raw) + route_problems(raw)
+    problems += config_problems(raw)  # a carrier voice that cannot speak its language
     if lookup(raw, "enabled", True) is False:
         return problems
     provider = lookup(raw, "provider", "mock")

@@ -382,6 +382,8 @@ class Config(_Section):
     ] = "disabled"
     allow_from: list[E164Number] = Field(default_factory=list)
     inbound_greeting: OptStr = None
+    # the language calls are held in (languages.py): numbers[…].language and a call's own win
+    language: str = Field(default="en-US", min_length=2)
     numbers: dict[E164Number, NumberRoute] = Field(default_factory=dict)
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     max_duration_seconds: Int = Field(default=300, gt=0)

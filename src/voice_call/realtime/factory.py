@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from voice_call.config import Config
 from voice_call.errors import Unavailable
+from voice_call.languages import instructions_line
 from voice_call.models import CallRecord, Direction
 from voice_call.numbers import screened_route
 from voice_call.realtime.bridge import BridgeSettings
@@ -92,6 +93,8 @@ class RealtimeFactory:
             consult=self.consult,
             consult_policy=self.config.realtime.consult_policy,
         )
+        answer_in = instructions_line((route and route.language) or self.config.language)
+        text = f"{text}\n\n{answer_in}" if answer_in else text
         return SessionSetup(
             instructions=text,
             tools=self.tools,

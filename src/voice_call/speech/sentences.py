@@ -13,8 +13,11 @@ still being written or synthesized, so a reply is spoken sentence by sentence:
 The rules:
 
 - `!`, `?`, `…` and a line break end a sentence at once;
-- the full-width `。`, `！` and `？` of Chinese and Japanese end one at once too, with no space
-  after them (those scripts put none between sentences);
+- the full-width `。`, `！`, `？`, `；`, `．` and `｡` of Chinese and Japanese end one at once too,
+  with no space after them (those scripts put none between sentences); so do `. ! ? ; …`
+  typed after a Chinese character and followed by one ("真的嗎?你確定" is two sentences);
+- an abbreviation or initial written inside Chinese ("請找Dr. Wang", "在U.S.住") is read from
+  the first Latin letter, so it keeps its period as in English text;
 - `.` ends one at once when it follows a letter (the token stream rarely goes on after "Sure."),
   but not after an abbreviation ("Dr.", "e.g.") or a capital initial ("J."; "I." and "A." are
   words, so "So am I." ends); after a digit it waits for the next character, since "3." may
@@ -35,10 +38,12 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator
 
 TERMINALS = ".!?…"
-FULL_WIDTH_TERMINALS = "。！？"
+FULL_WIDTH_TERMINALS = "。！？；．｡"
 CLOSERS = "\"')]}»”’」』）】"
 OPENERS = "\"'([{«“‘"
-CLAUSE_MARKS = (", ", "; ", ": ", " - ", " – ", " — ")
+CLAUSE_MARKS = (", ", "; ", ": ", " - ", " – ", " — ", "，", "、", "：")
+# Scripts written without spaces: CJK punctuation, kana, ideographs, full-width forms.
+_CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 # Words that end with a period without ending the sentence (compared lower-case, no last dot).
 ABBREVIATIONS = frozenset(
     {
@@ -86,7 +91,7 @@ class SentenceChunker:
     def feed(self, text: str) -> list[str]:
         """Add streamed text; returns the sentences it completed (possibly none)."""
         if self._released_at_end and text:
-            text = text.lstrip(TERMINALS + FULL_WIDTH_TERMINALS + CLOSERS)
+            text = text.lstrip(TERMINALS + ";" + FULL_WIDTH_TERMINALS + CLOSERS)
             self._released_at_end = not text
         self._buf += text
         out: list[str] = []
@@ -119,13 +124,15 @@ class SentenceChunker:
                 return i + 1
             if ch in FULL_WIDTH_TERMINALS:
                 return self._after_closers(i + 1)
-            if ch not in TERMINALS:
+            if ch not in TERMINALS and not (ch == ";" and i > 0 and is_cjk(buf[i - 1])):
                 i += 1
                 continue
             end = i + 1
             while end < len(buf) and (buf[end] in TERMINALS or buf[end] in CLOSERS):
                 end += 1
             run = buf[i:end]
+            if end < len(buf) and is_cjk(buf[end]) and _ends_before_cjk(buf, i, run):
+                return end  # "真的嗎?你" / "嗯……我": Chinese puts no space after a sentence
             if end == len(buf):  # nothing after the run yet
                 if not _period_only(run) or self._ends_here(i):
                     return end
@@ -167,6 +174,17 @@ class SentenceChunker:
         return space if space > 0 else self.max_chars
 
 
+def is_cjk(ch: str) -> bool:
+    """A character of a script written without spaces between words or sentences."""
+    return bool(_CJK.match(ch))
+
+
+def _ends_before_cjk(buf: str, at: int, run: str) -> bool:
+    """A terminal run at `at` followed straight by a CJK character ends a sentence when it is
+    not a lone period, or a period typed after a CJK character ("好了.我們"; not "U.S.住")."""
+    return not _period_only(run) or (at > 0 and is_cjk(buf[at - 1]))
+
+
 def _period_only(run: str) -> bool:
     marks = [ch for ch in run if ch in TERMINALS]
     return all(ch == "." for ch in marks) and len(marks) == 1
@@ -175,7 +193,7 @@ def _period_only(run: str) -> bool:
 def _abbreviation(buf: str, dot: int) -> bool:
     """The word before the period at `dot` is an abbreviation or a capital initial."""
     start = dot
-    while start > 0 and not buf[start - 1].isspace():
+    while start > 0 and not buf[start - 1].isspace() and not is_cjk(buf[start - 1]):
         start -= 1
     word = buf[start:dot].lstrip(OPENERS)
     if len(word) == 1:
@@ -208,8 +226,10 @@ def pack_sentences(text: str, limit: int) -> list[str]:
     """`text` in pieces of at most `limit` characters, each as many whole sentences as fit."""
     pieces: list[str] = []
     for sentence in split_sentences(text, limit):
-        if pieces and len(pieces[-1]) + 1 + len(sentence) <= limit:
-            pieces[-1] += " " + sentence
+        # Chinese and Japanese sentences follow each other with no space between them.
+        gap = "" if pieces and (is_cjk(pieces[-1][-1]) or is_cjk(sentence[0])) else " "
+        if pieces and len(pieces[-1]) + len(gap) + len(sentence) <= limit:
+            pieces[-1] += gap + sentence
         else:
             pieces.append(sentence)
     return pieces

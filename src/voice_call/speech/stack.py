@@ -24,10 +24,11 @@ from voice_call.config.streaming import (
 )
 from voice_call.config.tts import TtsConfig
 from voice_call.errors import Unavailable
+from voice_call.languages import DEFAULT_LANGUAGE, lookup, stt_language
 from voice_call.speech.stt.base import SttSession
 from voice_call.speech.tts.base import TtsEngine, TtsUnavailable
 from voice_call.speech.tts.factory import build_tts
-from voice_call.speech.tts.settings import TtsSettings, resolve_tts
+from voice_call.speech.tts.settings import EngineSettings, TtsSettings, resolve_tts
 
 log = logging.getLogger("voice_call.speech")
 
@@ -93,7 +94,7 @@ def _openai_settings(config: Config) -> Any:
     given: dict[str, Any] = {
         "url": options.url,
         "model": options.model,
-        "language": options.language,
+        "language": options.language or stt_language(config.language, "openai"),
         "prompt": options.prompt,
         "api": options.api,
         "vad_threshold": options.vad_threshold,
@@ -113,7 +114,7 @@ def _deepgram_settings(config: Config) -> Any:
     given: dict[str, Any] = {
         "url": options.url,
         "model": options.model,
-        "language": options.language,
+        "language": options.language or stt_language(config.language, "deepgram"),
         "endpointing_ms": options.endpointing_ms,
         "utterance_end_ms": options.utterance_end_ms,
         "interim_results": options.interim_results,
@@ -135,7 +136,7 @@ def _elevenlabs_settings(config: Config) -> Any:
     given: dict[str, Any] = {
         "url": options.url,
         "model": options.model,
-        "language": options.language,
+        "language": options.language or stt_language(config.language, "elevenlabs"),
         "vad_silence_threshold_secs": options.vad_silence_threshold_secs,
         "vad_threshold": options.vad_threshold,
         "min_speech_duration_ms": options.min_speech_duration_ms,
@@ -171,6 +172,25 @@ def stt_session(name: str, settings: Any) -> SttSession:
     return FakeStt()
 
 
+def spoken_in(tag: str, settings: TtsSettings) -> TtsSettings:
+    """`settings` for calls held in `tag`: the engines' unset voice or model that speaks it
+    (espeak-ng's voice for the language, ElevenLabs' multilingual model); the default language
+    changes nothing."""
+    language = lookup(tag)
+    if language is None or language.tag == DEFAULT_LANGUAGE:
+        return settings
+    defaults: dict[str, dict[str, Any]] = {"espeak": {"voice": language.espeak_voice}}
+    if language.elevenlabs_model:
+        defaults["elevenlabs"] = {"modelId": language.elevenlabs_model}
+
+    def fill(name: str, options: dict[str, Any]) -> EngineSettings:
+        return EngineSettings(name, {**defaults.get(name, {}), **options})
+
+    first = fill(settings.provider, settings.options)
+    rest = tuple(fill(engine.name, engine.options) for engine in settings.fallback)
+    return replace(settings, options=first.options, fallback=rest)
+
+
 class SpeechStack:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -190,7 +210,7 @@ class SpeechStack:
 
     def _settings(self, route_tts: TtsConfig | Mapping[str, Any] | None) -> TtsSettings:
         try:
-            return resolve_tts(
+            settings = resolve_tts(
                 self.config.core_tts,
                 self.config.tts,
                 route_tts,
@@ -201,6 +221,7 @@ class SpeechStack:
             )
         except TtsUnavailable as exc:
             raise SpeechUnavailable(str(exc)) from None
+        return spoken_in(self.config.language, settings)
 
     def voice(self, route_tts: TtsConfig | Mapping[str, Any] | None = None) -> Voice:
         settings = self._settings(route_tts)

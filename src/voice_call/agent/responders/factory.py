@@ -54,7 +54,7 @@ def _route_responder(config: Config, key: str, block: ResponderConfig) -> Respon
 def _build_one(spec: str | Config) -> Responder | None:
     name = spec if isinstance(spec, str) else responder_name(spec)
     if name == "echo":
-        return EchoResponder()
+        return EchoResponder(None if isinstance(spec, str) else spec)
     if isinstance(spec, str) or name == "none":
         return None
     # Imported on demand: the OpenAI SDK and httpx cost start-up time a config without them

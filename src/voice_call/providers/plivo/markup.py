@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from voice_call.languages import listen_code, speak_code
 from voice_call.providers.voices import CarrierVoice
 
 CONTENT_TYPE = "text/xml"
@@ -41,7 +42,8 @@ def _element(parent: ET.Element, tag: str, text: str | None = None, **attrs: str
 
 
 def _speak(parent: ET.Element, text: str, voice: CarrierVoice) -> None:
-    _element(parent, "Speak", text, voice=voice.voice, language=voice.language)
+    language = speak_code(voice.language, "plivo")
+    _element(parent, "Speak", text, voice=voice.voice, language=language)
 
 
 def _redirect(parent: ET.Element, url: str) -> None:
@@ -170,7 +172,7 @@ def listen(listen: Listen, prompt: str | None, voice: CarrierVoice, again_url: s
         action=listen.action,
         method="POST",
         inputType="speech",
-        language=listen.language,
+        language=listen_code(listen.language, "plivo"),
         executionTimeout=str(listen.execution_timeout_s),
         speechEndTimeout=listen.speech_end_timeout,
         # Run the XML our action answers: after speech we answer a keep-alive, so the next

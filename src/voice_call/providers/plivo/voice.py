@@ -3,7 +3,8 @@
 Order: `numbers[<our number>].voice`, `plivo.voice`, a configured OpenAI TTS voice mapped to
 its nearest Polly voice (providers/voices.py, as the seed maps them for Twilio), else Plivo's
 default `WOMAN`.
-Language: the route's, `plivo.language`, else `en-US`.
+Language: the route's, `plivo.language`, else the top-level `language`; a language in
+languages.py with no voice named takes its own voice.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 
 from voice_call.config import Config, NumberRoute
 from voice_call.config.tts import TtsConfig
+from voice_call.languages import carrier_voice
 from voice_call.providers.voices import CarrierVoice, polly_voice, tts_layer
 
 DEFAULT_VOICE = "WOMAN"
-DEFAULT_LANGUAGE = "en-US"
 
 
 def _tts_voice(block_or_layer: TtsConfig | Mapping[str, Any] | None) -> str | None:
@@ -51,5 +52,9 @@ def voice_for(config: Config, route: NumberRoute | None) -> CarrierVoice:
             voice = tts
         else:
             voice = _polly(tts) or DEFAULT_VOICE
-    language = (route.language if route else None) or (block.language if block else None)
-    return CarrierVoice(voice=voice, language=language or DEFAULT_LANGUAGE)
+    language = (
+        (route.language if route else None) or (block.language if block else None)
+    ) or config.language
+    # markup.py spells the language as <Speak> and <GetInput> each want it (languages.py).
+    voice = carrier_voice(language, "plivo", explicit and voice, voice)
+    return CarrierVoice(voice=voice, language=language)

@@ -3,9 +3,10 @@
 Voice: the number route's `voice`, else `telnyx.voice` (both sent as written: they name
 Telnyx voices), else the configured TTS voice mapped to an Amazon Polly neural voice as the
 seed did for Twilio (alloy → Joanna, …: providers/voices.py), else Telnyx's basic "female".
-Language: the route's, else `telnyx.language`, else en-US (speech) / en (transcription), the
-seed's defaults. Transcription runs on Deepgram where the language allows, so silenceTimeoutMs
-applies (`listening_fields`).
+Language: the route's, else `telnyx.language`, else the top-level `language` (en-US: speech
+en-US / transcription en, the seed's defaults), spelled for each use by languages.py; a
+language there with no voice named takes its own voice. Transcription runs on Deepgram where
+the language allows, so silenceTimeoutMs applies (`listening_fields`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from voice_call.config import Config
 from voice_call.config.tts import TtsConfig
+from voice_call.languages import carrier_codes, carrier_voice, speak_code
 from voice_call.models import CallRecord
 from voice_call.numbers import our_route
 from voice_call.providers.speech_end import speech_end_seconds
@@ -37,23 +39,34 @@ _TELNYX_VOICE_PREFIXES = ("AWS.Polly.", "Azure.", "Telnyx.", "ElevenLabs.")
 def voice_and_language(config: Config, call: CallRecord) -> tuple[str, str]:
     route = our_route(config, call)
     block = config.telnyx
+    explicit = (route.voice if route else None) or (block.voice if block else None)
     voice = (
-        (route and route.voice)
-        or (block and block.voice)
-        or _from_tts(route.tts if route and route.tts else None)
+        _from_tts(route.tts if route and route.tts else None)
         or _from_tts(config.tts)
         or DEFAULT_VOICE
     )
-    language = (route and route.language) or (block and block.language) or DEFAULT_SPEAK_LANGUAGE
-    return voice, language
+    tag = _language(config, call)
+    voice = carrier_voice(tag, "telnyx", explicit, voice)
+    return voice, speak_code(tag, "telnyx")
 
 
 def transcription_language(config: Config, call: CallRecord) -> str:
+    codes = carrier_codes(_language(config, call), "telnyx")
+    if codes and not codes.tag_is_default:
+        return codes.listen_language
+    top = None if config.language == DEFAULT_SPEAK_LANGUAGE else config.language
+    return _set_language(config, call) or top or DEFAULT_TRANSCRIPTION_LANGUAGE
+
+
+def _set_language(config: Config, call: CallRecord) -> str | None:
     route = our_route(config, call)
     block = config.telnyx
-    return (
-        (route and route.language) or (block and block.language) or DEFAULT_TRANSCRIPTION_LANGUAGE
-    )
+    return (route and route.language) or (block and block.language) or None
+
+
+def _language(config: Config, call: CallRecord) -> str:
+    """The call's language tag: the route's, `telnyx.language`, the top-level `language`."""
+    return _set_language(config, call) or config.language
 
 
 def listening_fields(language: str, silence_ms: int, *, interim: bool) -> dict[str, object]:

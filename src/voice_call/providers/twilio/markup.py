@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from voice_call.languages import listen_code, speak_code
 from voice_call.providers.voices import CarrierVoice
 
 MAX_INLINE_TWIML = 4000  # Twilio refuses a longer `Twiml` parameter
@@ -39,7 +40,7 @@ class Twiml:
         el = ET.SubElement(
             self.root if parent is None else parent,
             "Say",
-            {"voice": speech.voice, "language": speech.language},
+            {"voice": speech.voice, "language": speak_code(speech.language, "twilio")},
         )
         el.text = clean(text)
         return self
@@ -65,7 +66,7 @@ class Twiml:
                 "input": "dtmf speech",
                 "speechTimeout": str(speech_timeout_s),
                 "timeout": str(timeout_s),
-                "language": speech.language,
+                "language": listen_code(speech.language, "twilio"),
                 "action": clean(action),
                 "method": "POST",
             },

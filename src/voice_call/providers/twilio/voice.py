@@ -1,9 +1,11 @@
 """Which voice and language Twilio's `<Say>`/`<Gather>` use on a call.
 
 Order: the dialled number's route (inbound calls only, as in the seed), then the `twilio`
-block, then the TTS settings. OpenAI voice names map to the Polly voices that sound closest
-(the seed's table, providers/voices.py); `Polly.*`, `Google.*` and Twilio's basic voices pass
-through unchanged.
+block, then the TTS settings; the language: the route's, `twilio.language`, the top-level
+`language`. For a language in languages.py with no voice named, its own voice. OpenAI voice
+names map to the Polly voices that sound closest (the seed's table, providers/voices.py);
+`Polly.*`, `Google.*` and Twilio's basic voices pass through unchanged. markup.py spells the
+language as `<Say>` and `<Gather>` each want it (languages.py).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 
 from voice_call.config import Config
 from voice_call.config.tts import TtsConfig
+from voice_call.languages import carrier_voice
 from voice_call.models import Direction
 from voice_call.numbers import route_for
 from voice_call.providers.voices import CarrierVoice, polly_voice, tts_layer
 
 DEFAULT_VOICE = "Polly.Joanna"
-DEFAULT_LANGUAGE = "en-US"
 _BASIC_VOICES = ("alice", "man", "woman")
 
 
@@ -66,11 +68,9 @@ def speech_for(
     if direction == Direction.INBOUND:
         route = route_for(config, to_number, route_key)
     twilio = config.twilio
-    voice = (
-        (route and route.voice)
-        or (route and tts_voice(route.tts))
-        or (twilio and twilio.voice)
-        or tts_voice(config.tts)
-    )
-    language = (route and route.language) or (twilio and twilio.language) or DEFAULT_LANGUAGE
-    return CarrierVoice(voice=map_voice(voice), language=language)
+    language = (route and route.language) or (twilio and twilio.language) or config.language
+    explicit = (route.voice if route else None) or (twilio.voice if twilio else None)
+    voice = map_voice(explicit or (route and tts_voice(route.tts)) or tts_voice(config.tts))
+    # A language the table knows takes its own voice over one mapped from an English TTS voice.
+    voice = carrier_voice(language, "twilio", explicit and map_voice(explicit), voice)
+    return CarrierVoice(voice=voice, language=language)
