@@ -27,6 +27,7 @@ from voice_call.cli.common import (
     root_settings,
     run,
 )
+from voice_call.cli.i18n import _
 from voice_call.errors import VoiceCallError
 
 if TYPE_CHECKING:
@@ -53,36 +54,44 @@ def _done(result: dict[str, Any], message: str) -> None:
         click.echo(message)
 
 
-@click.command()
+@click.command(help=_("Place an outbound call (`start` is the same command)."))
 @json_flag
-@click.option("-t", "--to", help="Number to call (E.164). Default: toNumber from the config.")
-@click.option("-m", "--message", required=True, help="What to say when the call is answered.")
+@click.option("-t", "--to", help=_("Number to call (E.164). Default: toNumber from the config."))
+@click.option("-m", "--message", required=True, help=_("What to say when the call is answered."))
 @click.option(
     "--mode",
     type=click.Choice(["notify", "conversation"]),
-    help="notify: say the message and hang up; conversation: stay on the line. "
-    "Default: outbound.defaultMode of the server's config.",
+    help=_(
+        "notify: say the message and hang up; conversation: stay on the line. "
+        "Default: outbound.defaultMode of the server's config."
+    ),
 )
 @click.option(
     "--session-key",
-    help="The memory session this call's conversation belongs to (calls with the same key "
-    "share history). Default: from sessionScope.",
+    help=_(
+        "The memory session this call's conversation belongs to (calls with the same key "
+        "share history). Default: from sessionScope."
+    ),
 )
 @click.option(
     "--dtmf-sequence",
-    help="Keys to press once the callee answers, before the greeting (conversation calls), "
-    "e.g. ww1234# to join a conference bridge: 0-9 * #, w = 0.5 s and W = 1 s pauses.",
+    help=_(
+        "Keys to press once the callee answers, before the greeting (conversation calls), "
+        "e.g. ww1234# to join a conference bridge: 0-9 * #, w = 0.5 s and W = 1 s pauses."
+    ),
 )
 @click.option(
     "--amd",
     type=click.Choice(["detect", "voicemail-drop", "off"]),
-    help="Answering-machine detection: detect = hang up on a machine (ends as voicemail); "
-    "voicemail-drop = leave the message after the beep; off = none. Default: outbound.amd.",
+    help=_(
+        "Answering-machine detection: detect = hang up on a machine (ends as voicemail); "
+        "voicemail-drop = leave the message after the beep; off = none. Default: outbound.amd."
+    ),
 )
 @click.option(
     "--record/--no-record",
     default=None,
-    help="Record this call (or not). Default: recording.enabled of the server's config.",
+    help=_("Record this call (or not). Default: recording.enabled of the server's config."),
 )
 @reported
 def call(
@@ -94,7 +103,6 @@ def call(
     amd: str | None,
     record: bool | None,
 ) -> None:
-    """Place an outbound call (`start` is the same command)."""
     params: dict[str, Any] = {"message": message}
     if to:
         params["to"] = to
@@ -113,17 +121,18 @@ def call(
         print_json(result)
         return
     call_id = result.get("callId")
-    click.echo(f"Call started: {call_id}")
-    click.echo(f"Follow it with: voicecall tail --call-id {call_id}")
+    click.echo(_("Call started: {id}").format(id=call_id))
+    click.echo(_("Follow it with: voicecall tail --call-id {id}").format(id=call_id))
 
 
-@click.command(name="continue")
+@click.command(
+    name="continue", help=_("Say something, then wait for and print the caller's reply.")
+)
 @json_flag
-@click.option("--call-id", required=True, help="The call's id.")
-@click.option("-m", "--message", required=True, help="What to say before listening.")
+@click.option("--call-id", required=True, help=_("The call's id."))
+@click.option("-m", "--message", required=True, help=_("What to say before listening."))
 @reported
 def continue_(call_id: str, message: str) -> None:
-    """Say something, then wait for and print the caller's reply."""
     result = run(_continue(call_id, message))
     if root_settings().as_json:
         print_json(result)
@@ -147,63 +156,63 @@ async def _continue(call_id: str, message: str) -> dict[str, Any]:
             return {"success": True, "transcript": transcript}
 
 
-@click.command()
+@click.command(help=_("Say something on a call without waiting for a reply."))
 @json_flag
-@click.option("--call-id", required=True, help="The call's id.")
-@click.option("-m", "--message", required=True, help="What to say.")
+@click.option("--call-id", required=True, help=_("The call's id."))
+@click.option("-m", "--message", required=True, help=_("What to say."))
 @reported
 def speak(call_id: str, message: str) -> None:
-    """Say something on a call without waiting for a reply."""
-    _done(rpc("voicecall.speak", {"callId": call_id, "message": message}), "Spoken.")
+    _done(rpc("voicecall.speak", {"callId": call_id, "message": message}), _("Spoken."))
 
 
-@click.command()
+@click.command(help=_("Send touch-tone digits on a call."))
 @json_flag
-@click.option("--call-id", required=True, help="The call's id.")
-@click.option("--digits", required=True, help="Touch-tone digits: 0-9 * # (w, p or , pause).")
+@click.option("--call-id", required=True, help=_("The call's id."))
+@click.option("--digits", required=True, help=_("Touch-tone digits: 0-9 * # (w, p or , pause)."))
 @reported
 def dtmf(call_id: str, digits: str) -> None:
-    """Send touch-tone digits on a call."""
-    _done(rpc("voicecall.dtmf", {"callId": call_id, "digits": digits}), f"Sent {digits}.")
+    _done(
+        rpc("voicecall.dtmf", {"callId": call_id, "digits": digits}),
+        _("Sent {digits}.").format(digits=digits),
+    )
 
 
-@click.command()
+@click.command(help=_("Hang up a call."))
 @json_flag
-@click.option("--call-id", required=True, help="The call's id.")
+@click.option("--call-id", required=True, help=_("The call's id."))
 @reported
 def end(call_id: str) -> None:
-    """Hang up a call."""
-    _done(rpc("voicecall.end", {"callId": call_id}), "Call ended.")
+    _done(rpc("voicecall.end", {"callId": call_id}), _("Call ended."))
 
 
-@click.command()
+@click.command(help=_("Transfer a call to a person (E.164 number or sip: URI)."))
 @json_flag
 @click.argument("call_id")
 @click.argument("to")
-@click.option("--warm", is_flag=True, help="The person first hears a summary of the call.")
-@click.option("--say", help="A line the caller hears before the transfer.")
+@click.option("--warm", is_flag=True, help=_("The person first hears a summary of the call."))
+@click.option("--say", help=_("A line the caller hears before the transfer."))
 @reported
 def transfer(call_id: str, to: str, warm: bool, say: str | None) -> None:
-    """Transfer a call to a person (E.164 number or sip: URI)."""
     params: dict[str, Any] = {"callId": call_id, "to": to, "mode": "warm" if warm else "cold"}
     if say is not None:
         params["say"] = say
-    _done(rpc("voicecall.transfer", params), f"Transferring to {to}.")
+    _done(rpc("voicecall.transfer", params), _("Transferring to {to}.").format(to=to))
 
 
 # --------------------------------------------------------------------------- status
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Show active calls, or one call's details.\n\nAsks the running server; with no server "
+        "running, reads the call store read-only."
+    )
+)
 @json_flag
-@click.option("--call-id", help="Show one call (any state). Default: all active calls.")
-@click.option("--full", is_flag=True, help="Include transcript, turn latency and metadata.")
+@click.option("--call-id", help=_("Show one call (any state). Default: all active calls."))
+@click.option("--full", is_flag=True, help=_("Include transcript, turn latency and metadata."))
 @reported
 def status(call_id: str | None, full: bool) -> None:
-    """Show active calls, or one call's details.
-
-    Asks the running server; with no server running, reads the call store read-only.
-    """
     from voice_call.client.rpc import ServerUnavailable
 
     params: dict[str, Any] = {"full": full}
@@ -226,15 +235,21 @@ async def _status_from_store(call_id: str | None, full: bool) -> tuple[dict[str,
     path = sqlite_path(config, settings.home())
     if config.store.backend != "sqlite":
         raise VoiceCallError(
-            f"no server is running and the {config.store.backend} store cannot be read "
-            "offline — start one with `voicecall serve`"
+            _(
+                "no server is running and the {backend} store cannot be read offline — start "
+                "one with `voicecall serve`"
+            ).format(backend=config.store.backend)
         )
-    note = f"No server is running: read {path} read-only (start one with `voicecall serve`)."
+    note = _(
+        "No server is running: read {path} read-only (start one with `voicecall serve`)."
+    ).format(path=path)
     try:
         store = await SqliteStore.open_readonly(path)
     except FileNotFoundError:
         empty: dict[str, Any] = {"found": False} if call_id else {"found": True, "calls": []}
-        return empty, f"No server is running and there is no call store at {path} yet."
+        return empty, _("No server is running and there is no call store at {path} yet.").format(
+            path=path
+        )
     try:
         if call_id:
             record = await store.get(call_id)
@@ -242,7 +257,9 @@ async def _status_from_store(call_id: str | None, full: bool) -> tuple[dict[str,
                 return {"found": False}, note
             return {"found": True, "call": record.wire() if full else record.summary()}, note
         calls = await store.list_active()
-        note += " Calls listed as active are reconciled with the carrier when a server starts."
+        note += " " + _(
+            "Calls listed as active are reconciled with the carrier when a server starts."
+        )
         return {
             "found": True,
             "calls": [r.wire() if full else r.summary() for r in calls],
@@ -264,12 +281,12 @@ def _print_status(result: dict[str, Any], call_id: str | None, note: str | None)
     out = rich_console()
     if call_id:
         if not result.get("found"):
-            raise fail(f"no call with id {call_id!r}")
+            raise fail(_("no call with id {id}").format(id=repr(call_id)))
         print_call(out, result["call"])
         return
     calls = result.get("calls") or []
     if not calls:
-        out.print("No active calls.")
+        out.print(_("No active calls."))
         return
     out.print(calls_table(calls))
 
@@ -277,32 +294,36 @@ def _print_status(result: dict[str, Any], call_id: str | None, note: str | None)
 # --------------------------------------------------------------------------- tail
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Print recent events, then follow live ones (Ctrl-C stops).\n\nFollows the running "
+        "server; with none, reads the call store read-only (--poll to keep following it)."
+    )
+)
 @json_flag
 @click.option(
     "--since",
     default="25",
     show_default=True,
     metavar="N|DURATION|TIME",
-    help="Where the backlog starts: the last N events (0: only new ones), a duration back "
-    "from now (90s, 10m, 1h30m, 2d) or an ISO 8601 time (2026-12-07T09:30:00Z).",
+    help=_(
+        "Where the backlog starts: the last N events (0: only new ones), a duration back "
+        "from now (90s, 10m, 1h30m, 2d) or an ISO 8601 time (2026-12-07T09:30:00Z)."
+    ),
 )
 @click.option(
     "--poll",
     type=click.FloatRange(min=MIN_POLL_S, max=3600),
     metavar="SECONDS",
-    help="With no server running: keep reading the call store every SECONDS for new events "
-    "(without it, print what is stored and exit). A running server streams events as they "
-    "happen, so it is followed instead.",
+    help=_(
+        "With no server running: keep reading the call store every SECONDS for new events "
+        "(without it, print what is stored and exit). A running server streams events as they "
+        "happen, so it is followed instead."
+    ),
 )
-@click.option("--call-id", help="Only this call's events.")
+@click.option("--call-id", help=_("Only this call's events."))
 @reported
 def tail(since: str, poll: float | None, call_id: str | None) -> None:
-    """Print recent events, then follow live ones (Ctrl-C stops).
-
-    Follows the running server; with none, reads the call store read-only (--poll to keep
-    following it).
-    """
     import time
 
     from voice_call.cli.tail_store import parse_since
@@ -322,8 +343,10 @@ async def _tail(since: Since, poll: float | None, call_id: str | None) -> None:
     path = sqlite_path(config, settings.home())
     if since.at is not None and config.store.backend != "sqlite":
         raise VoiceCallError(
-            f"--since with a time reads the SQLite store; the {config.store.backend} store "
-            "cannot — pass a number of events instead"
+            _(
+                "--since with a time reads the SQLite store; the {backend} store cannot — pass a "
+                "number of events instead"
+            ).format(backend=config.store.backend)
         )
     write = _event_writer(settings.as_json)
     try:
@@ -333,7 +356,7 @@ async def _tail(since: Since, poll: float | None, call_id: str | None) -> None:
         first = True
         async for event in client.events(since=seq, last=last, call_id=call_id):
             if first and poll is not None:
-                click.echo("A server is running: following it live (no polling).", err=True)
+                click.echo(_("A server is running: following it live (no polling)."), err=True)
             first = False
             write(event)
     except ServerUnavailable:
@@ -343,7 +366,7 @@ async def _tail(since: Since, poll: float | None, call_id: str | None) -> None:
         async for logged in read_store(path, since, call_id, poll, note):
             write(logged.wire())
         return
-    click.echo("The event stream ended (the server stopped).", err=True)
+    click.echo(_("The event stream ended (the server stopped)."), err=True)
 
 
 def _event_writer(as_json: bool) -> Callable[[dict[str, Any]], None]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
+from voice_call.cli.i18n import _, localize_config_error
 from voice_call.errors import InvalidInput, Unavailable, VoiceCallError
 
 if TYPE_CHECKING:
@@ -103,14 +104,14 @@ def root_settings() -> RootSettings:
     """The `RootSettings` of the running `voicecall` invocation."""
     settings = click.get_current_context().find_object(RootSettings)
     if settings is None:
-        raise click.UsageError("run this command through `voicecall`")
+        raise click.UsageError(_("run this command through `voicecall`"))
     return settings
 
 
 def _settings(ctx: click.Context) -> RootSettings:
     settings = ctx.find_object(RootSettings)
     if settings is None:
-        raise click.UsageError("run this command through `voicecall`")
+        raise click.UsageError(_("run this command through `voicecall`"))
     return settings
 
 
@@ -130,7 +131,7 @@ def _json_option() -> click.Option:
         is_flag=True,
         expose_value=False,
         callback=_set_json,
-        help="Print machine-readable JSON.",
+        help=_("Print machine-readable JSON."),
     )
 
 
@@ -140,7 +141,7 @@ def _config_option() -> click.Option:
         type=click.Path(dir_okay=False),
         expose_value=False,
         callback=_set_config,
-        help="Config file (JSON5), as `voicecall --config`.",
+        help=_("Config file (JSON5), as `voicecall --config`."),
     )
 
 
@@ -151,7 +152,7 @@ def json_flag(fn: Callable[P, R]) -> Callable[P, R]:
         is_flag=True,
         expose_value=False,
         callback=_set_json,
-        help="Print machine-readable JSON.",
+        help=_("Print machine-readable JSON."),
     )
     return option(fn)
 
@@ -212,7 +213,7 @@ async def _stopped_by_sigterm(coro: Coroutine[Any, Any, R], terminated: list[boo
 
 def fail(message: str, code: int = EXIT_FAILURE) -> click.exceptions.Exit:
     """Print `Error: message` on stderr; raise the returned Exit to leave with `code`."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(_("Error: {message}").format(message=message), err=True)
     return click.exceptions.Exit(code)
 
 
@@ -238,10 +239,12 @@ def reported(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def print_config_errors(exc: ConfigError) -> None:
-    where = f" in {exc.source}" if exc.source else ""
-    click.echo(f"Error: invalid config{where}:", err=True)
+    if exc.source:
+        click.echo(_("Error: invalid config in {file}:").format(file=exc.source), err=True)
+    else:
+        click.echo(_("Error: invalid config:"), err=True)
     for line in exc.errors:
-        click.echo(f"  {line}", err=True)
+        click.echo(f"  {localize_config_error(line)}", err=True)
 
 
 def print_json(data: Any) -> None:

@@ -15,17 +15,20 @@ from voice_call.cli.common import (
     print_json,
     root_settings,
 )
+from voice_call.cli.i18n import _
 
 
-@click.group(name="config")
+@click.group(name="config", help=_("Inspect the configuration."))
 def config_group() -> None:
-    """Inspect the configuration."""
+    pass
 
 
-@config_group.command(name="check")
+@config_group.command(
+    name="check",
+    help=_("Validate the config and print it with secrets redacted (exit 2 when invalid)."),
+)
 @json_flag
 def config_check() -> None:
-    """Validate the config and print it with secrets redacted (exit 2 when invalid)."""
     from voice_call.config import ConfigError, default_config_path, load_config, redacted
 
     settings = root_settings()
@@ -45,20 +48,23 @@ def config_check() -> None:
         print_json({**body, "warnings": config.warnings, "config": effective})
         return
     for warning in config.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    where = source or f"no file at {path}; defaults"
-    click.echo(f"Config OK ({where}). Effective config, secrets redacted:")
+        click.echo(_("warning: {warning}").format(warning=warning), err=True)
+    where = source or _("no file at {path}; defaults").format(path=path)
+    click.echo(_("Config OK ({where}). Effective config, secrets redacted:").format(where=where))
     print_json(effective)
     if not config.enabled:  # valid, but every command that needs the service refuses
         click.echo(
-            f"The service is disabled ({settings.disabled_switch()}): `voicecall serve` and the "
-            "call commands refuse until it is true."
+            _(
+                "The service is disabled ({switch}): `voicecall serve` and the call commands "
+                "refuse until it is true."
+            ).format(switch=settings.disabled_switch())
         )
 
 
-@click.command(name="tool-schema")
+@click.command(
+    name="tool-schema", help=_("Print the agent tool's JSON schema (OpenAI function shape).")
+)
 def tool_schema() -> None:
-    """Print the agent tool's JSON schema (OpenAI function shape)."""
     from voice_call.agent.tool import tool_schema as schema
 
     print_json(schema())

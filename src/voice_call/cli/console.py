@@ -13,18 +13,20 @@ import sys
 import click
 
 from voice_call.cli.common import json_flag, print_json, reported, root_settings, run
+from voice_call.cli.i18n import _
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Open the web console of the running server (prints a one-time login link).\n\n"
+        "The link logs one browser in, once, within 60 s. Start the server first with\n"
+        "`voicecall serve`."
+    )
+)
 @json_flag
-@click.option("--no-open", is_flag=True, help="Print the link only; do not open a browser.")
+@click.option("--no-open", is_flag=True, help=_("Print the link only; do not open a browser."))
 @reported
 def console(no_open: bool) -> None:
-    """Open the web console of the running server (prints a one-time login link).
-
-    The link logs one browser in, once, within 60 s. Start the server first with
-    `voicecall serve`.
-    """
     url = run(_login_link())
     opened = False if no_open else _open(url)
     if root_settings().as_json:
@@ -32,7 +34,9 @@ def console(no_open: bool) -> None:
         return
     click.echo(url)
     click.echo(
-        "Opened in your browser." if opened else "Open this link in a browser (works once, 60 s).",
+        _("Opened in your browser.")
+        if opened
+        else _("Open this link in a browser (works once, 60 s)."),
         err=True,
     )
 
@@ -61,8 +65,10 @@ async def _login_link() -> str:
     if response.status_code != 200 or not isinstance(body.get("path"), str):
         reason = body.get("error") or f"HTTP {response.status_code}"
         raise Unavailable(
-            f"the server refused a console login link ({reason}) — is it a voicecall serve "
-            "of this version?"
+            _(
+                "the server refused a console login link ({reason}) — is it a voicecall serve "
+                "of this version?"
+            ).format(reason=reason)
         )
     return f"{client.url}{body['path']}"
 

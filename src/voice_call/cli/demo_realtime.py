@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from voice_call.cli.i18n import _
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -135,7 +137,9 @@ async def _demo(console: Console | None, outcome: DemoOutcome) -> None:
                 server = await start_background(runtime)
                 try:
                     model = LABELS[outcome.model]
-                    title = f"Twilio emulator, fake {model} model, server on {server.url}"
+                    title = _("Twilio emulator, fake {model} model, server on {url}").format(
+                        model=model, url=server.url
+                    )
                     _say(console, f"[bold]voicecall demo --realtime[/] — {title}")
                     client = RpcClient(server.url, runtime.rpc_token)
                     await _call(console, client, runtime, emulator, outcome)
@@ -151,7 +155,10 @@ async def _call(
     emulator: TwilioEmulator,
     outcome: DemoOutcome,
 ) -> None:
-    _say(console, f"Calling {TO_NUMBER}; the model answers with its own voice…")
+    _say(
+        console,
+        _("Calling {number}; the model answers with its own voice…").format(number=TO_NUMBER),
+    )
     result = await client.call(
         "voicecall.initiate", {"to": TO_NUMBER, "message": GREETING, "mode": "conversation"}
     )
@@ -200,7 +207,7 @@ class _Narrator:
             self._grab_session()
             if self._show(event):
                 return
-        raise Unavailable("the event stream ended before the call did")
+        raise Unavailable(_("the event stream ended before the call did"))
 
     def _grab_session(self) -> None:
         """Keep the call's bridge while it lives: its barge-in count is read after the call."""
@@ -229,57 +236,72 @@ class _Narrator:
         text = escape(str(data.get("transcript") or data.get("text") or ""))
         model = LABELS[self.outcome.model]
         if kind == "call.ringing":
-            return "[cyan]ringing…[/]"
+            return "[cyan]" + _("ringing…") + "[/]"
         if kind == "call.answered":
-            return "[green]answered[/]"
+            return "[green]" + _("answered") + "[/]"
         if kind == "call.stream-started":
-            return f"[dim]media stream open: the line is bridged to the fake {model} model[/]"
+            bridged = _("media stream open: the line is bridged to the fake {model} model")
+            return f"[dim]{bridged.format(model=model)}[/]"
         if kind == "bot.spoke":
-            return f"[bold magenta]model:[/]  {text}  [dim](the greeting, said word for word)[/]"
+            said = _("(the greeting, said word for word)")
+            return f"{_model()}  {text}  [dim]{said}[/]"
         if kind == "call.speech" and data.get("isFinal", True) and text:
-            return f"[bold blue]caller:[/] {text}"
+            return "[bold blue]" + _("caller:") + f"[/] {text}"
         if kind == "call.speaking":
             return self._answering(data)
         if kind == "call.replied":
             return self._replied(text, data)
         if kind == "bot.hangup":
-            return "[dim]the model called end_call: hanging up now its goodbye has played[/]"
+            return (
+                "[dim]"
+                + _("the model called end_call: hanging up now its goodbye has played")
+                + "[/]"
+            )
         if kind == "call.ended":
-            return f"[bold red]call ended: {escape(str(data.get('reason') or ''))}[/]"
+            ended = _("call ended: {reason}").format(reason=escape(str(data.get("reason") or "")))
+            return f"[bold red]{ended}[/]"
         return None
 
     def _answering(self, data: Mapping[str, Any]) -> str | None:
         ms = data.get("voiceToVoiceMs")
         if not isinstance(ms, int | float):
             return None  # the greeting (nobody had spoken yet), or a second part of an answer
-        return f"[dim]model answering — voice-to-voice {ms:.0f} ms[/]"
+        answering = _("model answering — voice-to-voice {ms} ms").format(ms=f"{ms:.0f}")
+        return f"[dim]{answering}[/]"
 
     def _replied(self, text: str, data: Mapping[str, Any]) -> str:
         if text and LONG_ANSWER.startswith(text) and text != LONG_ANSWER:
             heard = data.get("durationMs")
             told = (
-                f"the model was told {heard} ms were heard"
+                _("the model was told {ms} ms were heard").format(ms=heard)
                 if self.outcome.model == "openai"
-                else "Gemini stopped on its own (it takes no truncation)"
+                else _("Gemini stopped on its own (it takes no truncation)")
             )
-            return (
-                f"[bold magenta]model:[/]  {text}…  [dim](cut: the caller talked over it; the "
-                f"carrier's buffer was cleared, {told})[/]"
-            )
-        return f"[bold magenta]model:[/]  {text}"
+            cut = _("(cut: the caller talked over it; the carrier's buffer was cleared, {how})")
+            return f"{_model()}  {text}…  [dim]{cut.format(how=told)}[/]"
+        return f"{_model()}  {text}"
+
+
+def _model() -> str:
+    """The narration's speaker label for the model's lines, in rich markup."""
+    return "[bold magenta]" + _("model:") + "[/]"
 
 
 async def _drive_callee(console: Console | None, emulator: TwilioEmulator) -> None:
     """The callee's unscripted moves: cut into the long answer, then say bye once the model's
     answer to that has played. (Its first two lines are the emulator's own script.)"""
+    from rich.markup import escape
+
     call = await _until(lambda: next(iter(emulator.calls.values()), None))
     await _until(lambda: len(call.callee.heard) >= 2)  # the greeting and the first answer
     start = _played_bytes(call)
     await _until(lambda: _played_bytes(call) - start >= BARGE_AFTER_MS * 8 or None)
-    _say(console, f"[dim]\\[demo] the callee talks over the answer: “{BARGE_IN}”[/]")
+    talks = _("[demo] the callee talks over the answer: “{line}”").format(line=BARGE_IN)
+    _say(console, f"[dim]{escape(talks)}[/]")
     await call.extra["stream"].barge_in(BARGE_IN)
     await _until(lambda: len(call.callee.heard) >= 4)  # the cut answer, and the next one
-    _say(console, f"[dim]\\[demo] the callee says “{LAST_WORD}”[/]")
+    says = _("[demo] the callee says “{line}”").format(line=LAST_WORD)
+    _say(console, f"[dim]{escape(says)}[/]")
     await call.extra["stream"].barge_in(LAST_WORD)
 
 
@@ -298,22 +320,26 @@ async def _until(probe: Callable[[], Any]) -> Any:
 
 def print_figures(console: Console, outcome: DemoOutcome) -> None:
     """The per-turn voice-to-voice figures, the fake model's share of them, and the rest."""
-    figures = ", ".join(f"{ms:.0f}" for ms in outcome.voice_to_voice_ms) or "none"
+    figures = ", ".join(f"{ms:.0f}" for ms in outcome.voice_to_voice_ms) or _("none")
     own = SILENCE_MS + FIRST_AUDIO_MS
-    ours = ", ".join(f"{ms - own:.0f}" for ms in outcome.voice_to_voice_ms) or "none"
-    console.print(f"  voice-to-voice: {figures} ms per turn", markup=False)
+    ours = ", ".join(f"{ms - own:.0f}" for ms in outcome.voice_to_voice_ms) or _("none")
+    lines = [
+        _("  voice-to-voice: {figures} ms per turn").format(figures=figures),
+        _("    (the caller's last speech frame → the answer's first frame to the carrier)"),
+        _(
+            "    the fake model's share: {own} ms ({silence} ms of silence ends a turn, "
+            "{first} ms to first audio)"
+        ).format(own=own, silence=SILENCE_MS, first=FIRST_AUDIO_MS),
+        _("    the rest (bridge, sockets, carrier emulator): {ms} ms").format(ms=ours),
+    ]
+    for line in lines:
+        console.print(line, markup=False)
+    tools = ", ".join(outcome.tools_called) or _("none")
     console.print(
-        "    (the caller's last speech frame → the answer's first frame to the carrier)",
-        markup=False,
+        _("  barge-ins: {count}; tools the model called: {tools}").format(
+            count=outcome.barge_ins, tools=tools
+        )
     )
-    console.print(
-        f"    the fake model's share: {own} ms ({SILENCE_MS} ms of silence ends a turn, "
-        f"{FIRST_AUDIO_MS} ms to first audio)",
-        markup=False,
-    )
-    console.print(f"    the rest (bridge, sockets, carrier emulator): {ours} ms", markup=False)
-    tools = ", ".join(outcome.tools_called) or "none"
-    console.print(f"  barge-ins: {outcome.barge_ins}; tools the model called: {tools}")
 
 
 def _say(console: Console | None, markup: str) -> None:

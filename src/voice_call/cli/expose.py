@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from voice_call.cli.common import json_flag, print_json, reported, root_settings, run
+from voice_call.cli.i18n import N_, _
 from voice_call.config import Config
 from voice_call.tunnel.resolve import exposure_routes, local_origin, normalise_path
 from voice_call.tunnel.tailscale import (
@@ -24,7 +25,7 @@ from voice_call.tunnel.tailscale import (
     check_funnel_port,
 )
 
-SERVE_NOTE = "Tailscale serve is reachable only inside your tailnet: carriers need funnel."
+SERVE_NOTE = N_("Tailscale serve is reachable only inside your tailnet: carriers need funnel.")
 DISABLED_NOTE = (
     "Tailscale serve/funnel may be disabled on this tailnet (or need an admin to enable it)."
 )
@@ -97,30 +98,31 @@ def _default_port(config: Config) -> int:
         return int(url.rsplit(":", 1)[-1])
     if config.serve.port == 0:
         raise click.UsageError(
-            "serve.port is 0 (any free port) and no server is running — pass --port"
+            _("serve.port is 0 (any free port) and no server is running — pass --port")
         )
     return config.serve.port
 
 
-@click.command()
+@click.command(help=_("Expose the webhook through Tailscale funnel/serve, or remove it (off)."))
 @json_flag
 @click.option(
     "--mode",
     type=click.Choice(["funnel", "serve", "off"]),
     default="funnel",
     show_default=True,
-    help="funnel: public; serve: your tailnet only; off: remove the routes.",
+    help=_("funnel: public; serve: your tailnet only; off: remove the routes."),
 )
-@click.option("--path", "public_path", callback=_path, help="Public path. Default: tailscale.path.")
+@click.option(
+    "--path", "public_path", callback=_path, help=_("Public path. Default: tailscale.path.")
+)
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
-    help="Local webhook port. Default: the running server's, else serve.port.",
+    help=_("Local webhook port. Default: the running server's, else serve.port."),
 )
-@click.option("--serve-path", callback=_path, help="Local webhook path. Default: serve.path.")
+@click.option("--serve-path", callback=_path, help=_("Local webhook path. Default: serve.path."))
 @reported
 def expose(mode: str, public_path: str | None, port: int | None, serve_path: str | None) -> None:
-    """Expose the webhook through Tailscale funnel/serve, or remove it (off)."""
     settings = root_settings()
     config = settings.config(service=mode != "off")  # routes can be removed while switched off
     if mode == "funnel":
@@ -150,17 +152,27 @@ def _print_result(result: dict[str, Any]) -> None:
     if result["mode"] == "off":
         removed = result["removed"]
         click.echo(
-            f"Removed {len(removed)} Tailscale route(s)." if removed else "Nothing to remove."
+            _("Removed {count} Tailscale route(s).").format(count=len(removed))
+            if removed
+            else _("Nothing to remove.")
         )
         return
     if not result["ok"]:
-        click.echo(f"Error: {result['error']}", err=True)
+        click.echo(_("Error: {message}").format(message=result["error"]), err=True)
         return
-    click.echo(f"Tailscale {result['mode']} is on: {result['publicUrl']} → {result['localUrl']}")
+    click.echo(
+        _("Tailscale {mode} is on: {public_url} → {local_url}").format(
+            mode=result["mode"], public_url=result["publicUrl"], local_url=result["localUrl"]
+        )
+    )
     for path in result["streamPaths"]:
-        click.echo(f"  and {path} (media stream)")
-    click.echo("The routes stay up until `voicecall expose --mode off`.")
+        click.echo(_("  and {path} (media stream)").format(path=path))
+    click.echo(_("The routes stay up until `voicecall expose --mode off`."))
     if result["mode"] == "serve":
-        click.echo(SERVE_NOTE)
+        click.echo(_(SERVE_NOTE))
     else:
-        click.echo(f'Point carriers at it: publicUrl: "{result["publicUrl"]}" in the config.')
+        click.echo(
+            _('Point carriers at it: publicUrl: "{url}" in the config.').format(
+                url=result["publicUrl"]
+            )
+        )

@@ -9,6 +9,7 @@ where they exist; for `continue` turns the speak, listen-wait and total times.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,18 +23,19 @@ from voice_call.cli.common import (
     root_settings,
     run,
 )
+from voice_call.cli.i18n import N_, _
 from voice_call.models import CallRecord, TurnLatency
 
 # (TurnLatency field, wire name, what it measures) in the order they are printed.
 COMPONENTS: tuple[tuple[str, str, str], ...] = (
-    ("voice_to_voice_ms", "voiceToVoiceMs", "voice-to-voice (reply)"),
-    ("endpointing_ms", "endpointingMs", "endpointing"),
-    ("responder_first_token_ms", "responderFirstTokenMs", "responder first token"),
-    ("responder_total_ms", "responderTotalMs", "responder total"),
-    ("tts_first_byte_ms", "ttsFirstByteMs", "TTS first byte"),
-    ("speak_ms", "speakMs", "speak (continue)"),
-    ("listen_wait_ms", "listenWaitMs", "listen wait (continue)"),
-    ("total_ms", "totalMs", "turn total"),
+    ("voice_to_voice_ms", "voiceToVoiceMs", N_("voice-to-voice (reply)")),
+    ("endpointing_ms", "endpointingMs", N_("endpointing")),
+    ("responder_first_token_ms", "responderFirstTokenMs", N_("responder first token")),
+    ("responder_total_ms", "responderTotalMs", N_("responder total")),
+    ("tts_first_byte_ms", "ttsFirstByteMs", N_("TTS first byte")),
+    ("speak_ms", "speakMs", N_("speak (continue)")),
+    ("listen_wait_ms", "listenWaitMs", N_("listen wait (continue)")),
+    ("total_ms", "totalMs", N_("turn total")),
 )
 # At least this many recent calls are read: notify calls hold no turns.
 MIN_CALLS = 50
@@ -54,9 +56,9 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 
 def summarize(turns: Iterable[TurnLatency]) -> dict[str, dict[str, float | int]]:
     """{wireName: {count, p50, p95, p99, min, max, mean}} for each component that has values."""
-    values: dict[str, list[float]] = {wire: [] for _, wire, _ in COMPONENTS}
+    values: dict[str, list[float]] = {wire: [] for _field, wire, _label in COMPONENTS}
     for turn in turns:
-        for field, wire, _ in COMPONENTS:
+        for field, wire, _label in COMPONENTS:
             value = getattr(turn, field)
             if isinstance(value, int | float) and math.isfinite(value):
                 values[wire].append(float(value))
@@ -97,20 +99,40 @@ def report(calls: list[CallRecord], last: int) -> dict[str, Any]:
     }
 
 
+def _ljust(text: str, width: int) -> str:
+    """`text` padded to `width` terminal columns: CJK characters take two."""
+    wide = sum(1 for ch in text if unicodedata.east_asian_width(ch) in "WF")
+    return text + " " * max(0, width - len(text) - wide)
+
+
+def _rjust(text: str, width: int) -> str:
+    wide = sum(1 for ch in text if unicodedata.east_asian_width(ch) in "WF")
+    return " " * max(0, width - len(text) - wide) + text
+
+
 def render(data: dict[str, Any]) -> str:
     components = data["components"]
-    lines = [f"{data['turns']} turn(s) from {data['callsScanned']} call(s), milliseconds:"]
+    lines = [
+        _("{turns} turn(s) from {calls} call(s), milliseconds:").format(
+            turns=data["turns"], calls=data["callsScanned"]
+        )
+    ]
     if not components:
-        lines.append("No turn latency recorded yet.")
+        lines.append(_("No turn latency recorded yet."))
         return "\n".join(lines)
-    header = f"{'component':<26}{'count':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
-    lines += [header, "-" * len(header)]
-    for _, wire, label in COMPONENTS:
+    header = (
+        _ljust(_("component"), 26)
+        + _rjust(_("count"), 7)
+        + "".join(_rjust(q, 10) for q in ("p50", "p95", "p99"))
+        + _rjust(_("max"), 10)
+    )
+    lines += [header, "-" * (26 + 7 + 40)]
+    for _field, wire, label in COMPONENTS:
         row = components.get(wire)
         if row is None:
             continue
         lines.append(
-            f"{label:<26}{row['count']:>7}{row['p50']:>10.1f}{row['p95']:>10.1f}"
+            f"{_ljust(_(label), 26)}{row['count']:>7}{row['p50']:>10.1f}{row['p95']:>10.1f}"
             f"{row['p99']:>10.1f}{row['max']:>10.1f}"
         )
     return "\n".join(lines)
@@ -124,44 +146,51 @@ async def _load(settings: RootSettings, last: int) -> tuple[list[CallRecord], st
     config = settings.config()
     if config.store.backend != "sqlite":
         raise VoiceCallError(
-            f"`voicecall latency` reads the SQLite store; the {config.store.backend} store is "
-            "not supported yet"
+            _(
+                "`voicecall latency` reads the SQLite store; the {backend} store is "
+                "not supported yet"
+            ).format(backend=config.store.backend)
         )
     path = sqlite_path(config, settings.home())
     try:
         store = await SqliteStore.open_readonly(path)
     except FileNotFoundError:
-        return [], f"No call store at {path} yet."
+        return [], _("No call store at {file} yet.").format(file=path)
     try:
         return await store.list_recent(max(MIN_CALLS, last)), None
     finally:
         await store.close()
 
 
-@click.command(name="latency")
+@click.command(
+    name="latency",
+    help=_(
+        "Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed.\n"
+        "\n"
+        "\b\n"
+        "--json prints, all times in milliseconds:\n"
+        '  {"callsScanned": calls read, "turns": turns summarised,\n'
+        '   "replies": how many of them were auto-replies,\n'
+        '   "components": {COMPONENT: {"count", "p50", "p95", "p99", "min", "max", "mean"}}}\n'
+        "COMPONENT is one of voiceToVoiceMs, endpointingMs, responderFirstTokenMs,\n"
+        "responderTotalMs, ttsFirstByteMs, speakMs, listenWaitMs, totalMs; only those with at\n"
+        "least one value are present."
+    ),
+)
 @click.option(
     "--last",
     type=click.IntRange(min=1, max=100_000),
     default=DEFAULT_LAST,
     show_default=True,
     metavar="N",
-    help=f"Summarise this many of the most recent turns, read from the most recent "
-    f"max(N, {MIN_CALLS}) calls.",
+    help=_(
+        "Summarise this many of the most recent turns, read from the most recent "
+        "max(N, {calls}) calls."
+    ).format(calls=MIN_CALLS),
 )
 @json_flag
 @reported
 def latency(last: int) -> None:
-    """Per-turn latency percentiles (p50/p95/p99) from the call store; no server needed.
-
-    \b
-    --json prints, all times in milliseconds:
-      {"callsScanned": calls read, "turns": turns summarised,
-       "replies": how many of them were auto-replies,
-       "components": {COMPONENT: {"count", "p50", "p95", "p99", "min", "max", "mean"}}}
-    COMPONENT is one of voiceToVoiceMs, endpointingMs, responderFirstTokenMs,
-    responderTotalMs, ttsFirstByteMs, speakMs, listenWaitMs, totalMs; only those with at
-    least one value are present.
-    """
     settings = root_settings()
     calls, note = run(_load(settings, last))
     if note:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from voice_call.cli.common import reported, root_settings
+from voice_call.cli.i18n import _
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,20 +32,22 @@ def _loopback(host: str) -> bool:
         return False
 
 
-@click.command(name="mcp")
-@click.option("--http", "use_http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP: address to bind.")
+@click.command(
+    name="mcp",
+    help=_("Expose the voice_call actions as MCP tools (stdio; --http for streamable HTTP)."),
+)
+@click.option("--http", "use_http", is_flag=True, help=_("Serve streamable HTTP instead of stdio."))
+@click.option("--host", default="127.0.0.1", show_default=True, help=_("HTTP: address to bind."))
 @click.option(
     "--port",
     type=click.IntRange(min=0, max=65535),
     default=3335,
     show_default=True,
-    help="HTTP: port to listen on.",
+    help=_("HTTP: port to listen on."),
 )
-@click.option("--path", default="/mcp", show_default=True, help="HTTP: endpoint path.")
+@click.option("--path", default="/mcp", show_default=True, help=_("HTTP: endpoint path."))
 @reported
 def mcp(use_http: bool, host: str, port: int, path: str) -> None:
-    """Expose the voice_call actions as MCP tools (stdio; --http for streamable HTTP)."""
     from voice_call.agent.mcp_server import build_mcp_server
 
     settings = root_settings()
@@ -73,14 +76,16 @@ def _serve_http(server: MCPServer, host: str, port: int, path: str, home: Path) 
 
     if not _loopback(host):
         click.echo(
-            f"warning: MCP over HTTP on {host}: anyone who can reach it and holds the token can "
-            "place phone calls; prefer 127.0.0.1 behind your own TLS proxy",
+            _(
+                "warning: MCP over HTTP on {host}: anyone who can reach it and holds the token "
+                "can place phone calls; prefer 127.0.0.1 behind your own TLS proxy"
+            ).format(host=host),
             err=True,
         )
     token = ensure_rpc_token(home)
     app = server.streamable_http_app(streamable_http_path=path, host=host)
-    click.echo(f"MCP (streamable HTTP) on {bind_url(host, port, path)}", err=True)
-    click.echo(f"  bearer token: the file {token_path(home)}", err=True)
+    click.echo(_("MCP (streamable HTTP) on {url}").format(url=bind_url(host, port, path)), err=True)
+    click.echo(_("  bearer token: the file {file}").format(file=token_path(home)), err=True)
     config = uvicorn.Config(
         require_bearer(app, token),
         host=host,

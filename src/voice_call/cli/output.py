@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from voice_call.cli.i18n import N_, _
+
 STATE_STYLES = {
     "initiated": "cyan",
     "ringing": "cyan",
@@ -82,15 +84,15 @@ def short_id(call_id: str | None) -> str:
 
 def calls_table(calls: Iterable[Mapping[str, Any]], *, now: float | None = None) -> Table:
     now = time.time() if now is None else now
-    table = Table(title="Active calls", title_justify="left", show_edge=False)
-    table.add_column("Call ID", no_wrap=True)
-    table.add_column("State", no_wrap=True)
-    table.add_column("Direction")
-    table.add_column("Mode")
-    table.add_column("From", no_wrap=True)
-    table.add_column("To", no_wrap=True)
-    table.add_column("Started", no_wrap=True)
-    table.add_column("Age", justify="right", no_wrap=True)
+    table = Table(title=_("Active calls"), title_justify="left", show_edge=False)
+    table.add_column(_("Call ID"), no_wrap=True)
+    table.add_column(_("State"), no_wrap=True)
+    table.add_column(_("Direction"))
+    table.add_column(_("Mode"))
+    table.add_column(_("From"), no_wrap=True)
+    table.add_column(_("To"), no_wrap=True)
+    table.add_column(_("Started"), no_wrap=True)
+    table.add_column(_("Age"), justify="right", no_wrap=True)
     for call in calls:
         started = call.get("startedAt")
         table.add_row(
@@ -121,24 +123,24 @@ def print_call(console: Console, call: Mapping[str, Any]) -> None:
     answered = call.get("answeredAt")
     ended = call.get("endedAt")
     rows: list[tuple[str, Text | str]] = [
-        ("Call ID", Text(str(call.get("callId", "-")))),
-        ("State", state_text(call.get("state"))),
-        ("End reason", Text(str(call.get("endReason", "-")))),
-        ("Direction", Text(str(call.get("direction", "-")))),
-        ("Mode", Text(str(call.get("mode", "-")))),
-        ("From", Text(str(call.get("from", "-")))),
-        ("To", Text(str(call.get("to", "-")))),
-        ("Provider", Text(f"{call.get('provider', '-')} ({call.get('providerCallId', '-')})")),
-        ("Started", date_time(call.get("startedAt"))),
-        ("Answered", date_time(answered)),
-        ("Ended", date_time(ended)),
-        ("Duration", seconds(duration(call))),
+        (N_("Call ID"), Text(str(call.get("callId", "-")))),
+        (N_("State"), state_text(call.get("state"))),
+        (N_("End reason"), Text(str(call.get("endReason", "-")))),
+        (N_("Direction"), Text(str(call.get("direction", "-")))),
+        (N_("Mode"), Text(str(call.get("mode", "-")))),
+        (N_("From"), Text(str(call.get("from", "-")))),
+        (N_("To"), Text(str(call.get("to", "-")))),
+        (N_("Provider"), Text(f"{call.get('provider', '-')} ({call.get('providerCallId', '-')})")),
+        (N_("Started"), date_time(call.get("startedAt"))),
+        (N_("Answered"), date_time(answered)),
+        (N_("Ended"), date_time(ended)),
+        (N_("Duration"), seconds(duration(call))),
     ]
-    for key, label in (("agentId", "Agent"), ("sessionKey", "Session key")):
+    for key, label in (("agentId", N_("Agent")), ("sessionKey", N_("Session key"))):
         if call.get(key):  # the full view only
             rows.append((label, Text(str(call[key]))))
     for label, value in rows:
-        info.add_row(label, value)
+        info.add_row(_(label), value)
     console.print(info)
     transcript = call.get("transcript")
     if isinstance(transcript, list) and transcript:
@@ -151,9 +153,9 @@ def print_call(console: Console, call: Mapping[str, Any]) -> None:
     metadata = call.get("metadata")
     if isinstance(metadata, dict) and metadata:
         console.print()
-        meta = Table(title="Metadata", title_justify="left", show_edge=False)
-        meta.add_column("Key", no_wrap=True)
-        meta.add_column("Value")
+        meta = Table(title=_("Metadata"), title_justify="left", show_edge=False)
+        meta.add_column(_("Key"), no_wrap=True)
+        meta.add_column(_("Value"))
         for key, value in metadata.items():
             shown = date_time(value) if _is_time(key, value) else str(value)
             meta.add_row(Text(str(key)), Text(shown))
@@ -166,10 +168,10 @@ def _is_time(key: str, value: Any) -> bool:
 
 
 def transcript_table(entries: Iterable[Mapping[str, Any]], started: Any) -> Table:
-    table = Table(title="Transcript", title_justify="left", show_edge=False)
-    table.add_column("At", justify="right", no_wrap=True)
-    table.add_column("Who", no_wrap=True)
-    table.add_column("Text")
+    table = Table(title=_("Transcript"), title_justify="left", show_edge=False)
+    table.add_column(_("At"), justify="right", no_wrap=True)
+    table.add_column(_("Who"), no_wrap=True)
+    table.add_column(_("Text"))
     for entry in entries:
         at = entry.get("at")
         offset = (
@@ -178,22 +180,23 @@ def transcript_table(entries: Iterable[Mapping[str, Any]], started: Any) -> Tabl
             else "-"
         )
         speaker = str(entry.get("speaker", "?"))
-        who = Text("bot", style="magenta") if speaker == "bot" else Text("caller", style="blue")
+        bot = speaker == "bot"
+        who = Text(_("bot"), style="magenta") if bot else Text(_("caller"), style="blue")
         table.add_row(offset, who, Text(str(entry.get("text", ""))))
     return table
 
 
 LATENCY_COLUMNS = (
-    ("Turn", "turn"),
-    ("Kind", "kind"),
-    ("Speak", "speakMs"),
-    ("Listen wait", "listenWaitMs"),
-    ("Endpointing", "endpointingMs"),
-    ("First token", "responderFirstTokenMs"),
-    ("TTS first byte", "ttsFirstByteMs"),
-    ("Voice-to-voice", "voiceToVoiceMs"),
-    ("Total", "totalMs"),
-    ("Outcome", "outcome"),
+    (N_("Turn"), "turn"),
+    (N_("Kind"), "kind"),
+    (N_("Speak"), "speakMs"),
+    (N_("Listen wait"), "listenWaitMs"),
+    (N_("Endpointing"), "endpointingMs"),
+    (N_("First token"), "responderFirstTokenMs"),
+    (N_("TTS first byte"), "ttsFirstByteMs"),
+    (N_("Voice-to-voice"), "voiceToVoiceMs"),
+    (N_("Total"), "totalMs"),
+    (N_("Outcome"), "outcome"),
 )
 
 
@@ -206,11 +209,11 @@ def latency_table(turns: Iterable[Mapping[str, Any]]) -> Table:
         for name, key in LATENCY_COLUMNS
         if key == "turn" or any(turn.get(key) is not None for turn in turns)
     ]
-    table = Table(title="Turn latency (ms)", title_justify="left", show_edge=False)
+    table = Table(title=_("Turn latency (ms)"), title_justify="left", show_edge=False)
     for name, key in columns:
-        table.add_column(name, justify="left" if key in ("kind", "outcome") else "right")
+        table.add_column(_(name), justify="left" if key in ("kind", "outcome") else "right")
     for turn in turns:
-        table.add_row(*(_cell(turn.get(key), key) for _, key in columns))
+        table.add_row(*(_cell(turn.get(key), key) for _name, key in columns))
     return table
 
 

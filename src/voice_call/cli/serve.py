@@ -13,6 +13,7 @@ import click
 
 from voice_call import __version__
 from voice_call.cli.common import fail, reported, root_settings, run
+from voice_call.cli.i18n import N_, _
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from voice_call.config import Config
     from voice_call.runtime import Runtime
 
-SKIP_SIGNATURES_WARNING = (
+SKIP_SIGNATURES_WARNING = N_(
     "WARNING: skipSignatureVerification is on: webhooks are accepted without the carrier's "
     "signature, so anyone who can reach the webhook URL can fake call events — for local "
     "development only; remove it before real calls"
@@ -39,9 +40,9 @@ def _overridden(config: Config, port: int | None, bind: str | None) -> Config:
     return config.model_copy(update={"serve": config.serve.model_copy(update=changes)})
 
 
-def _address(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+def _address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None and not value.strip():
-        raise click.BadParameter("must not be empty — pass an address such as 127.0.0.1")
+        raise click.BadParameter(_("must not be empty — pass an address such as 127.0.0.1"))
     return value.strip() if value is not None else None
 
 
@@ -51,8 +52,8 @@ def _exposure(runtime: Runtime) -> str:
     if source == "publicUrl":
         return "publicUrl"
     if source in ("tunnel", "tailscale"):
-        return f"through {runtime.exposure.tunnel}"
-    return "local only: fine for the mock provider and `voicecall sim`"
+        return _("through {tunnel}").format(tunnel=runtime.exposure.tunnel)
+    return _("local only: fine for the mock provider and `voicecall sim`")
 
 
 def _banner(runtime: Runtime, home: Path, local: str) -> list[str]:
@@ -62,25 +63,30 @@ def _banner(runtime: Runtime, home: Path, local: str) -> list[str]:
     config = runtime.config
     origin = local.rstrip("/")
     return [
-        f"voicecall {__version__} serving ({config.provider} provider) on {origin}",
-        f"  webhook:    {runtime.webhook_url()}  (carriers call this; {_exposure(runtime)})",
-        f"  JSON-RPC:   {origin}/rpc  (bearer token in {token_path(home)})",
-        f"  events:     {origin}/events",
-        f"  call store: {describe_store(config, home)}",
-        "Press Ctrl-C to stop.",
+        _("voicecall {version} serving ({provider} provider) on {origin}").format(
+            version=__version__, provider=config.provider, origin=origin
+        ),
+        _("  webhook:    {url}  (carriers call this; {exposure})").format(
+            url=runtime.webhook_url(), exposure=_exposure(runtime)
+        ),
+        _("  JSON-RPC:   {origin}/rpc  (bearer token in {file})").format(
+            origin=origin, file=token_path(home)
+        ),
+        _("  events:     {origin}/events").format(origin=origin),
+        _("  call store: {store}").format(store=describe_store(config, home)),
+        _("Press Ctrl-C to stop."),
     ]
 
 
-@click.command()
+@click.command(help=_("Run the webhook, JSON-RPC and event server (Ctrl-C stops)."))
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    help="Port to listen on (0: any free port). Default: serve.port.",
+    help=_("Port to listen on (0: any free port). Default: serve.port."),
 )
-@click.option("--bind", callback=_address, help="Address to listen on. Default: serve.bind.")
+@click.option("--bind", callback=_address, help=_("Address to listen on. Default: serve.bind."))
 @reported
 def serve(port: int | None, bind: str | None) -> None:
-    """Run the webhook, JSON-RPC and event server (Ctrl-C stops)."""
     from voice_call.runtime import Runtime
     from voice_call.server.serve import CannotListen, PortInUse, ServerFailed
     from voice_call.server.serve import serve as run_server
@@ -89,9 +95,9 @@ def serve(port: int | None, bind: str | None) -> None:
     config = _overridden(settings.config(), port, bind)
     home = settings.home()
     for warning in config.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(_("warning: {warning}").format(warning=warning), err=True)
     if config.skip_signature_verification:
-        click.echo(SKIP_SIGNATURES_WARNING, err=True)
+        click.echo(_(SKIP_SIGNATURES_WARNING), err=True)
     runtime = Runtime(config, home)
 
     def ready(url: str) -> None:
@@ -102,15 +108,21 @@ def serve(port: int | None, bind: str | None) -> None:
     try:
         run(run_server(runtime, ready=ready))
     except PortInUse:
-        fix = "--port" if port is not None else "serve.port in the config"
+        fix = "--port" if port is not None else _("serve.port in the config")
         raise fail(
-            f"port {serve_cfg.port} on {serve_cfg.bind} is already in use — is another "
-            f"`voicecall serve` running? Stop it, or set {fix} to a free port"
+            _(
+                "port {port} on {bind} is already in use — is another "
+                "`voicecall serve` running? Stop it, or set {fix} to a free port"
+            ).format(port=serve_cfg.port, bind=serve_cfg.bind, fix=fix)
         ) from None
     except ServerFailed as exc:
-        raise fail(f"{exc} — fix what it says and start again") from None
+        raise fail(_("{error} — fix what it says and start again").format(error=exc)) from None
     except CannotListen as exc:
         where = "--bind/--port" if bind is not None or port is not None else "serve.bind"
-        raise fail(f"{exc} — set {where} to an address of this machine and a free port") from None
+        raise fail(
+            _("{error} — set {where} to an address of this machine and a free port").format(
+                error=exc, where=where
+            )
+        ) from None
     except KeyboardInterrupt:
         pass

@@ -25,6 +25,7 @@ from voice_call.cli.common import (
     root_settings,
     run,
 )
+from voice_call.cli.i18n import _
 
 DEFAULT_MESSAGE = "This is a voice call smoke test. Everything works. Goodbye."
 DEFAULT_WAIT_S = 120.0
@@ -48,15 +49,16 @@ def _print_checks(report: Any) -> None:
         click.echo(check.line())
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Check config, credentials, webhook exposure, speech keys and responder (exit 1 on "
+        "FAIL).\n\nThe webhook-reachable check requests the public webhook URL from this "
+        "machine, so run it with `voicecall serve` running."
+    )
+)
 @json_flag
 @reported
 def setup() -> None:
-    """Check config, credentials, webhook exposure, speech keys and responder (exit 1 on FAIL).
-
-    The webhook-reachable check requests the public webhook URL from this machine, so run it
-    with `voicecall serve` running.
-    """
     from voice_call.cli.setup_checks import run_checks
 
     settings = root_settings()
@@ -69,30 +71,36 @@ def setup() -> None:
         raise click.exceptions.Exit(1)
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Run the setup checks; with --to and --yes, place one short call and report it.\n\n"
+        "With --json the output is JSON whatever happens, refusals and failures included."
+    )
+)
 @json_flag
-@click.option("-t", "--to", help="Number to call (E.164) for the live call.")
-@click.option("--message", default=DEFAULT_MESSAGE, show_default=True, help="What the call says.")
+@click.option("-t", "--to", help=_("Number to call (E.164) for the live call."))
+@click.option(
+    "--message", default=DEFAULT_MESSAGE, show_default=True, help=_("What the call says.")
+)
 @click.option(
     "--mode",
     type=click.Choice(["notify", "conversation"]),
     default="notify",
     show_default=True,
-    help="notify: say the message and hang up; conversation: say it, then smoke hangs up.",
+    help=_("notify: say the message and hang up; conversation: say it, then smoke hangs up."),
 )
-@click.option("--yes", is_flag=True, help="Really place the call (a real carrier charges for it).")
+@click.option(
+    "--yes", is_flag=True, help=_("Really place the call (a real carrier charges for it).")
+)
 @click.option(
     "--wait",
     type=click.FloatRange(1, 3600),
     default=DEFAULT_WAIT_S,
     show_default=True,
-    help="Seconds to wait for the call to end (then smoke hangs it up).",
+    help=_("Seconds to wait for the call to end (then smoke hangs it up)."),
 )
 def smoke(to: str | None, message: str, mode: str, yes: bool, wait: float) -> None:
-    """Run the setup checks; with --to and --yes, place one short call and report it.
-
-    With --json the output is JSON whatever happens, refusals and failures included.
-    """
+    # the help text is in `help=` above, so that it can be translated
     settings = root_settings()
     try:
         result, text, code = _smoke(to, message, mode, yes, wait)
@@ -100,7 +108,7 @@ def smoke(to: str | None, message: str, mode: str, yes: bool, wait: float) -> No
         if settings.as_json:
             print_json({"ok": False, "liveCall": False, "error": exc.message})
         else:
-            click.echo(f"Error: {exc.message}", err=True)
+            click.echo(_("Error: {message}").format(message=exc.message), err=True)
         raise click.exceptions.Exit(exc.code) from None
     if settings.as_json:
         print_json(result)

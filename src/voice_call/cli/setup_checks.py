@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
+from voice_call.cli.i18n import N_, localize_config_error
 from voice_call.config import (
     CARRIERS,
     Config,
@@ -80,7 +81,8 @@ class Check:
         return {"id": self.id, "ok": self.ok, "status": self.status, "message": self.message}
 
     def line(self) -> str:
-        return f"{self.status.upper()} {self.id}: {self.message}"
+        """For a person: the message in the CLI's language (`wire()` keeps it English)."""
+        return f"{self.status.upper()} {self.id}: {localize_config_error(self.message)}"
 
 
 @dataclass
@@ -166,13 +168,18 @@ def load_for_setup(path: str | Path | None, env: Mapping[str, str] | None = None
 
 
 def check_config(loaded: Loaded) -> Check:
-    where = f" in {loaded.source}" if loaded.source and loaded.source.exists() else ""
+    where = bool(loaded.source and loaded.source.exists())
     if loaded.errors:
-        return Check("config", "fail", f"invalid config{where}: " + "; ".join(loaded.errors))
+        errors = "; ".join(loaded.errors)
+        invalid = (
+            N_("invalid config in {file}: {errors}") if where else N_("invalid config: {errors}")
+        )
+        return Check("config", "fail", invalid.format(file=loaded.source, errors=errors))
     assert loaded.config is not None
     if not loaded.config.enabled:
-        return Check("config", "fail", "the service is disabled — set enabled: true")
-    found = f"valid ({loaded.source})" if where else "valid (no config file: defaults)"
+        return Check("config", "fail", N_("the service is disabled — set enabled: true"))
+    found = N_("valid ({file})") if where else N_("valid (no config file: defaults)")
+    found = found.format(file=loaded.source)
     return Check("config", "ok", found)
 
 
@@ -182,9 +189,10 @@ def check_credentials(loaded: Loaded) -> Check:
         return Check("provider-credentials", "fail", "; ".join(loaded.credential_errors))
     assert config is not None
     if config.provider not in CARRIERS:
-        return Check("provider-credentials", "ok", "the mock provider needs no credentials")
+        return Check("provider-credentials", "ok", N_("the mock provider needs no credentials"))
     keys = ", ".join((*CREDENTIAL_KEYS[config.provider], "fromNumber"))
-    return Check("provider-credentials", "ok", f"{config.provider}: {keys} set")
+    found = N_("{provider}: {keys} set").format(provider=config.provider, keys=keys)
+    return Check("provider-credentials", "ok", found)
 
 
 async def check_exposure(
@@ -194,9 +202,11 @@ async def check_exposure(
     plan = plan_exposure(config)
     if not needs_public_webhook(config):
         why = (
-            "the mock provider needs no public webhook"
+            N_("the mock provider needs no public webhook")
             if config.provider == "mock"
-            else f"{config.provider}.apiBaseUrl is a local emulator, which calls back locally"
+            else N_("{provider}.apiBaseUrl is a local emulator, which calls back locally").format(
+                provider=config.provider
+            )
         )
         return Check(name, "ok", why)
     local = bind_url(config.serve.bind, config.serve.port, config.serve.path)
@@ -209,11 +219,12 @@ async def check_exposure(
     except ExposureRefused as exc:
         return Check(name, "fail", exc.message)
     if plan.source == "publicUrl" and config.public_url:
-        unused = " (tunnel.provider is not used while publicUrl is set)"
-        note = unused if config.tunnel.provider != "none" else ""
-        return Check(name, "ok", f"publicUrl {redact_url(config.public_url)}{note}")
+        unused = N_("publicUrl {url} (tunnel.provider is not used while publicUrl is set)")
+        found = unused if config.tunnel.provider != "none" else N_("publicUrl {url}")
+        return Check(name, "ok", found.format(url=redact_url(config.public_url)))
     if plan.source == "local":
-        return Check(name, "ok", f"the local URL {local} is not a private address")
+        found = N_("the local URL {url} is not a private address").format(url=local)
+        return Check(name, "ok", found)
     if plan.tunnel == "ngrok":
         from voice_call.tunnel import ngrok
 
@@ -221,8 +232,12 @@ async def check_exposure(
             tunnel = ngrok.build(config, env)
         except TunnelError as exc:
             return Check(name, "fail", exc.message)
-        where = f"on {tunnel.domain}" if tunnel.domain else "on a random URL each start"
-        return Check(name, "ok", f"ngrok tunnel {where}, opened by `voicecall serve`")
+        found = (
+            N_("ngrok tunnel on {domain}, opened by `voicecall serve`")
+            if tunnel.domain
+            else N_("ngrok tunnel on a random URL each start, opened by `voicecall serve`")
+        )
+        return Check(name, "ok", found.format(domain=tunnel.domain))
     return await _check_tailscale(config, plan.public_path, plan.source, tailscale)
 
 
@@ -235,11 +250,16 @@ async def _check_tailscale(
         me = await (cli or TailscaleCli()).self_info()
     except TunnelError as exc:
         return Check(name, "fail", exc.message)
-    legacy = (
-        " (tailscale.mode is deprecated — use tunnel.provider)" if source == "tailscale" else ""
+    found = (
+        N_(
+            "Tailscale funnel on {url}, mounted by `voicecall serve` (tailscale.mode is "
+            "deprecated — use tunnel.provider)"
+        )
+        if source == "tailscale"
+        else N_("Tailscale funnel on {url}, mounted by `voicecall serve`")
     )
     url = public_url(me.dns_name, config.tailscale.port, path)
-    return Check(name, "ok", f"Tailscale funnel on {url}, mounted by `voicecall serve`{legacy}")
+    return Check(name, "ok", found.format(url=url))
 
 
 async def check_reachable(
@@ -248,7 +268,7 @@ async def check_reachable(
     """GET the public webhook URL from here: our route answers 405 and `Allow: POST`."""
     name = "webhook-reachable"
     if not exposure.ok:
-        return Check(name, "skip", "fix webhook-exposure first")
+        return Check(name, "skip", N_("fix webhook-exposure first"))
     from voice_call.client.rpc import read_server_file
 
     running = read_server_file(home)
@@ -259,12 +279,14 @@ async def check_reachable(
     url = url or config.public_url
     if url is None:
         if not needs_public_webhook(config):
-            return Check(name, "ok", "nothing to reach from outside: the carrier calls locally")
+            return Check(name, "ok", N_("nothing to reach from outside: the carrier calls locally"))
         return Check(
             name,
             "fail",
-            "no server is running to test — start `voicecall serve` (it opens the tunnel), "
-            "then run setup again",
+            N_(
+                "no server is running to test — start `voicecall serve` (it opens the tunnel), "
+                "then run setup again"
+            ),
         )
     try:
         if http is None:
@@ -277,17 +299,21 @@ async def check_reachable(
         return Check(
             name,
             "fail",
-            f"nothing answered at {redact_url(url)} ({detail}) — is `voicecall serve` running, "
-            "and does the proxy or tunnel forward that path to it?",
+            N_(
+                "nothing answered at {url} ({detail}) — is `voicecall serve` running, and does "
+                "the proxy or tunnel forward that path to it?"
+            ).format(url=redact_url(url), detail=detail),
         )
     if reply.status_code == 405 and "POST" in reply.headers.get("allow", ""):
-        return Check(name, "ok", f"{redact_url(url)} reaches this server")
+        return Check(name, "ok", N_("{url} reaches this server").format(url=redact_url(url)))
     target = f"{config.serve.bind}:{config.serve.port}{config.serve.path}"
     return Check(
         name,
         "fail",
-        f"{redact_url(url)} answered HTTP {reply.status_code}, not this server — make the proxy "
-        f"or tunnel forward it to {target}",
+        N_(
+            "{url} answered HTTP {status}, not this server — make the proxy or tunnel forward it "
+            "to {target}"
+        ).format(url=redact_url(url), status=reply.status_code, target=target),
     )
 
 
@@ -304,11 +330,11 @@ async def check_speech(
     if config.realtime.enabled:  # the config refuses it together with streaming
         return _check_realtime(config, os.environ if env is None else env, source)
     if not config.streaming.enabled:
-        return Check(name, "ok", "streaming is off: the carrier speaks and listens")
+        return Check(name, "ok", N_("streaming is off: the carrier speaks and listens"))
     problems = await _streaming_problems(config)
     if problems:
         return Check(name, "fail", "; ".join(problems))
-    return Check(name, "ok", "streaming: speech services configured")
+    return Check(name, "ok", N_("streaming: speech services configured"))
 
 
 def _check_realtime(config: Config, env: Mapping[str, str], source: Path | None) -> Check:
@@ -323,7 +349,8 @@ def _check_realtime(config: Config, env: Mapping[str, str], source: Path | None)
     except RealtimeUnavailable as exc:
         where = f" (in {source})" if source is not None else ""
         return Check(name, "fail", f"{exc}{where}")
-    return Check(name, "ok", f"realtime voice: {provider} key and settings found")
+    found = N_("realtime voice: {provider} key and settings found").format(provider=provider)
+    return Check(name, "ok", found)
 
 
 async def _streaming_problems(config: Config) -> list[str]:
@@ -353,16 +380,18 @@ async def check_responder(config: Config) -> Check:
     provider = responder_name(config)  # a top-level responseModel alone chooses openai
     if provider == "none":
         if config.realtime.enabled:
-            return Check(name, "ok", "none: the realtime voice model answers callers itself")
+            return Check(name, "ok", N_("none: the realtime voice model answers callers itself"))
         if config.inbound_policy != "disabled":
             return Check(
                 name,
                 "fail",
-                f'inboundPolicy is "{config.inbound_policy}" but responder.provider is "none": '
-                "callers would hear the greeting, then silence — set responder.provider "
-                '(e.g. "openai"), or inboundPolicy: "disabled"',
+                N_(
+                    'inboundPolicy is "{policy}" but responder.provider is "none": callers would '
+                    'hear the greeting, then silence — set responder.provider (e.g. "openai"), '
+                    'or inboundPolicy: "disabled"'
+                ).format(policy=config.inbound_policy),
             )
-        return Check(name, "ok", "none: conversations are driven by `voicecall continue`")
+        return Check(name, "ok", N_("none: conversations are driven by `voicecall continue`"))
     try:
         responder = build_responder(config)  # type: ignore[arg-type, unused-ignore]
     except Exception as exc:  # ConfigError, or the responder's own complaint
@@ -370,8 +399,8 @@ async def check_responder(config: Config) -> Check:
         return Check(name, "fail", message)
     await _close(responder)
     if provider == "echo":
-        return Check(name, "ok", "echo: repeats the caller (for testing, not for real callers)")
-    return Check(name, "ok", f"{provider} responder configured")
+        return Check(name, "ok", N_("echo: repeats the caller (for testing, not for real callers)"))
+    return Check(name, "ok", N_("{provider} responder configured").format(provider=provider))
 
 
 async def _close(thing: Any) -> None:
@@ -398,7 +427,7 @@ async def run_checks(
     checks = [check_config(loaded)]
     config = loaded.config
     if config is None:
-        checks += [Check(name, "skip", "needs a valid config") for name in CHECK_IDS[1:]]
+        checks += [Check(name, "skip", N_("needs a valid config")) for name in CHECK_IDS[1:]]
         return SetupReport(checks)
     checks.append(check_credentials(loaded))
     exposure = await check_exposure(config, env, tailscale)

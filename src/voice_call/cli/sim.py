@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from voice_call.cli.common import EXIT_USAGE, fail, json_flag, print_json, root_settings, run
+from voice_call.cli.i18n import _
 
 DEFAULT_TWILIO_SID = "AC" + "0" * 32
 DEFAULT_TOKEN = "sim-auth-token"
@@ -128,15 +129,24 @@ async def _serve_emulator(carrier: str, emu: Any, block: dict[str, Any], as_json
 
 
 def _print_instructions(carrier: str, info: dict[str, Any]) -> None:
-    click.echo(f"{carrier} emulator listening on {info['url']} (Ctrl-C stops)")
-    click.echo("Put this in your config (JSON5) to use it:")
+    click.echo(
+        _("{carrier} emulator listening on {url} (Ctrl-C stops)").format(
+            carrier=carrier, url=info["url"]
+        )
+    )
+    click.echo(_("Put this in your config (JSON5) to use it:"))
     click.echo(json.dumps(info["config"], indent=2))
     inbound = info["inbound"]
     if not any(inbound.values()):
-        click.echo("No --inbound-url: inbound calls (`call-in`) need your webhook URL.")
+        click.echo(_("No --inbound-url: inbound calls (`call-in`) need your webhook URL."))
         return
-    click.echo("Inbound calls ring: " + ", ".join(f"{k} {v}" for k, v in inbound.items() if v))
-    click.echo(f"Place one with: voicecall sim {carrier} call-in --from +15550001111")
+    rung = ", ".join(f"{k} {v}" for k, v in inbound.items() if v)
+    click.echo(_("Inbound calls ring: {urls}").format(urls=rung))
+    click.echo(
+        _("Place one with: voicecall sim {carrier} call-in --from +15550001111").format(
+            carrier=carrier
+        )
+    )
 
 
 EMULATOR_OPTIONS = (
@@ -149,7 +159,13 @@ EMULATOR_OPTIONS = (
 )
 
 
-@click.command()
+@click.command(
+    help=_(
+        "Run a Twilio, Telnyx or Plivo emulator on loopback (offline development).\n\n"
+        "`voicecall sim CARRIER call-in --from N [--to N]` makes the running emulator ring "
+        "your\nwebhook with an inbound call, signed as the carrier signs it."
+    )
+)
 @click.argument("carrier", type=CARRIERS)
 @click.argument("action", type=click.Choice(["call-in"]), required=False)
 @click.option(
@@ -157,24 +173,27 @@ EMULATOR_OPTIONS = (
     type=click.IntRange(0, 65535),
     default=0,
     show_default=True,
-    help="Port on 127.0.0.1 (0 picks a free one).",
+    help=_("Port on 127.0.0.1 (0 picks a free one)."),
 )
-@click.option("--inbound-url", help="Your webhook URL, for calls placed to you (inbound).")
+@click.option("--inbound-url", help=_("Your webhook URL, for calls placed to you (inbound)."))
 @click.option(
     "--hangup-url",
-    help="Plivo only: the application's hangup URL (default: the --inbound-url).",
+    help=_("Plivo only: the application's hangup URL (default: the --inbound-url)."),
 )
 @click.option("--answer-delay-ms", type=click.IntRange(0, 600_000), default=1000, show_default=True)
 @click.option("--reply-delay-ms", type=click.IntRange(0, 600_000), default=800, show_default=True)
-@click.option("--reply", "replies", multiple=True, help="A line the callee says (repeatable).")
-@click.option("--from", "from_number", help="call-in: the caller's number (E.164).")
+@click.option("--reply", "replies", multiple=True, help=_("A line the callee says (repeatable)."))
+@click.option("--from", "from_number", help=_("call-in: the caller's number (E.164)."))
 @click.option(
     "--to",
     "to_number",
-    help=f"call-in: your number the caller dials (E.164). Default: {DEFAULT_APP_NUMBER}.",
+    help=_("call-in: your number the caller dials (E.164). Default: {number}.").format(
+        number=DEFAULT_APP_NUMBER
+    ),
 )
 @click.option(
-    "--sim-url", help="call-in: the running emulator's URL (default: the one it recorded)."
+    "--sim-url",
+    help=_("call-in: the running emulator's URL (default: the one it recorded)."),
 )
 @json_flag
 @click.pass_context
@@ -192,11 +211,6 @@ def sim(
     to_number: str | None,
     sim_url: str | None,
 ) -> None:
-    """Run a Twilio, Telnyx or Plivo emulator on loopback (offline development).
-
-    `voicecall sim CARRIER call-in --from N [--to N]` makes the running emulator ring your
-    webhook with an inbound call, signed as the carrier signs it.
-    """
     if action == "call-in":
         given = [
             p.opts[0]
@@ -205,27 +219,37 @@ def sim(
         ]
         if given:
             raise fail(
-                f"{given[0]} sets up the emulator, not call-in: give it to "
-                f"`voicecall sim {carrier}` itself",
+                _(
+                    "{option} sets up the emulator, not call-in: give it to "
+                    "`voicecall sim {carrier}` itself"
+                ).format(option=given[0], carrier=carrier),
                 EXIT_USAGE,
             )
         if not from_number:
-            raise fail("call-in needs the caller's number: add --from +15550001111", EXIT_USAGE)
+            raise fail(_("call-in needs the caller's number: add --from +15550001111"), EXIT_USAGE)
         _call_in(carrier, from_number, to_number or DEFAULT_APP_NUMBER, sim_url)
         return
     for name, value in (("--from", from_number), ("--to", to_number), ("--sim-url", sim_url)):
         if value is not None:
             raise fail(
-                f"{name} is for call-in: `voicecall sim {carrier} call-in {name} …`", EXIT_USAGE
+                _("{option} is for call-in: `voicecall sim {carrier} call-in {option} …`").format(
+                    option=name, carrier=carrier
+                ),
+                EXIT_USAGE,
             )
     for flag, url in (("--inbound-url", inbound_url), ("--hangup-url", hangup_url)):
         if url is not None and not url.startswith(("http://", "https://")):
             raise fail(
-                f"{flag} must be an http(s) URL, e.g. http://127.0.0.1:3399/voice/webhook",
+                _(
+                    "{option} must be an http(s) URL, e.g. http://127.0.0.1:3399/voice/webhook"
+                ).format(option=flag),
                 EXIT_USAGE,
             )
     if hangup_url and carrier != "plivo":
-        raise fail(f"--hangup-url is for Plivo only: leave it out for {carrier}", EXIT_USAGE)
+        raise fail(
+            _("--hangup-url is for Plivo only: leave it out for {carrier}").format(carrier=carrier),
+            EXIT_USAGE,
+        )
     script = _script(answer_delay_ms, reply_delay_ms, replies)
     emu, block = _build(carrier, port, inbound_url, hangup_url, script)
     with contextlib.suppress(KeyboardInterrupt):
@@ -243,8 +267,10 @@ def _running_sim_url(carrier: str) -> str:
         url = json.loads(path.read_text(encoding="utf-8"))["url"]
     except (OSError, ValueError, KeyError, TypeError):
         raise fail(
-            f"no running `voicecall sim {carrier}` is recorded in {path}: start one, "
-            "or pass --sim-url with the URL it printed",
+            _(
+                "no running `voicecall sim {carrier}` is recorded in {file}: start one, "
+                "or pass --sim-url with the URL it printed"
+            ).format(carrier=carrier, file=path),
         ) from None
     return str(url)
 
@@ -260,8 +286,10 @@ def _call_in(carrier: str, from_number: str, to_number: str, sim_url: str | None
         )
     except httpx.HTTPError as exc:
         raise fail(
-            f"could not reach the {carrier} emulator at {base} ({type(exc).__name__}): "
-            f"is `voicecall sim {carrier}` still running?"
+            _(
+                "could not reach the {carrier} emulator at {url} ({error}): "
+                "is `voicecall sim {carrier}` still running?"
+            ).format(carrier=carrier, url=base, error=type(exc).__name__)
         ) from None
     try:
         body = response.json()
@@ -270,9 +298,16 @@ def _call_in(carrier: str, from_number: str, to_number: str, sim_url: str | None
     if response.status_code != 201 or not isinstance(body, dict):
         reason = body.get("error") if isinstance(body, dict) else None
         code = EXIT_USAGE if response.status_code in (400, 409) else 1
-        raise fail(reason or f"the emulator at {base} answered HTTP {response.status_code}", code)
+        answered = _("the emulator at {url} answered HTTP {status}").format(
+            url=base, status=response.status_code
+        )
+        raise fail(reason or answered, code)
     call = body["call"]
     if root_settings().as_json:
         print_json(call)
     else:
-        click.echo(f"Ringing {call['to']} from {call['from']}: call {call['id']}")
+        click.echo(
+            _("Ringing {to} from {caller}: call {call_id}").format(
+                to=call["to"], caller=call["from"], call_id=call["id"]
+            )
+        )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from voice_call.cli.i18n import _
 from voice_call.errors import InvalidInput, VoiceCallError
 from voice_call.server.event_log import events_after, last_events
 from voice_call.store.base import LoggedEvent
@@ -41,7 +42,11 @@ def parse_since(value: str, now: float) -> Since:
     if text.isascii() and text.isdigit():
         count = int(text)
         if count > MAX_COUNT:
-            raise InvalidInput(f"--since {value}: at most {MAX_COUNT} past events can be asked for")
+            raise InvalidInput(
+                _("--since {value}: at most {limit} past events can be asked for").format(
+                    value=value, limit=MAX_COUNT
+                )
+            )
         return Since(count=count)
     lowered = text.lower()
     if _DURATION.fullmatch(lowered):
@@ -51,8 +56,10 @@ def parse_since(value: str, now: float) -> Since:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise InvalidInput(
-            f"--since {value!r} is not a number of events, a duration or a time — write e.g. "
-            "--since 50, --since 10m or --since 2026-12-07T09:30:00Z"
+            _(
+                "--since {value} is not a number of events, a duration or a time — write e.g. "
+                "--since 50, --since 10m or --since 2026-12-07T09:30:00Z"
+            ).format(value=repr(value))
         ) from None
     return Since(at=when.timestamp())  # a naive time is local time
 
@@ -131,13 +138,19 @@ async def _open(
     except FileNotFoundError:
         if not waiting:
             raise VoiceCallError(
-                f"no server is running and there is no call store at {path} yet — start one "
-                "with `voicecall serve`"
+                _(
+                    "no server is running and there is no call store at {file} yet — start one "
+                    "with `voicecall serve`"
+                ).format(file=path)
             ) from None
         if not quiet:
-            note(f"No server is running and no call store at {path} yet: waiting for one.")
+            note(
+                _("No server is running and no call store at {file} yet: waiting for one.").format(
+                    file=path
+                )
+            )
         return None
     if not quiet:
-        how = "polling it for new events" if waiting else "pass --poll 1 to keep following it"
-        note(f"No server is running: reading {path} read-only, {how}.")
+        how = _("polling it for new events") if waiting else _("pass --poll 1 to keep following it")
+        note(_("No server is running: reading {file} read-only, {how}.").format(file=path, how=how))
     return store

@@ -43,39 +43,65 @@ def _choice(err: ErrorDetails) -> str:
     choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
     given = err["input"]
     hint = _closest(given, choices) if isinstance(given, str) else None
-    return f"did you mean {json.dumps(hint)}?" if hint else "use one of those"
+    return N_("did you mean {hint}?").format(hint=json.dumps(hint)) if hint else USE_ONE
+
+
+def N_(template: str) -> str:
+    """Marks an English template for the CLI's catalog (Babel extracts `N_`); the text stays
+    English here, because `--json` and the RPC carry it as it is. `cli/i18n.py` translates a
+    worded line for display by matching it against `TEMPLATES`."""
+    return template
+
+
+USE_ONE = N_("use one of those")
+_WHOLE = N_("expected a whole number, got {got} — write a number without quotes")
+_NUMBER = N_("expected a number, got {got} — write a number without quotes")
+_BOOL = N_("expected true or false, got {got} — write true or false without quotes")
+_STRING = N_("expected a string, got {got} — put it in quotes")
+_LIST = N_("expected a list, got {got} — write it as [ ... ]")
+_OBJECT = N_("expected an object, got {got} — write it as {{ ... }}")
+_ONE_OF = N_("must be one of {choices}, got {got} — {fix}")
+_GREATER = N_("must be greater than {limit}, got {got} — use a larger number")
+_AT_LEAST = N_("must be at least {limit}, got {got} — use a larger number")
+_AT_MOST = N_("must be at most {limit}, got {got} — use a smaller number")
+_CHECK = N_("{msg} — check the value")
+_UNKNOWN = N_("unknown key — remove it or check its spelling")
+_UNKNOWN_HINT = N_("unknown key — remove it or check its spelling{suggestion}")
+_SUGGESTION = N_(" (did you mean '{hint}'?)")
+_TWICE = N_("given twice (also as '{alias}') — keep only one of them")
+
+
+def _got(e: ErrorDetails) -> str:
+    return show(e["input"])
 
 
 _MESSAGES: dict[str, Callable[[ErrorDetails], str]] = {
-    "missing": lambda e: "required — add it",
-    "int_type": lambda e: (
-        f"expected a whole number, got {show(e['input'])} — write a number without quotes"
-    ),
-    "float_type": lambda e: (
-        f"expected a number, got {show(e['input'])} — write a number without quotes"
-    ),
-    "bool_type": lambda e: (
-        f"expected true or false, got {show(e['input'])} — write true or false without quotes"
-    ),
-    "string_type": lambda e: f"expected a string, got {show(e['input'])} — put it in quotes",
-    "list_type": lambda e: f"expected a list, got {show(e['input'])} — write it as [ ... ]",
-    "dict_type": lambda e: f"expected an object, got {show(e['input'])} — write it as {{ ... }}",
-    "model_type": lambda e: f"expected an object, got {show(e['input'])} — write it as {{ ... }}",
-    "literal_error": lambda e: (
-        f"must be one of {_expected(e)}, got {show(e['input'])} — {_choice(e)}"
-    ),
-    "enum": lambda e: f"must be one of {_expected(e)}, got {show(e['input'])} — {_choice(e)}",
-    "greater_than": lambda e: (
-        f"must be greater than {e['ctx']['gt']}, got {show(e['input'])} — use a larger number"
-    ),
-    "greater_than_equal": lambda e: (
-        f"must be at least {e['ctx']['ge']}, got {show(e['input'])} — use a larger number"
-    ),
-    "less_than_equal": lambda e: (
-        f"must be at most {e['ctx']['le']}, got {show(e['input'])} — use a smaller number"
-    ),
-    "string_too_short": lambda e: "must not be empty — set a value or remove the key",
+    "missing": lambda e: N_("required — add it"),
+    "int_type": lambda e: _WHOLE.format(got=_got(e)),
+    "float_type": lambda e: _NUMBER.format(got=_got(e)),
+    "bool_type": lambda e: _BOOL.format(got=_got(e)),
+    "string_type": lambda e: _STRING.format(got=_got(e)),
+    "list_type": lambda e: _LIST.format(got=_got(e)),
+    "dict_type": lambda e: _OBJECT.format(got=_got(e)),
+    "model_type": lambda e: _OBJECT.format(got=_got(e)),
+    "literal_error": lambda e: _ONE_OF.format(choices=_expected(e), got=_got(e), fix=_choice(e)),
+    "enum": lambda e: _ONE_OF.format(choices=_expected(e), got=_got(e), fix=_choice(e)),
+    "greater_than": lambda e: _GREATER.format(limit=e["ctx"]["gt"], got=_got(e)),
+    "greater_than_equal": lambda e: _AT_LEAST.format(limit=e["ctx"]["ge"], got=_got(e)),
+    "less_than_equal": lambda e: _AT_MOST.format(limit=e["ctx"]["le"], got=_got(e)),
+    "string_too_short": lambda e: N_("must not be empty — set a value or remove the key"),
 }
+
+# Every template a worded error is made of, for the CLI's display translation; "(top level)"
+# is the path `config/errors.py` writes for the file as a whole.
+TEMPLATES: tuple[str, ...] = (
+    *(_WHOLE, _NUMBER, _BOOL, _STRING, _LIST, _OBJECT, _ONE_OF, _GREATER, _AT_LEAST, _AT_MOST),
+    *(_CHECK, _UNKNOWN, _UNKNOWN_HINT, _SUGGESTION, _TWICE, USE_ONE),
+    N_("did you mean {hint}?"),
+    N_("required — add it"),
+    N_("must not be empty — set a value or remove the key"),
+    N_("(top level)"),
+)
 
 
 def friendly(err: ErrorDetails) -> tuple[Loc, str]:
@@ -93,7 +119,7 @@ def friendly(err: ErrorDetails) -> tuple[Loc, str]:
     elif kind in _MESSAGES:
         message = _MESSAGES[kind](err)
     else:
-        message = f"{err['msg']} — check the value"
+        message = _CHECK.format(msg=err["msg"])
     if loc and loc[-1] == "[key]":  # a dict key itself is invalid, e.g. numbers["555"]
         loc = loc[:-1]
     return loc, message
@@ -119,13 +145,12 @@ def _unknown_key(loc: Loc) -> str:
     key = loc[-1]
     model = _model_at(loc[:-1])
     if model is None or not isinstance(key, str):
-        return "unknown key — remove it or check its spelling"
+        return _UNKNOWN
     aliases = {name: field.alias or name for name, field in model.model_fields.items()}
     if key in aliases:  # snake_case name given next to its camelCase alias
-        return f"given twice (also as '{aliases[key]}') — keep only one of them"
+        return _TWICE.format(alias=aliases[key])
     hint = _closest(key, list(aliases.values()))
-    suggestion = f" (did you mean '{hint}'?)" if hint else ""
-    return f"unknown key — remove it or check its spelling{suggestion}"
+    return _UNKNOWN_HINT.format(suggestion=_SUGGESTION.format(hint=hint)) if hint else _UNKNOWN
 
 
 def _closest(key: str, candidates: list[str]) -> str | None:
