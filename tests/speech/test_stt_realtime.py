@@ -190,3 +190,25 @@ async def test_the_end_of_speech_is_placed_on_our_clock_without_the_vad_s_wait()
     assert stt.speech_ended_at is not None
     off_s = abs(stt.speech_ended_at - last_word)
     assert off_s < 0.1 + stolen.ms / 1000, (off_s, stolen.ms)
+
+
+async def test_connect_while_reconnecting_does_not_open_a_second_session() -> None:
+    """The stream starts (connect) just as the pre-warmed socket is being re-opened: one new
+    session, not two racing each other for the caller's audio."""
+    release = asyncio.Event()
+
+    async def held(seconds: float) -> None:
+        await release.wait()
+
+    async with FakeOpenAI(KEY) as fake:
+        stt = OpenAIRealtimeStt(settings(fake), Heard(), sleep=held)
+        await stt.connect()
+        assert stt._ws is not None
+        stt._ws.transport.abort()  # the network drops the socket
+        await wait_until(lambda: not stt.connected)
+        await stt.connect()  # returns: the session is re-opening on its own
+        assert len(fake.sessions) == 1
+        release.set()
+        await wait_until(lambda: stt.connected and stt.reconnects == 1)
+        assert len(fake.sessions) == 2
+        await stt.close()

@@ -123,6 +123,8 @@ class OpenAIRealtimeStt:
             return
         if self._closed:
             raise SttError("speech-to-text session is closed")
+        if self._supervisor is not None and not self._supervisor.done():
+            return  # dropped and reconnecting on its own: a second socket would race it
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.create_task(self._first_connect())
         await asyncio.shield(self._connecting)
