@@ -29,7 +29,17 @@ def rss_kib(pid: int) -> int | None:
 
 
 def main(args: list[str]) -> int:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        *args,
+    ]
     started = time.monotonic()
     child = subprocess.Popen(command)
     samples: list[tuple[float, int]] = []

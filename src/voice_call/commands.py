@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from voice_call.errors import InvalidInput, NotFound, Unavailable
+from voice_call.languages import normalise_tag
 from voice_call.manager.continues import ContinueTurn, ContinueTurns
 from voice_call.manager.records import require_live
 from voice_call.models import CallRecord, Mode
@@ -29,6 +38,7 @@ class Manager(Protocol):
         dtmf_sequence: str | None = None,
         amd_choice: str | bool | None = None,
         record_call: bool | None = None,
+        language: str | None = None,
     ) -> CallRecord: ...
 
     async def continue_call(self, call_id: str, message: str) -> str: ...
@@ -74,6 +84,20 @@ class InitiateParams(_Params):
     record: StrictBool | None = None
     # answering-machine detection for this call, over `outbound.amd` (false: none)
     amd: Literal["detect", "voicemail-drop", False] | None = None
+    # the language this call is held in (BCP-47, e.g. "zh-TW"), over numbers/carrier/top level
+    language: str | None = Field(default=None, min_length=2, max_length=35)
+
+    @field_validator("language")
+    @classmethod
+    def _known_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        tag = normalise_tag(value)
+        if tag is None:
+            raise ValueError(
+                f"{value!r} is not a language tag: pass a BCP-47 tag like en-US or zh-TW"
+            )
+        return tag
 
 
 class CallParams(_Params):
@@ -138,6 +162,7 @@ async def initiate(manager: Manager, params: Any) -> dict[str, Any]:
         dtmf_sequence=p.dtmf_sequence,
         amd_choice=p.amd,
         record_call=p.record,
+        language=p.language,
     )
     return {"callId": record.call_id, "initiated": True}
 

@@ -22,6 +22,8 @@ names for a carrier must be one that speaks it (`voice_problem`), else the confi
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_LANGUAGE = "en-US"
@@ -108,6 +110,27 @@ def lookup(tag: str | None) -> Language | None:
             return LANGUAGES[known]
     alias = _ALIASES.get(key)
     return LANGUAGES[alias] if alias else None
+
+
+# A BCP-47-looking tag: a 2-3 letter language, then optional script/region/variant subtags.
+_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
+
+
+def normalise_tag(tag: str) -> str | None:
+    """A call's `language` as the table spells it (`zh-tw` → `zh-TW`), a BCP-47-looking tag the
+    table lacks as written (carriers get it as before), else None (refuse it)."""
+    tag = tag.strip().replace("_", "-")
+    known = lookup(tag)
+    if known is not None:
+        return known.tag
+    return tag if _TAG.fullmatch(tag) else None
+
+
+def own_language(metadata: Mapping[str, object]) -> str | None:
+    """The language a call was started with (initiate's `language`): it beats the number's,
+    the carrier block's and the top-level one wherever a call's language is decided."""
+    value = metadata.get("language")
+    return value if isinstance(value, str) and value else None
 
 
 def carrier_codes(tag: str | None, carrier: str) -> CarrierCodes | None:

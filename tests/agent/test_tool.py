@@ -52,6 +52,7 @@ def test_schema_is_an_openai_function() -> None:
         "dtmfSequence",
         "record",
         "amd",
+        "language",
         "callId",
         "digits",
         "say",
@@ -220,3 +221,17 @@ async def test_run_tool_sync_finds_the_running_server(
         run_tool_sync, {"action": "get_status", "callId": started["callId"]}, config
     )
     assert status["found"] is True and status["call"]["to"] == "+15555550123"
+
+
+async def test_initiate_takes_the_calls_language_and_refuses_a_bad_one(
+    client: RpcClient,
+) -> None:
+    started = await run_tool(
+        {"action": "initiate_call", "message": "您好", "language": "zh-tw"}, client
+    )
+    full = await client.call("voicecall.status", {"callId": started["callId"], "full": True})
+    assert full["call"]["metadata"]["language"] == "zh-TW"
+    refused = await run_tool(
+        {"action": "initiate_call", "message": "Hi", "language": "not a tag!"}, client
+    )
+    assert set(refused) == {"error"} and "BCP-47" in refused["error"]

@@ -218,12 +218,15 @@ class FakeSpeech:
         self.stts: list[FakeStt] = []
         self.tts = FakeTts()
         self.routes: list[Any] = []
+        self.languages: list[tuple[str, str | None]] = []  # ("stt" | "voice", a call's own)
 
-    def new_stt(self) -> FakeStt:
+    def new_stt(self, language: str | None = None) -> FakeStt:
+        self.languages.append(("stt", language))
         self.stts.append(FakeStt())
         return self.stts[-1]
 
-    def voice(self, route_tts: Any = None) -> Voice:
+    def voice(self, route_tts: Any = None, language: str | None = None) -> Voice:
+        self.languages.append(("voice", language))
         self.routes.append(route_tts)
         return Voice(self.tts, 1.0)
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.media.stack import registry
+from voice_call.models import CallRecord, Direction, Mode
 
 
 @pytest.mark.parametrize(
@@ -77,3 +78,32 @@ async def test_a_long_ring_keeps_its_warm_stt_and_gets_a_longer_token() -> None:
     expiry = int(token.split(".")[1])
     assert expiry - media.tokens._now() >= 329
     await media.close()
+
+
+async def test_a_calls_own_language_reaches_its_speech_engines() -> None:
+    media, speech, _ = registry()
+    own = _outbound({"language": "zh-TW"})
+    media.prewarm("call-1", own)
+    media.take_stt("call-2", own)
+    plain = _outbound({})
+    media.voice_for(plain)
+    assert speech.languages == [
+        ("stt", "zh-TW"),
+        ("voice", "zh-TW"),
+        ("stt", "zh-TW"),
+        ("voice", None),
+    ]
+
+
+def _outbound(metadata: dict[str, object]) -> CallRecord:
+    return CallRecord.model_validate(
+        {
+            "provider": "telnyx",
+            "direction": Direction.OUTBOUND,
+            "mode": Mode.CONVERSATION,
+            "from": "+15550001234",
+            "to": "+15550002000",
+            "startedAt": 0.0,
+            "metadata": metadata,
+        }
+    )

@@ -68,6 +68,7 @@ def build_mcp_server(connect: Connect) -> MCPServer:
         mode: Literal["notify", "conversation"] | None = None,
         sessionKey: str | None = None,
         dtmfSequence: str | None = None,
+        language: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"message": message}
         if to:
@@ -78,6 +79,8 @@ def build_mcp_server(connect: Connect) -> MCPServer:
             params["sessionKey"] = sessionKey
         if dtmfSequence:
             params["dtmfSequence"] = dtmfSequence
+        if language:
+            params["language"] = language
         return await rpc("voicecall.initiate", params)
 
     @server.tool(

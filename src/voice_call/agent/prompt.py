@@ -11,7 +11,7 @@ from __future__ import annotations
 from voice_call.agent.memory import remote_number
 from voice_call.agent.spoken import CONTRACT
 from voice_call.config import Config, NumberRoute
-from voice_call.languages import instructions_line
+from voice_call.languages import instructions_line, own_language
 from voice_call.models import CallRecord, Direction
 from voice_call.numbers import screened_route
 
@@ -59,8 +59,11 @@ def system_prompt(config: Config, call: CallRecord) -> str:
 
 
 def call_language(config: Config, call: CallRecord) -> str:
-    """The language a call is held in: its number's, the carrier block's, else the top-level
-    `language` (languages.py spells it per engine)."""
+    """The language a call is held in: its own (initiate's), its number's, the carrier block's,
+    else the top-level `language` (languages.py spells it per engine)."""
+    own = own_language(call.metadata)
+    if own:
+        return own
     route = number_route(config, call)
     block = getattr(config, config.provider, None)
     carrier = getattr(block, "language", None)

@@ -22,7 +22,7 @@ _ACTIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "initiate_call": (
         "voicecall.initiate",
         ("message",),
-        ("to", "mode", "sessionKey", "dtmfSequence", "record", "amd"),
+        ("to", "mode", "sessionKey", "dtmfSequence", "record", "amd", "language"),
     ),
     "continue_call": ("voicecall.continue", ("callId", "message"), ()),
     "speak_to_user": ("voicecall.speak", ("callId", "message"), ()),
@@ -40,6 +40,7 @@ _FIELDS = (
     "dtmfSequence",
     "record",
     "amd",
+    "language",
     "callId",
     "digits",
     "say",
@@ -57,7 +58,8 @@ _DESCRIPTION = (
     "conversation memory) and dtmfSequence (keys pressed once the callee answers, e.g. "
     "ww1234# to join a conference bridge; conversation calls only) and record (true/false: "
     "record this call, over the configured default) and amd (detect: hang up on an answering "
-    "machine; voicemail-drop: leave the message after its beep; off). Returns "
+    "machine; voicemail-drop: leave the message after its beep; off) and language (the call's "
+    "BCP-47 language, e.g. zh-TW, over the configured one). Returns "
     "{callId, initiated}.\n"
     "- continue_call: callId, message. Says the message, then waits for the person's reply. "
     "Returns {success, transcript}.\n"
@@ -136,6 +138,12 @@ def tool_schema() -> dict[str, Any]:
                         "description": "Answering-machine detection (initiate_call; optional, "
                         "default: the configured outbound.amd): detect = hang up on a machine; "
                         "voicemail-drop = leave the message after the beep; off = none.",
+                    },
+                    "language": {
+                        "type": "string",
+                        "description": "The language this call is held in, a BCP-47 tag such "
+                        "as en-US or zh-TW (initiate_call; optional, default: the configured "
+                        "language).",
                     },
                     "callId": {
                         "type": "string",

@@ -29,6 +29,7 @@ from voice_call.cli.common import (
 )
 from voice_call.cli.i18n import _
 from voice_call.errors import VoiceCallError
+from voice_call.languages import normalise_tag
 
 if TYPE_CHECKING:
     from voice_call.cli.tail_store import Since
@@ -52,6 +53,20 @@ def _done(result: dict[str, Any], message: str) -> None:
         print_json(result)
     else:
         click.echo(message)
+
+
+def _language_tag(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A BCP-47 tag as languages.py spells it; anything else stops here (exit 2)."""
+    if value is None:
+        return None
+    tag = normalise_tag(value)
+    if tag is None:
+        raise click.BadParameter(
+            _("{value!r} is not a language tag: pass a BCP-47 tag like en-US or zh-TW").format(
+                value=value
+            )
+        )
+    return tag
 
 
 @click.command(help=_("Place an outbound call (`start` is the same command)."))
@@ -93,6 +108,11 @@ def _done(result: dict[str, Any], message: str) -> None:
     default=None,
     help=_("Record this call (or not). Default: recording.enabled of the server's config."),
 )
+@click.option(
+    "--language",
+    callback=_language_tag,
+    help=_("The language this call is held in (BCP-47, e.g. zh-TW). Default: the config's."),
+)
 @reported
 def call(
     to: str | None,
@@ -102,6 +122,7 @@ def call(
     dtmf_sequence: str | None,
     amd: str | None,
     record: bool | None,
+    language: str | None,
 ) -> None:
     params: dict[str, Any] = {"message": message}
     if to:
@@ -116,6 +137,8 @@ def call(
         params["record"] = record
     if amd is not None:
         params["amd"] = False if amd == "off" else amd
+    if language is not None:
+        params["language"] = language
     result = rpc("voicecall.initiate", params)
     if root_settings().as_json:
         print_json(result)

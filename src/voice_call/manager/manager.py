@@ -27,6 +27,7 @@ from voice_call.agent.responders.base import Responder
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Conflict, InvalidInput, NotFound, TimedOut, Unavailable
+from voice_call.languages import voice_problem
 from voice_call.manager import amd
 from voice_call.manager import transfer as transfers
 from voice_call.manager.amd import AmdActions, AmdChoice, AmdFlow
@@ -218,6 +219,7 @@ class CallManager:
         dtmf_sequence: str | None = None,
         amd_choice: AmdChoice = None,
         record_call: bool | None = None,
+        language: str | None = None,
     ) -> CallRecord:
         to = to or self.config.to_number
         if not to:
@@ -232,6 +234,10 @@ class CallManager:
             raise InvalidInput(f"to must be an E.164 number like +15555550123, got {to!r}")
         if not message or not message.strip():
             raise InvalidInput("message is required: what should the call say first?")
+        if language:
+            problem = self._voice_problem(language)
+            if problem:
+                raise InvalidInput(f"language: {problem}")
         mode = mode or self.config.outbound.default_mode
         if dtmf_sequence is not None:
             problem = dtmf_sequence_problem(dtmf_sequence, mode)
@@ -262,6 +268,8 @@ class CallManager:
                 record.metadata["dtmfSequence"] = dtmf_sequence
             if record_call is not None:
                 record.metadata["record"] = record_call  # over recording.enabled
+            if language:
+                record.metadata["language"] = language  # over numbers/carrier/top level
             if amd_mode:
                 amd.start(record, amd_mode, self.config)
             await self._persist(record, self._entry(record, ManagerEntry.CREATED, {"to": to}))
@@ -277,6 +285,7 @@ class CallManager:
                     dtmf_sequence=dtmf_sequence,
                     amd=amd_mode,
                     amd_timeout_ms=self.config.outbound.amd.timeout_ms,
+                    language=language,
                 )
             )
         except ProviderError as exc:
@@ -293,6 +302,12 @@ class CallManager:
             return self._entry(rec, ManagerEntry.DIALED, data)
 
         return await self._mutate(record.call_id, dialed)
+
+    def _voice_problem(self, language: str) -> str | None:
+        """Why the carrier voice the config names cannot speak a call's own language."""
+        carrier = self.provider.name
+        voice = getattr(getattr(self.config, carrier, None), "voice", None)
+        return voice_problem(language, carrier, voice) if isinstance(voice, str) else None
 
     async def speak(self, call_id: str, message: str) -> None:
         await self._speak(call_id, message)

@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 from voice_call.clock import Clock, Timer
 from voice_call.config import Config
 from voice_call.errors import VoiceCallError
+from voice_call.languages import own_language
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import SlotScheduler
 from voice_call.media.playback import PlaybackResult
@@ -215,7 +216,7 @@ class MediaSessions:
         if self.models is not None:
             self._prewarm_model(call_id, record, keep_s)
             return
-        stt = self.speech.new_stt()
+        stt = self.speech.new_stt(_own_language(record))
         voice = self.voice_for(record)
         expire = self._clock.call_later(
             max(float(self.config.streaming.token_ttl_seconds), keep_s),
@@ -316,18 +317,18 @@ class MediaSessions:
         )
         return await self.sink(event) != "duplicate"
 
-    def take_stt(self, call_id: str) -> SttSession:
+    def take_stt(self, call_id: str, record: CallRecord | None = None) -> SttSession:
         """The pre-warmed STT session for the call, else a new (unconnected) one."""
         entry = self._prewarmed.pop(call_id, None)
         if entry is None:
-            return self.speech.new_stt()
+            return self.speech.new_stt(_own_language(record))
         entry[1].cancel()
         return entry[0]
 
     def voice_for(self, record: CallRecord | None) -> Voice:
         """The call's voice: the number route's `tts` over the plugin's over the global one."""
         route = screened_route(self.config, record) if record is not None else None
-        return self.speech.voice(route.tts if route is not None else None)
+        return self.speech.voice(route.tts if route is not None else None, _own_language(record))
 
     def get(self, call_id: str) -> LiveSession | None:
         return self._sessions.get(call_id)
@@ -484,3 +485,8 @@ class MediaSessions:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._speech is not None:
             await self._speech.close()
+
+
+def _own_language(record: CallRecord | None) -> str | None:
+    """The call's own language (initiate's `language`), which its speech engines follow."""
+    return own_language(record.metadata) if record is not None else None

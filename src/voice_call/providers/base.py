@@ -32,6 +32,8 @@ class DialRequest:
     # carrier may listen before it answers "unknown"
     amd: str | None = None
     amd_timeout_ms: int = 30_000
+    # the call's own language (initiate's `language`), over the route's/carrier's/top level
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from voice_call.config import Config
 from voice_call.errors import Unavailable
-from voice_call.languages import instructions_line
+from voice_call.languages import instructions_line, own_language
 from voice_call.models import CallRecord, Direction
 from voice_call.numbers import screened_route
 from voice_call.realtime.bridge import BridgeSettings
@@ -93,13 +93,15 @@ class RealtimeFactory:
             consult=self.consult,
             consult_policy=self.config.realtime.consult_policy,
         )
-        answer_in = instructions_line((route and route.language) or self.config.language)
+        given = own_language(record.metadata) if record is not None else None
+        language = given or (route and route.language) or None
+        answer_in = instructions_line(language or self.config.language)
         text = f"{text}\n\n{answer_in}" if answer_in else text
         return SessionSetup(
             instructions=text,
             tools=self.tools,
             voice=own.voice if own is not None else None,
-            language=route.language if route else None,
+            language=language,
         )
 
     def bridge_settings(self) -> BridgeSettings:

@@ -296,7 +296,7 @@ class MediaRoute:
                 record.call_id,
                 protocol,
                 outbox,
-                media.take_stt(warmed_as),
+                media.take_stt(warmed_as, record),
                 media.voice_for(record),
                 media.sink,
                 scheduler=media.scheduler,

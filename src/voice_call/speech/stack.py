@@ -46,9 +46,11 @@ class Voice:
 class Speech(Protocol):
     """What a media session needs: a new STT session per call and a voice per call."""
 
-    def new_stt(self) -> SttSession: ...
+    def new_stt(self, language: str | None = None) -> SttSession: ...
 
-    def voice(self, route_tts: TtsConfig | Mapping[str, Any] | None = None) -> Voice: ...
+    def voice(
+        self, route_tts: TtsConfig | Mapping[str, Any] | None = None, language: str | None = None
+    ) -> Voice: ...
 
     async def close(self) -> None: ...
 
@@ -199,16 +201,22 @@ class SpeechStack:
         self.warnings: list[str] = []
         self.voice()  # build the default voice now: a missing espeak-ng fails at start
 
-    def new_stt(self) -> SttSession:
-        if len(self._stt) == 1:
-            return stt_session(*self._stt[0])
+    def new_stt(self, language: str | None = None) -> SttSession:
+        """`language`: a call's own (initiate's), heard instead of the configured one."""
+        chain = self._stt
+        if language and language != self.config.language:
+            chain = stt_chain(self.config.model_copy(update={"language": language}))
+        if len(chain) == 1:
+            return stt_session(*chain[0])
         from voice_call.speech.stt.fallback import FallbackStt
 
         return FallbackStt(
-            [(name, functools.partial(stt_session, name, settings)) for name, settings in self._stt]
+            [(name, functools.partial(stt_session, name, settings)) for name, settings in chain]
         )
 
-    def _settings(self, route_tts: TtsConfig | Mapping[str, Any] | None) -> TtsSettings:
+    def _settings(
+        self, route_tts: TtsConfig | Mapping[str, Any] | None, language: str | None = None
+    ) -> TtsSettings:
         try:
             settings = resolve_tts(
                 self.config.core_tts,
@@ -221,10 +229,13 @@ class SpeechStack:
             )
         except TtsUnavailable as exc:
             raise SpeechUnavailable(str(exc)) from None
-        return spoken_in(self.config.language, settings)
+        return spoken_in(language or self.config.language, settings)
 
-    def voice(self, route_tts: TtsConfig | Mapping[str, Any] | None = None) -> Voice:
-        settings = self._settings(route_tts)
+    def voice(
+        self, route_tts: TtsConfig | Mapping[str, Any] | None = None, language: str | None = None
+    ) -> Voice:
+        """`language`: a call's own (initiate's), spoken instead of the configured one."""
+        settings = self._settings(route_tts, language)
         chain = [[engine.name, engine.options] for engine in settings.chain]
         key = json.dumps([chain, settings.timeout_s], default=str)
         voice = self._voices.get(key)

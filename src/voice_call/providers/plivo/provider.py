@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 from voice_call.clock import Clock
 from voice_call.config import Config
 from voice_call.errors import Unavailable
+from voice_call.languages import own_language
 from voice_call.models import CallRecord, Direction, Mode, Speaker, TranscriptEntry
 from voice_call.numbers import our_route, route_for
 from voice_call.providers.base import (
@@ -166,7 +167,9 @@ class PlivoProvider:
 
     async def initiate_call(self, request: DialRequest) -> DialResult:
         base = request.webhook_url or self.webhook_url
-        voice = voice_for(self.config, route_for(self.config, request.from_number))
+        voice = voice_for(
+            self.config, route_for(self.config, request.from_number), request.language
+        )
         # With detection the message waits for the verdict: the answer only holds the line.
         notify = request.mode == "notify" and bool(request.message) and not request.amd
         answer = Callback(
@@ -257,7 +260,7 @@ class PlivoProvider:
         return await self.streamed.queue(call, text, lambda: self._transfer_to_say(call, text))
 
     async def _transfer_to_say(self, call: CallRecord, text: str) -> None:
-        voice = voice_for(self.config, our_route(self.config, call))
+        voice = voice_for(self.config, our_route(self.config, call), own_language(call.metadata))
         # In a conversation the caller may answer what we said, so a Speak not followed by a
         # listen (an agent's plain `speak`) listens once it is over; a notify call just waits.
         talking = call.mode == Mode.CONVERSATION or call.direction == Direction.INBOUND
@@ -279,7 +282,7 @@ class PlivoProvider:
         before the bridge. The new XML replaces a running `<Stream>`, so the stream ends first
         (the manager keeps the call while the transfer is under way)."""
         await self.streamed.finish(call)  # what the bot was saying is heard to the end
-        voice = voice_for(self.config, our_route(self.config, call))
+        voice = voice_for(self.config, our_route(self.config, call), own_language(call.metadata))
         target = Callback(
             flow=Flow.TRANSFER,
             call_id=call.call_id,
@@ -308,7 +311,7 @@ class PlivoProvider:
     async def leave_voicemail(self, call: CallRecord, text: str) -> bool:
         """Transfer to a document that waits for the beep (Plivo reports no greeting end),
         says `text`, then tells us it was said."""
-        voice = voice_for(self.config, our_route(self.config, call))
+        voice = voice_for(self.config, our_route(self.config, call), own_language(call.metadata))
         voicemail = Callback(
             flow=Flow.VOICEMAIL,
             call_id=call.call_id,
@@ -326,7 +329,7 @@ class PlivoProvider:
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
         if self._streamed(call) and await self.streamed.session(call) is not None:
             return  # the stream's speech-to-text is always listening
-        voice = voice_for(self.config, our_route(self.config, call))
+        voice = voice_for(self.config, our_route(self.config, call), own_language(call.metadata))
         listen = Callback(
             flow=Flow.LISTEN,
             call_id=call.call_id,

@@ -39,7 +39,10 @@ def _polly(voice: str) -> str | None:
     return f"Polly.{polly}" if polly else None
 
 
-def voice_for(config: Config, route: NumberRoute | None) -> CarrierVoice:
+def voice_for(
+    config: Config, route: NumberRoute | None, own_language: str | None = None
+) -> CarrierVoice:
+    """`own_language`: the call's own (initiate's `language`), over every configured one."""
     block = config.plivo
     explicit = (route.voice if route else None) or (block.voice if block else None)
     if explicit:
@@ -53,8 +56,11 @@ def voice_for(config: Config, route: NumberRoute | None) -> CarrierVoice:
         else:
             voice = _polly(tts) or DEFAULT_VOICE
     language = (
-        (route.language if route else None) or (block.language if block else None)
-    ) or config.language
+        own_language
+        or (route.language if route else None)
+        or (block.language if block else None)
+        or config.language
+    )
     # markup.py spells the language as <Speak> and <GetInput> each want it (languages.py).
     voice = carrier_voice(language, "plivo", explicit and voice, voice)
     return CarrierVoice(voice=voice, language=language)

@@ -16,7 +16,7 @@ from typing import Any
 
 from voice_call.config import Config
 from voice_call.config.tts import TtsConfig
-from voice_call.languages import carrier_codes, carrier_voice, speak_code
+from voice_call.languages import carrier_codes, carrier_voice, own_language, speak_code
 from voice_call.models import CallRecord
 from voice_call.numbers import our_route
 from voice_call.providers.speech_end import speech_end_seconds
@@ -61,11 +61,13 @@ def transcription_language(config: Config, call: CallRecord) -> str:
 def _set_language(config: Config, call: CallRecord) -> str | None:
     route = our_route(config, call)
     block = config.telnyx
-    return (route and route.language) or (block and block.language) or None
+    own = own_language(call.metadata)
+    return own or (route and route.language) or (block and block.language) or None
 
 
 def _language(config: Config, call: CallRecord) -> str:
-    """The call's language tag: the route's, `telnyx.language`, the top-level `language`."""
+    """The call's language tag: its own (initiate's), the route's, `telnyx.language`, the
+    top-level `language`."""
     return _set_language(config, call) or config.language
 
 

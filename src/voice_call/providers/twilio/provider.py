@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from voice_call.clock import Clock
 from voice_call.config import Config
+from voice_call.languages import own_language
 from voice_call.models import CallRecord, Direction, EventType, Mode, Speaker
 from voice_call.numbers import screened_key
 from voice_call.providers.base import (
@@ -139,7 +140,13 @@ class TwilioProvider:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
     def _speech(self, call: CallRecord) -> CarrierVoice:
-        return speech_for(self.config, call.direction, call.to_number, screened_key(call))
+        return speech_for(
+            self.config,
+            call.direction,
+            call.to_number,
+            screened_key(call),
+            own_language(call.metadata),
+        )
 
     # ---------------------------------------------------------------- documents
 
@@ -177,7 +184,9 @@ class TwilioProvider:
     async def initiate_call(self, request: DialRequest) -> DialResult:
         if urlsplit(self.webhook_url).scheme not in ("http", "https"):
             raise ProviderError("no webhook URL for Twilio to call back yet: set publicUrl")
-        speech = speech_for(self.config, Direction.OUTBOUND, request.to_number, None)
+        speech = speech_for(
+            self.config, Direction.OUTBOUND, request.to_number, None, request.language
+        )
         form: dict[str, str | list[str]] = {
             "To": request.to_number,
             "From": request.from_number,

@@ -62,13 +62,23 @@ def tts_voice(block: TtsConfig | Mapping[str, Any] | None) -> str | None:
 
 
 def speech_for(
-    config: Config, direction: Direction | None, to_number: str | None, route_key: str | None
+    config: Config,
+    direction: Direction | None,
+    to_number: str | None,
+    route_key: str | None,
+    own_language: str | None = None,
 ) -> CarrierVoice:
+    """`own_language`: the call's own (initiate's `language`), over every configured one."""
     route = None
     if direction == Direction.INBOUND:
         route = route_for(config, to_number, route_key)
     twilio = config.twilio
-    language = (route and route.language) or (twilio and twilio.language) or config.language
+    language = (
+        own_language
+        or (route and route.language)
+        or (twilio and twilio.language)
+        or config.language
+    )
     explicit = (route.voice if route else None) or (twilio.voice if twilio else None)
     voice = map_voice(explicit or (route and tts_voice(route.tts)) or tts_voice(config.tts))
     # A language the table knows takes its own voice over one mapped from an English TTS voice.

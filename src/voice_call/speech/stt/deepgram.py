@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +30,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from voice_call.speech.stt.base import SttError, SttListener
+from voice_call.speech.stt.socket import ReconnectingStt, cancel_tasks
 
 log = logging.getLogger("voice_call.stt")
 
 DEFAULT_URL = "wss://api.deepgram.com/v1/listen"
-MAX_QUEUED_FRAMES = 100  # 2 s of 20 ms frames; more means the socket stalled
 KEEPALIVE = json.dumps({"type": "KeepAlive"})
 CLOSE_STREAM = json.dumps({"type": "CloseStream"})
 
@@ -77,7 +76,9 @@ def listen_url(settings: DeepgramSttSettings) -> str:
     return urlunsplit(parts._replace(query=urlencode({**params, **given})))
 
 
-class DeepgramStt:
+class DeepgramStt(ReconnectingStt[DeepgramSttSettings]):
+    lost_message = "Deepgram connection lost; reconnecting failed"
+
     def __init__(
         self,
         settings: DeepgramSttSettings,
@@ -85,45 +86,12 @@ class DeepgramStt:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.settings = settings
-        self.listener = listener
-        self._sleep = sleep
-        self._ws: ClientConnection | None = None
-        self._connecting: asyncio.Task[None] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._queue: deque[bytes | str] = deque()
-        self._wake = asyncio.Event()
+        super().__init__(settings, listener, sleep=sleep)
         self._segments: list[str] = []  # is_final text of the utterance so far
         self._last_word_end_s: float | None = None
-        self._closed = False
-        self.reconnects = 0
-        self.dropped_frames = 0
-        self.speech_ended_at: float | None = None
         # Audio sent on this connection, in ms: Deepgram's `start`/`end` times count on the
         # same timeline, so what was sent after the last word is how long ago it ended.
         self._sent_ms = 0.0
-
-    @property
-    def connected(self) -> bool:
-        return self._ws is not None
-
-    async def connect(self) -> None:
-        """Open the stream; concurrent callers share one attempt."""
-        if self._ws is not None:
-            return
-        if self._closed:
-            raise SttError("speech-to-text session is closed")
-        if self._supervisor is not None and not self._supervisor.done():
-            return  # dropped and reconnecting on its own: a second stream would race it
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.create_task(self._first_connect())
-        await asyncio.shield(self._connecting)
-
-    async def _first_connect(self) -> None:
-        self._ws = await self._open()
-        self._supervisor = asyncio.create_task(self._supervise())
-        self._writer = asyncio.create_task(self._write())
 
     async def _open(self) -> ClientConnection:
         headers = {"Authorization": f"Token {self.settings.api_key}"}
@@ -152,68 +120,26 @@ class DeepgramStt:
         except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             raise SttError(f"cannot reach Deepgram: {type(exc).__name__}: {exc}") from None
 
-    def send_audio(self, ulaw: bytes) -> None:
-        if self._ws is None or not ulaw:
-            return
-        if len(self._queue) >= MAX_QUEUED_FRAMES:
-            self._queue.popleft()
-            self.dropped_frames += 1
+    def _audio_message(self, ulaw: bytes) -> bytes:
         self._sent_ms += len(ulaw) / 8  # µ-law 8 kHz: 8 bytes a millisecond
-        self._queue.append(bytes(ulaw))
-        self._wake.set()
+        return bytes(ulaw)
 
-    async def _write(self) -> None:
-        while True:
-            if not self._queue:
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.settings.keepalive_s)
-                except TimeoutError:
-                    self._queue.append(KEEPALIVE)  # no audio for a while: stay open
-                continue
-            ws = self._ws
-            if ws is None:
-                self._queue.clear()
-                await asyncio.sleep(0)  # reconnecting: wait for the next frame
-                continue
-            message = self._queue.popleft()
-            try:
-                await ws.send(message)
-            except ConnectionClosed:
-                self._queue.clear()  # the supervisor notices and reconnects
+    async def _idle(self) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.settings.keepalive_s)
+        except TimeoutError:
+            self._queue.append(KEEPALIVE)  # no audio for a while: stay open
 
-    async def _supervise(self) -> None:
-        while not self._closed:
-            ws = self._ws
-            assert ws is not None
-            with contextlib.suppress(ConnectionClosed):
-                async for raw in ws:
-                    if isinstance(raw, str):
-                        self._dispatch(_event(raw))
-            if self._closed:
-                return
-            self._ws = None
-            self._segments.clear()
-            log.warning("Deepgram closed the stream: %s", _close_reason(ws))
-            if not await self._reconnect():
-                self._notify_error("Deepgram connection lost; reconnecting failed", True)
-                return
+    def _receive(self, raw: str | bytes) -> None:
+        if isinstance(raw, str):
+            self._dispatch(_event(raw))
 
-    async def _reconnect(self) -> bool:
-        for attempt in range(1, self.settings.max_reconnects + 1):
-            await self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-            if self._closed:
-                return False
-            try:
-                ws = await self._open()
-            except SttError as exc:
-                log.warning("speech-to-text reconnect %d failed: %s", attempt, exc)
-                continue
-            self.reconnects += 1
-            self._sent_ms = 0.0  # a new stream: its times start at zero again
-            self._ws = ws
-            return True
-        return False
+    def _on_dropped(self, ws: ClientConnection) -> None:
+        self._segments.clear()
+        log.warning("Deepgram closed the stream: %s", _close_reason(ws))
+
+    def _on_reconnected(self) -> None:
+        self._sent_ms = 0.0  # a new stream: its times start at zero again
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -262,24 +188,11 @@ class DeepgramStt:
         if self.listener is not None:
             self.listener.on_final(text)
 
-    def _notify_error(self, message: str, fatal: bool) -> None:
-        log.warning("speech-to-text: %s", message)
-        if self.listener is not None:
-            self.listener.on_error(message, fatal)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self.dropped_frames or self.reconnects:  # the caller's words may be missing
-            log.warning(
-                "speech-to-text session closed after %d reconnect(s), %d audio frame(s) dropped",
-                self.reconnects,
-                self.dropped_frames,
-            )
-        tasks = [t for t in (self._connecting, self._supervisor, self._writer) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        ws, self._ws = self._ws, None
+    async def _shut_down(
+        self, ws: ClientConnection | None, tasks: list[asyncio.Task[None]]
+    ) -> None:
+        """Stop the reader and writer, then ask Deepgram to flush (`CloseStream`) and close."""
+        await cancel_tasks(tasks)
         if ws is not None:
             with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
                 await ws.send(CLOSE_STREAM)  # Deepgram flushes, sends Metadata, closes

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +26,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from voice_call.speech.stt.base import SttError, SttListener
+from voice_call.speech.stt.socket import ReconnectingStt
 
 log = logging.getLogger("voice_call.stt")
 
 DEFAULT_URL = "wss://api.elevenlabs.io/v1/speech-to-text/realtime"
-MAX_QUEUED_FRAMES = 100  # 2 s of 20 ms frames; more means the socket stalled
 # Every error message the service documents ends the same way or is one of these.
 ERRORS = frozenset({"quota_exceeded", "rate_limited", "queue_overflow", "resource_exhausted"})
 
@@ -70,7 +68,7 @@ def session_url(settings: ElevenLabsSttSettings) -> str:
     return urlunsplit(parts._replace(query=urlencode({**query, **given})))
 
 
-class ElevenLabsStt:
+class ElevenLabsStt(ReconnectingStt[ElevenLabsSttSettings]):
     def __init__(
         self,
         settings: ElevenLabsSttSettings,
@@ -78,39 +76,8 @@ class ElevenLabsStt:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.settings = settings
-        self.listener = listener
-        self._sleep = sleep
-        self._ws: ClientConnection | None = None
-        self._connecting: asyncio.Task[None] | None = None
-        self._supervisor: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
+        super().__init__(settings, listener, sleep=sleep)
         self._speaking = False  # a partial of the current utterance has arrived
-        self._closed = False
-        self.reconnects = 0
-        self.dropped_frames = 0
-        self.speech_ended_at: float | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._ws is not None
-
-    async def connect(self) -> None:
-        """Open the session; concurrent callers share one attempt."""
-        if self._ws is not None:
-            return
-        if self._closed:
-            raise SttError("speech-to-text session is closed")
-        if self._connecting is None or self._connecting.done():
-            self._connecting = asyncio.create_task(self._first_connect())
-        await asyncio.shield(self._connecting)
-
-    async def _first_connect(self) -> None:
-        self._ws = await self._open()
-        self._supervisor = asyncio.create_task(self._supervise())
-        self._writer = asyncio.create_task(self._write())
 
     async def _open(self) -> ClientConnection:
         try:
@@ -144,64 +111,19 @@ class ElevenLabsStt:
         except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             raise SttError(f"cannot reach speech-to-text: {type(exc).__name__}: {exc}") from None
 
-    def send_audio(self, ulaw: bytes) -> None:
-        if self._ws is None or not ulaw:
-            return
-        if len(self._queue) >= MAX_QUEUED_FRAMES:
-            self._queue.popleft()
-            self.dropped_frames += 1
+    def _audio_message(self, ulaw: bytes) -> str:
         audio = base64.b64encode(ulaw).decode()
-        self._queue.append(
+        return (
             '{"message_type":"input_audio_chunk","audio_base_64":"'
             + audio
             + '","commit":false,"sample_rate":8000}'
         )
-        self._wake.set()
 
-    async def _write(self) -> None:
-        while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            ws = self._ws
-            if ws is None:
-                self._queue.clear()
-                continue
-            message = self._queue.popleft()
-            try:
-                await ws.send(message)
-            except ConnectionClosed:
-                self._queue.clear()  # the supervisor notices and reconnects
+    def _receive(self, raw: str | bytes) -> None:
+        self._dispatch(_message(raw))
 
-    async def _supervise(self) -> None:
-        while not self._closed:
-            ws = self._ws
-            assert ws is not None
-            with contextlib.suppress(ConnectionClosed):
-                async for raw in ws:
-                    self._dispatch(_message(raw))
-            if self._closed:
-                return
-            self._ws = None
-            self._speaking = False
-            if not await self._reconnect():
-                self._notify_error("speech-to-text connection lost; reconnecting failed", True)
-                return
-
-    async def _reconnect(self) -> bool:
-        for attempt in range(1, self.settings.max_reconnects + 1):
-            await self._sleep(self.settings.backoff_s * 2 ** (attempt - 1))
-            if self._closed:
-                return False
-            try:
-                self._ws = await self._open()
-            except SttError as exc:
-                log.warning("speech-to-text reconnect %d failed: %s", attempt, exc)
-                continue
-            self.reconnects += 1
-            return True
-        return False
+    def _on_dropped(self, ws: ClientConnection) -> None:
+        self._speaking = False
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         listener = self.listener
@@ -225,28 +147,6 @@ class ElevenLabsStt:
                     listener.on_final(text.strip())
         elif isinstance(kind, str) and (kind.endswith("error") or kind in ERRORS):
             self._notify_error(f"{kind}: {_error(message)}", False)
-
-    def _notify_error(self, message: str, fatal: bool) -> None:
-        log.warning("speech-to-text: %s", message)
-        if self.listener is not None:
-            self.listener.on_error(message, fatal)
-
-    async def close(self) -> None:
-        self._closed = True
-        if self.dropped_frames or self.reconnects:  # the caller's words may be missing
-            log.warning(
-                "speech-to-text session closed after %d reconnect(s), %d audio frame(s) dropped",
-                self.reconnects,
-                self.dropped_frames,
-            )
-        tasks = [t for t in (self._connecting, self._supervisor, self._writer) if t is not None]
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            with contextlib.suppress(ConnectionClosed, OSError, TimeoutError):
-                await asyncio.wait_for(ws.close(), 2)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _message(raw: str | bytes) -> dict[str, Any]:
