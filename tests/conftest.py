@@ -3,11 +3,13 @@
 The server runs on a real loopback socket (port 0) in the test's event loop, with a tmp state
 folder; `rpc` posts JSON-RPC with the runtime's bearer token. Fixtures only: tests import the
 server's config and limits from tests/server/stack.py and helpers from tests/support.py.
-One setting besides: the hypothesis profile below (no wall-clock checks in property tests).
+Two settings besides: the hypothesis profile below (no wall-clock checks in property tests), and
+no terminal size in the environment the tests hand to the subprocesses they start.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,11 @@ from voice_call.server.serve import RunningServer, start_background
 # passes. Tests that set their own `@settings` inherit this profile for what they leave out.
 settings.register_profile("voice-call", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("voice-call")
+
+# pytest-xdist's workers set COLUMNS=80 and LINES=24; a `voicecall` subprocess would then lay its
+# tables out 80 columns wide (cutting call ids) instead of as on a pipe, unlike a serial run.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 
 
 @pytest.fixture
