@@ -20,6 +20,7 @@ import contextlib
 import socket
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -378,21 +379,21 @@ def _config(carrier_url: str, port: int, model: dict[str, Any]) -> dict[str, Any
 # ---- the fake model services
 
 
-class _Fake:
+class _Fake(ABC):
     """A running fake model: the `realtime` settings that point our server at it."""
 
     settings: dict[str, Any]
 
+    @abstractmethod
     def service(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Serve the fake on a loopback port while the context is open."""
-        raise NotImplementedError
 
-    def bind_callee(self, emulator: TwilioEmulator) -> None:
+    def bind_callee(self, emulator: TwilioEmulator) -> None:  # noqa: B027 - optional hook
         """Learn where the callee's words are logged (the fake cannot hear them)."""
 
+    @abstractmethod
     def tools_called(self) -> list[str]:
         """The functions the model called, in order."""
-        raise NotImplementedError
 
 
 @asynccontextmanager

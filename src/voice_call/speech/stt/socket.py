@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
@@ -37,7 +38,7 @@ class ReconnectSettings(Protocol):
 S = TypeVar("S", bound=ReconnectSettings)
 
 
-class ReconnectingStt(Generic[S]):
+class ReconnectingStt(ABC, Generic[S]):
     lost_message = "speech-to-text connection lost; reconnecting failed"
 
     def __init__(
@@ -63,17 +64,17 @@ class ReconnectingStt(Generic[S]):
 
     # --- what each client supplies
 
+    @abstractmethod
     async def _open(self) -> ClientConnection:
         """Connect and finish the service's handshake; SttError when that fails."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _audio_message(self, ulaw: bytes) -> str | bytes:
         """The frame that carries `ulaw` to the service."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _receive(self, raw: str | bytes) -> None:
         """One message from the service."""
-        raise NotImplementedError
 
     def _on_dropped(self, ws: ClientConnection) -> None:
         """The socket dropped: forget the half-heard utterance."""
