@@ -34,11 +34,11 @@ from voice_call.clock import Clock, Timer
 from voice_call.config import Config
 from voice_call.errors import VoiceCallError
 from voice_call.languages import own_language
+from voice_call.media.events import EventSink
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.pacer import SlotScheduler
 from voice_call.media.playback import PlaybackResult
 from voice_call.media.recorder import WavRecorder
-from voice_call.media.session import EventSink
 from voice_call.media.stream_protocols import protocol_for
 from voice_call.media.tap import MediaTap, TapListener
 from voice_call.models import CallEvent, CallRecord, CallState, EventType

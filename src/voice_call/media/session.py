@@ -28,10 +28,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from voice_call.audio.g711 import FRAME_MS
+from voice_call.media.events import EventDelivery, EventSink
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.outbox import Outbox
 from voice_call.media.pacer import Pacer, Scheduler
@@ -52,7 +53,7 @@ from voice_call.media.stream_protocols import (
     StreamProtocol,
 )
 from voice_call.media.tap import MediaTap
-from voice_call.models import CallEvent, EventType
+from voice_call.models import EventType
 from voice_call.speech.stack import Voice
 from voice_call.speech.stt.base import SttSession
 
@@ -63,8 +64,6 @@ MARK_EVERY_FRAMES = 10  # 200 ms: how finely we know what the caller heard
 ACK_GRACE_S = 2.0  # an end mark may take this long (plus the unplayed audio) to come back
 MAX_TRANSCRIPT = 8000
 MAX_ENDPOINTING_MS = 30_000  # older: a stale speech-stopped, not this utterance's
-
-EventSink = Callable[[CallEvent], Awaitable[object]]
 
 
 class MediaSession:
@@ -86,7 +85,6 @@ class MediaSession:
         self.outbox = outbox
         self.stt = stt
         self.voice = voice
-        self._sink = sink
         self._on_fatal = on_fatal
         self._loop = asyncio.get_running_loop()
         self._pacer = Pacer(self._tick, scheduler=scheduler, stats=stats)
@@ -95,8 +93,7 @@ class MediaSession:
         self._draining: list[PlaybackJob] = []  # all sent; waiting for the end mark
         self._marks: dict[str, tuple[PlaybackJob, int, bool]] = {}
         self._seq = 0
-        self._events: asyncio.Queue[CallEvent | None] = asyncio.Queue()
-        self._delivery = asyncio.create_task(self._deliver(), name=f"events {call_id}")
+        self._events = EventDelivery(call_id, sink)
         self.closed = False
         self.tap: MediaTap | None = None  # set while someone listens (media/tap.py)
         # figures, for logs, tests and the benchmark
@@ -180,10 +177,7 @@ class MediaSession:
         self.stt.listener = None
         with contextlib.suppress(Exception):
             await self.stt.close()
-        self._events.put_nowait(None)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._delivery), 2.0)
-        self._delivery.cancel()
+        await self._events.close()
 
     # ------------------------------------------------------------------ carrier frames
 
@@ -377,12 +371,4 @@ class MediaSession:
     # ------------------------------------------------------------------ events
 
     def _emit(self, **fields: Any) -> None:
-        self._events.put_nowait(CallEvent(call_id=self.call_id, **fields))
-
-    async def _deliver(self) -> None:
-        """One at a time and in order: a final transcript never overtakes its partials."""
-        while (event := await self._events.get()) is not None:
-            try:
-                await self._sink(event)
-            except Exception:
-                log.exception("call %s: the manager failed on %s", self.call_id, event.type)
+        self._events.emit(**fields)

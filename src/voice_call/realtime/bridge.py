@@ -40,12 +40,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from voice_call.audio.framer import Framer
 from voice_call.audio.g711 import FRAME_MS
+from voice_call.media.events import EventDelivery, EventSink
 from voice_call.media.lateness import LatenessStats
 from voice_call.media.outbox import Outbox
 from voice_call.media.pacer import Pacer, Scheduler
@@ -57,7 +58,7 @@ from voice_call.media.playback import (
 )
 from voice_call.media.stream_protocols import Dtmf, Inbound, MarkAck, Media, StreamProtocol
 from voice_call.media.tap import MediaTap
-from voice_call.models import CallEvent, CallState, EndReason, EventType
+from voice_call.models import CallState, EndReason, EventType
 from voice_call.realtime.model import RealtimeModel, SessionSetup, Speaker, ToolSpec
 from voice_call.realtime.tools import END_CALL, CallControl, ToolError, ToolPolicy, Tools
 
@@ -70,8 +71,6 @@ MAX_TRANSCRIPT = 8000
 MAX_LATENCY_MS = 30_000  # older: a stale speech-stopped, not this turn's
 MAX_HISTORY = 200  # turns replayed into a reopened session
 LAST_WORDS_WAIT_S = 1.5  # longest wait for the caller's words the model is still transcribing
-
-EventSink = Callable[[CallEvent], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,6 @@ class RealtimeSession:
             filler_after_s=settings.consult_filler_s,
             timeout_s=settings.tool_timeout_s,
         )
-        self._sink = sink
         self._on_fatal = on_fatal
         self._loop = asyncio.get_running_loop()
         self._pacer = Pacer(self._tick, scheduler=scheduler, stats=stats)
@@ -202,8 +200,7 @@ class RealtimeSession:
         self._ending = False
         self._v2v_from: float | None = None
         self._caller_final = asyncio.Event()  # set by each final transcript of the caller
-        self._events: asyncio.Queue[CallEvent | None] = asyncio.Queue()
-        self._delivery = asyncio.create_task(self._deliver(), name=f"events {call_id}")
+        self._events = EventDelivery(call_id, sink)
         self.closed = False
         self.tap: MediaTap | None = None  # set while someone listens (media/tap.py)
         # figures, for logs, tests and the benchmark
@@ -287,10 +284,7 @@ class RealtimeSession:
         self.model.listener = None
         with contextlib.suppress(Exception):
             await self.model.close()
-        self._events.put_nowait(None)
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(self._delivery), 2.0)
-        self._delivery.cancel()
+        await self._events.close()
 
     def _settle_all(self, reason: str) -> None:
         self._discard_pending(PlaybackStatus.SKIPPED, reason)
@@ -751,12 +745,4 @@ class RealtimeSession:
         return round(ms, 3) if 0 <= ms <= MAX_LATENCY_MS else None
 
     def _emit(self, **fields: Any) -> None:
-        self._events.put_nowait(CallEvent(call_id=self.call_id, **fields))
-
-    async def _deliver(self) -> None:
-        """One at a time and in order: a final transcript never overtakes its partials."""
-        while (event := await self._events.get()) is not None:
-            try:
-                await self._sink(event)
-            except Exception:
-                log.exception("call %s: the manager failed on %s", self.call_id, event.type)
+        self._events.emit(**fields)
