@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.log_errors import error_records
 from tests.server.stack import TEST_LIMITS, Rpc, server_config
+from tests.store.redis_server import RedisServer
 from voice_call.config import Config
 from voice_call.runtime import Runtime
 from voice_call.server.app import build_app
@@ -94,3 +95,15 @@ def no_logged_tracebacks() -> Iterator[None]:
     with error_records() as records:
         yield
     assert not records.records, records.lines()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real `redis-server` (tests/store/redis_server.py), one per session (per xdist worker):
+    tests keep apart by key prefix (`RedisServer.prefix()`)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
