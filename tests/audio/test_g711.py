@@ -127,3 +127,14 @@ def test_frames_pad_the_last_frame_with_silence() -> None:
     assert [len(c) for c in chunks] == [FRAME_BYTES, FRAME_BYTES]
     assert chunks[1][10:] == bytes([SILENCE_BYTE]) * (FRAME_BYTES - 10)
     assert frames(b"") == []
+
+
+def test_strided_and_wider_integer_samples_encode_as_their_values() -> None:
+    samples = np.array(ALL_SAMPLES[::7], dtype=np.int16)
+    strided = np.repeat(samples, 2)[::2]  # a non-contiguous view of the same values
+    assert not strided.flags["C_CONTIGUOUS"]
+    assert pcm16_to_ulaw(strided) == pcm16_to_ulaw(samples)
+    assert pcm16_to_alaw(strided) == pcm16_to_alaw(samples)
+    wide = samples.astype(np.int32)
+    assert pcm16_to_ulaw(wide) == bytes(ref_ulaw_compress(int(s)) for s in samples)
+    assert pcm16_to_alaw(wide) == bytes(ref_alaw_compress(int(s)) for s in samples)

@@ -259,6 +259,32 @@ async def test_broken_frames_close_with_websockets_codes(wire: bytes, code: int)
     assert app.code == code
 
 
+async def test_several_texts_sent_at_once_are_one_write_of_separate_frames() -> None:
+    app = Capture()
+    async with served(app) as port:
+        client = await RawClient.connect(port)
+        await client.send(frame(TEXT, b"hello"))
+        await wait_until(lambda: app.channel is not None)
+        channel = app.channel
+        assert isinstance(channel, FastWebSocketProtocol)
+        writes: list[bytes] = []
+        write = channel.transport.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        channel.transport.write = counted  # type: ignore[method-assign]
+        assert channel.send_text_now(b'{"event":"media"}', '{"event":"mark"}', "é" * 200)
+        assert len(writes) == 1
+        got = [await asyncio.wait_for(client.read(), 5) for _ in range(3)]
+    assert got == [
+        (TEXT, b'{"event":"media"}'),
+        (TEXT, b'{"event":"mark"}'),
+        (TEXT, ("é" * 200).encode()),
+    ]
+
+
 async def test_a_dropped_connection_reaches_the_sink_and_sending_stops() -> None:
     app = Capture()
     async with served(app) as port:

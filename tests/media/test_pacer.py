@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from tests.support import StolenTime
 from voice_call.media.lateness import LatenessStats
-from voice_call.media.pacer import Pacer, SlotScheduler
+from voice_call.media.pacer import Handle, Pacer, SlotScheduler
 
 # --------------------------------------------------------------------------- pacer, fake time
 
@@ -202,3 +202,131 @@ async def test_a_cancelled_slot_entry_does_not_fire() -> None:
     drop.cancel()
     await asyncio.sleep(0.03)
     assert ran == ["keep"] and keep is not drop
+
+
+# --------------------------------------------------------------------------- the shared ticker
+
+
+class ManualLoop:
+    """An event loop's clock and timers, run by hand: `run` fires what is due, in time order."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.timers = 0
+        self._heap: list[tuple[float, int, Callable[..., object], tuple[object, ...]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: object) -> None:
+        self.timers += 1
+        heapq.heappush(self._heap, (when, next(self._seq), callback, args))
+
+    def run(self, until: float, late: float = 0.0) -> None:
+        while self._heap and self._heap[0][0] <= until:
+            when, _, callback, args = heapq.heappop(self._heap)
+            self.now = max(self.now, when + late)
+            callback(*args)
+        self.now = max(self.now, until)
+
+
+def test_the_ticker_runs_pacers_due_together_in_start_order_once_per_frame() -> None:
+    loop = ManualLoop()
+    scheduler = SlotScheduler(loop=loop)  # type: ignore[arg-type]
+    fired: list[tuple[int, float]] = []  # (pacer, due)
+
+    def ticker(n: int) -> Callable[[float], bool]:
+        def tick(due: float) -> bool:
+            fired.append((n, due))
+            return True
+
+        return tick
+
+    pacers = [Pacer(ticker(n), scheduler=scheduler) for n in range(8)]
+    for n, pacer in enumerate(pacers):
+        loop.now = 1000.0002 + n * 0.00005  # all inside one millisecond: one slot
+        pacer.start()
+    loop.run(until=1000.0 + 50 * 0.020 - 0.0001)
+    assert len(fired) == 8 * 50
+    rounds = [fired[r * 8 : (r + 1) * 8] for r in range(50)]
+    t0 = {n: 1000.0002 + n * 0.00005 for n in range(8)}
+    for r, batch in enumerate(rounds):
+        assert [n for n, _ in batch] == list(range(8))  # start order, every round
+        assert all(abs(due - (t0[n] + r * 0.020)) < 1e-9 for n, due in batch)
+    assert loop.timers == 51  # one loop timer per slot, shared by all eight (and the next one)
+
+
+def test_a_pacer_stopped_or_restarted_mid_slot_fires_once_on_its_new_schedule() -> None:
+    loop = ManualLoop()
+    scheduler = SlotScheduler(loop=loop)  # type: ignore[arg-type]
+    fired: list[tuple[str, float]] = []
+    restarts = iter([True, False])
+
+    def first(due: float) -> bool:
+        fired.append(("a", loop.now))
+        if len(fired) > 2 and next(restarts, False):
+            b.stop()  # b is due in this same slot, after a: it must not run now...
+            b.start()  # ...but from now on, frame 0 of a fresh schedule due at once
+        return True
+
+    def second(due: float) -> bool:
+        fired.append(("b", loop.now))
+        return True
+
+    a, b = Pacer(first, scheduler=scheduler), Pacer(second, scheduler=scheduler)
+    a.start()
+    b.start()
+    loop.run(until=loop.now + 0.0505)
+    names = [name for name, _ in fired]
+    assert names == ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "b"][: len(names)]
+    assert names.count("b") == names.count("a")  # never twice in one slot, never skipped
+    assert b.running and b.frames >= 1
+
+
+def test_a_late_ticker_catches_up_each_pacer_once_per_frame_then_resyncs_after_a_stall() -> None:
+    loop = ManualLoop()
+    scheduler = SlotScheduler(loop=loop)  # type: ignore[arg-type]
+    dues: list[float] = []
+
+    def tick(due: float) -> bool:
+        dues.append(due)
+        return True
+
+    pacer = Pacer(tick, scheduler=scheduler)
+    pacer.start()
+    t0 = loop.now
+    loop.run(until=t0 + 0.1, late=0.03)  # every wake-up 30 ms late: frames catch up, in order
+    assert dues == sorted(dues) and len(set(dues)) == len(dues)
+    assert all(abs(b - a - 0.020) < 1e-9 for a, b in itertools.pairwise(dues))
+    loop.now += 0.5  # a stall past max_behind: re-anchored, not a burst of 25 frames
+    count = len(dues)
+    loop.run(until=loop.now + 0.001)
+    assert len(dues) == count + 1 and pacer.resyncs == 1
+
+
+def test_a_running_pacer_registers_with_the_ticker_once_not_once_per_frame() -> None:
+    loop = ManualLoop()
+
+    class Counting(SlotScheduler):
+        registrations = 0
+
+        def call_at(self, when: float, callback: Callable[[], object]) -> Handle:
+            self.registrations += 1
+            return super().call_at(when, callback)
+
+        def repeat(self, when: float, callback: Callable[[float], float | None]) -> Handle:
+            self.registrations += 1
+            return super().repeat(when, callback)
+
+    scheduler = Counting(loop=loop)  # type: ignore[arg-type]
+    ticks: list[float] = []
+
+    def tick(due: float) -> bool:
+        ticks.append(due)
+        return True
+
+    pacer = Pacer(tick, scheduler=scheduler)
+    pacer.start()
+    loop.run(until=loop.now + 1.0)
+    assert len(ticks) >= 50 and scheduler.registrations == 1

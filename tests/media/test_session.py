@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import AsyncGenerator
 
@@ -90,6 +91,63 @@ async def test_outbox_over_its_byte_cap_reports_once_and_refuses() -> None:
     assert all(outbox.put("x" * 30) for _ in range(3))
     assert not outbox.put("x" * 30) and not outbox.put("y")
     assert overflows == [1] and outbox.buffered == 90
+
+
+async def test_outbox_sends_a_frame_and_its_mark_in_one_write_when_the_lane_takes_it() -> None:
+    writes: list[tuple[str | bytes, ...]] = []
+
+    def try_send(*texts: str | bytes) -> bool:
+        writes.append(texts)
+        return True
+
+    async def send(text: str) -> None:
+        raise AssertionError("the direct lane took everything")
+
+    stats = LatenessStats()
+    outbox = Outbox(send, try_send=try_send, stats=stats)
+    assert outbox.put_pair(b'{"m":1}', '{"mark":1}', due=asyncio.get_running_loop().time())
+    assert writes == [(b'{"m":1}', '{"mark":1}')]
+    assert outbox.sent == 2 and stats.count == 1 and outbox.buffered == 0
+
+
+async def test_outbox_pair_behind_a_busy_send_queues_both_and_a_barge_in_keeps_the_mark() -> None:
+    written: list[str] = []
+    gate = asyncio.Event()
+
+    async def send(text: str) -> None:
+        await gate.wait()
+        written.append(text)
+
+    outbox = Outbox(send, try_send=lambda *texts: False)
+    writer = asyncio.create_task(outbox.run())
+    outbox.put("first")  # the socket is slow: this send suspends
+    assert outbox.put_pair(b"media", "mark", due=asyncio.get_running_loop().time())
+    assert outbox.drop_media() == 1  # a barge-in: the queued frame goes, its mark stays
+    gate.set()
+    await wait_until(lambda: len(written) == 2)
+    assert written == ["first", "mark"]  # bytes reach the ASGI send as text
+    outbox.close()
+    await writer
+
+
+async def test_a_frame_and_the_mark_after_it_leave_the_session_in_one_write() -> None:
+    writes: list[list[dict[str, object]]] = []
+
+    def try_send(*texts: str | bytes) -> bool:
+        writes.append([json.loads(text) for text in texts])
+        return True
+
+    async def send(text: str) -> None:
+        raise AssertionError("the direct lane took everything")
+
+    h = SessionHarness()
+    h.session.outbox = Outbox(send, try_send=try_send)
+    h.session.play(b"\x01" * FRAME_BYTES * 12, "tones")
+    await wait_until(lambda: h.session.audio_frames == 12)
+    events = [[frame["event"] for frame in write] for write in writes]
+    assert events[:12] == [["media"]] * 9 + [["media", "mark"]] + [["media"]] * 2
+    assert writes[9][1]["mark"] == {"name": "p1.10"}
+    await h.session.close()
 
 
 # --------------------------------------------------------------------------- session

@@ -316,6 +316,33 @@ def test_built_frames_are_json_of_the_carriers_shape(name: str) -> None:
         assert clear == {"event": "clear", "streamSid": "MZ1"}
 
 
+@settings(max_examples=300)
+@given(
+    name=st.sampled_from(sorted(PROTOCOLS)),
+    stream_id=st.none() | st.from_regex(r"[A-Za-z0-9_.:-]{1,128}", fullmatch=True),
+    audio=st.binary(max_size=480),
+)
+def test_the_byte_template_builds_exactly_the_media_frame(
+    name: str, stream_id: str | None, audio: bytes
+) -> None:
+    """`media_json` (prefix + base64 + suffix, per frame) is byte for byte `media`'s text, on
+    a bound stream or not."""
+    protocol = protocol_for(name)()
+    if stream_id is not None:
+        protocol.bind(Start(call_id="CA1", stream_id=stream_id))
+    expected = protocol.media(base64.b64encode(audio).decode()).encode()
+    assert protocol.media_json(audio) == expected
+
+
+def test_a_protocol_whose_media_frame_has_no_single_payload_is_refused() -> None:
+    class Broken(TwilioStream):
+        def media(self, payload_b64: str) -> str:
+            return f'{{"a":"{payload_b64}","b":"{payload_b64}"}}'
+
+    with pytest.raises(TypeError, match="exactly once"):
+        Broken()
+
+
 def test_bad_frames_are_named() -> None:
     twilio = TwilioStream()
     assert twilio.parse("{") == Malformed("not valid JSON")

@@ -6,15 +6,17 @@ is scheduled for its absolute due time, so a late tick makes the next one come s
 loop stalled so long that we are more than `max_behind` behind, the schedule is re-anchored
 instead of bursting all the missed frames at once (a carrier would drop or garble a burst).
 
-The pacer drives a plain callback through `call_at` rather than a task that sleeps: at hundreds of
-streams a timer callback per frame is much cheaper than resuming a coroutine per frame.
+The pacer drives a plain callback rather than a task that sleeps: at hundreds of streams a
+callback per frame is much cheaper than resuming a coroutine per frame. On the shared ticker
+(`SlotScheduler`, what every stream uses) it registers once and returns each next due time; on
+any other clock (tests' fakes, a bare loop) it asks `call_at` once per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from voice_call.audio.g711 import FRAME_MS
 from voice_call.media.lateness import LatenessStats
@@ -78,7 +80,10 @@ class Pacer:
         clock = self._clock()
         self._t0 = clock.time()
         self._n = 0
-        self._handle = clock.call_at(self._t0, self._fire)
+        if isinstance(clock, SlotScheduler):  # the shared ticker: no timer per frame
+            self._handle = clock.repeat(self._t0, self._beat)
+        else:
+            self._handle = clock.call_at(self._t0, self._fire)
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -87,7 +92,12 @@ class Pacer:
 
     def _fire(self) -> None:
         clock = self._clock()
-        now = clock.time()
+        when = self._beat(clock.time())
+        if when is not None:
+            self._handle = clock.call_at(when, self._fire)
+
+    def _beat(self, now: float) -> float | None:
+        """One frame at `now`; when the next one is due, or None once stopped."""
         due = self._t0 + self._n * self.interval
         late = now - due
         if self.stats is not None:
@@ -99,29 +109,34 @@ class Pacer:
         self._n += 1
         if not self._tick(due):
             self._handle = None
-            return
-        if self._handle is not None:  # `tick` may have stopped us
-            self._handle = clock.call_at(self._t0 + self._n * self.interval, self._fire)
+            return None
+        if self._handle is None:  # `tick` stopped us
+            return None
+        return self._t0 + self._n * self.interval
 
 
 class _Entry:
-    __slots__ = ("callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "repeats")
 
-    def __init__(self, callback: Callable[[], object]) -> None:
+    def __init__(self, callback: Callable[..., Any], repeats: bool) -> None:
         self.callback = callback
         self.cancelled = False
+        self.repeats = repeats
 
     def cancel(self) -> None:
         self.cancelled = True
 
 
 class SlotScheduler:
-    """Many pacers, few timers: callbacks due within the same `resolution` share one loop timer.
+    """Many pacers, one ticker: callbacks due within the same `resolution` share one loop timer.
 
-    Every stream's pacer wants a wake-up every 20 ms; at 500 streams that is 25,000 loop timers
-    a second, each a heap push and pop. Rounding each due time up to the next millisecond lets
-    the ~25 pacers due in the same millisecond share one timer (at most 1,000 a second), for at
-    most `resolution` of added lateness — about what the loop's own timer granularity costs.
+    Every stream's pacer wants a wake-up every 20 ms; at 1,000 streams that is 50,000 loop
+    timers a second, each a heap push and pop. Rounding each due time up to the next
+    millisecond lets the ~50 pacers due in the same millisecond share one timer (at most 1,000 a
+    second), for at most `resolution` of added lateness — about what the loop's own timer
+    granularity costs. A pacer registers once (`repeat`) and hands back its next due time from
+    each call, so a frame costs no timer, handle or callback object of its own. Callbacks due in
+    the same slot run in the order they were (re)scheduled: each once per slot, none skipped.
     """
 
     def __init__(self, resolution: float = 0.001, loop: asyncio.AbstractEventLoop | None = None):
@@ -138,17 +153,47 @@ class SlotScheduler:
         return self._loop
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Handle:
+        """Run `callback()` once, at `when` or up to `resolution` after."""
+        entry = _Entry(callback, repeats=False)
+        self._add(when, entry)
+        return entry
+
+    def repeat(self, when: float, callback: Callable[[float], float | None]) -> Handle:
+        """Run `callback(now)` at `when`, then at each time it returns, until it returns None or
+        the handle is cancelled; `now` is when this slot's run began."""
+        entry = _Entry(callback, repeats=True)
+        self._add(when, entry)
+        return entry
+
+    def _add(self, when: float, entry: _Entry) -> None:
         key = -int(-when // self.resolution)  # ceil: never before it is due
-        entry = _Entry(callback)
         bucket = self._buckets.get(key)
         if bucket is None:
             self._buckets[key] = [entry]
             self._get_loop().call_at(key * self.resolution, self._run, key)
         else:
             bucket.append(entry)
-        return entry
 
     def _run(self, key: int) -> None:
-        for entry in self._buckets.pop(key, ()):
-            if not entry.cancelled:
+        bucket = self._buckets.pop(key, ())
+        if not bucket:
+            return
+        now = self._get_loop().time()
+        resolution, buckets = self.resolution, self._buckets
+        for entry in bucket:
+            if entry.cancelled:
+                continue
+            if not entry.repeats:
                 entry.callback()
+                continue
+            when = entry.callback(now)
+            if when is None or entry.cancelled:
+                continue
+            # _add, inline: this line runs once per frame of every stream
+            later = -int(-when // resolution)
+            again = buckets.get(later)
+            if again is None:
+                buckets[later] = [entry]
+                self._get_loop().call_at(later * resolution, self._run, later)
+            else:
+                again.append(entry)

@@ -23,7 +23,6 @@ The session talks to the manager only through events (`call.speech`, `call.speak
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -270,7 +269,7 @@ class MediaSession:
             if job is None:
                 return False
             if job.frames:
-                self._send_frame(job.frames.popleft(), due)
+                frame = job.frames.popleft()
                 job.sent_frames += 1
                 if job.room is not None:
                     job.drained()
@@ -281,8 +280,10 @@ class MediaSession:
                         text=job.text[:MAX_TRANSCRIPT],
                         tts_first_byte_ms=job.first_byte_ms,
                     )
-                if job.sent_frames % MARK_EVERY_FRAMES == 0:
-                    self._mark(job, final=False)
+                if job.sent_frames % MARK_EVERY_FRAMES:
+                    self._send_frame(frame, due)
+                else:  # the frame and its mark leave in one write
+                    self._send_frame(frame, due, mark=self._mark_message(job, final=False))
                 return True
             if not job.synthesized:
                 self._send_frame(SILENCE_FRAME, due)  # synthesis is behind: keep the line warm
@@ -306,16 +307,22 @@ class MediaSession:
             self._queue[0].start_synthesis()  # one ahead, so sentences follow back to back
         return job
 
-    def _send_frame(self, frame: bytes, due: float) -> None:
-        payload = base64.b64encode(frame).decode()
-        self.outbox.put(self.protocol.media(payload), due=due, media=True)
+    def _send_frame(self, frame: bytes, due: float, *, mark: str | None = None) -> None:
+        if mark is None:
+            self.outbox.put(self.protocol.media_json(frame), due=due, media=True)
+        else:
+            self.outbox.put_pair(self.protocol.media_json(frame), mark, due=due)
         if self.tap is not None:
             self.tap.outbound(frame, due)
 
     def _mark(self, job: PlaybackJob, *, final: bool) -> None:
+        self.outbox.put(self._mark_message(job, final=final))
+
+    def _mark_message(self, job: PlaybackJob, *, final: bool) -> str:
+        """The mark after the job's frames sent so far, remembered until it comes back."""
         name = f"{job.id}.{job.sent_frames}" + (".end" if final else "")
         self._marks[name] = (job, job.sent_frames, final)
-        self.outbox.put(self.protocol.mark(name))
+        return self.protocol.mark(name)
 
     def _finish_sending(self, job: PlaybackJob) -> None:
         self._current = None

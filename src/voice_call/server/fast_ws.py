@@ -52,7 +52,7 @@ class DirectChannel(Protocol):
 
     def detach(self) -> None: ...
 
-    def send_text_now(self, text: str) -> bool: ...
+    def send_text_now(self, text: str | bytes, *more: str | bytes) -> bool: ...
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -63,6 +63,10 @@ def text_frame(payload: bytes) -> bytes:
     if size < 65536:
         return _HEAD_16(_FIN_TEXT, 126, size) + payload
     return _HEAD_64(_FIN_TEXT, 127, size) + payload
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode()
 
 
 class _Inbox(asyncio.Queue[ASGIReceiveEvent]):
@@ -119,9 +123,10 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._inbox.sink = None
         self._lane = False
 
-    def send_text_now(self, text: str) -> bool:
-        """Write a text frame now; False when it must take the ASGI path (which waits until the
-        socket is writable, raises once it is gone, or compresses)."""
+    def send_text_now(self, text: str | bytes, *more: str | bytes) -> bool:
+        """Write a text frame now, and one for each of `more` in the same write (str, or UTF-8
+        bytes); False when it must take the ASGI path (which waits until the socket is
+        writable, raises once it is gone, or compresses)."""
         if (
             self.close_sent
             or self.disconnected
@@ -130,7 +135,10 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.conn.extensions
         ):
             return False
-        self.transport.write(text_frame(text.encode()))
+        data = text_frame(text if isinstance(text, bytes) else text.encode())
+        if more:
+            data = b"".join([data, *(text_frame(_utf8(m)) for m in more)])
+        self.transport.write(data)
         return True
 
     # ------------------------------------------------------------------ inbound

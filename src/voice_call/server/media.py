@@ -392,11 +392,16 @@ class _Feed:
         self.session = session
         self.malformed = 0
         self.ended: asyncio.Future[bool] | None = None
+        # Up to this many characters a frame is within the byte limit however it encodes
+        # (UTF-8: at most 4 bytes a character), so `_sized` need not look.
+        self._surely_small = route.limits.max_frame_bytes // 4
 
     def frame(self, raw: str | bytes) -> bool | None:
         """None to go on, else the stream is over (True: ended on purpose, as `_read`)."""
-        frame = self.protocol.parse(self.route._sized(raw))
-        if isinstance(frame, Media):  # the common case first
+        if len(raw) > self._surely_small:
+            raw = self.route._sized(raw)
+        frame = self.protocol.parse(raw)
+        if frame.__class__ is Media:  # the common case first
             self.session.handle(frame)
             return None
         if isinstance(frame, Stop):
