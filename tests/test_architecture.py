@@ -40,11 +40,19 @@ FLOORS: dict[str, int] = {
     "voice_call.agent": 5,
     "voice_call.manager": 6,
     "voice_call.commands": 7,
-    "voice_call.runtime": 8,
-    "voice_call.server": 9,
-    "voice_call.agent.tool": 10,
-    "voice_call.agent.mcp_server": 10,
-    "voice_call.cli": 11,
+    # scale-out: membership, ownership and the channel stand on the Redis client alone (media
+    # records who holds a stream); remote streams and the feed stand on the manager; the router
+    # and the sweep drive the commands
+    "voice_call.cluster": 3,
+    "voice_call.cluster.streams": 7,
+    "voice_call.cluster.feed": 7,
+    "voice_call.cluster.router": 8,
+    "voice_call.cluster.adoption": 8,
+    "voice_call.runtime": 9,
+    "voice_call.server": 10,
+    "voice_call.agent.tool": 11,
+    "voice_call.agent.mcp_server": 11,
+    "voice_call.cli": 12,
 }
 
 

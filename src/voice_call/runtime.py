@@ -18,20 +18,23 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voice_call.agent.responders.factory import build_responder
 from voice_call.clock import Clock, RealClock, Timer
+from voice_call.commands import dispatch
 from voice_call.config import Config
 from voice_call.manager.bus import EventBus
+from voice_call.manager.continues import ContinueTurns
 from voice_call.manager.manager import CallManager
+from voice_call.models import CallEvent, CallState
 from voice_call.providers.registry import build_provider
 from voice_call.security.exposure import (
     forwarding_from_anyone,
     refuse_tailnet_only,
     refuse_unreachable_webhook,
 )
-from voice_call.security.replay import ReplayCache
+from voice_call.security.replay import ReplayCache, ReplayStore
 from voice_call.security.rpc_token import ensure_rpc_token
 from voice_call.store.factory import build_store
 from voice_call.tunnel import Tunnel
@@ -45,6 +48,11 @@ from voice_call.tunnel.resolve import (
 )
 
 if TYPE_CHECKING:
+    from voice_call.cluster import Cluster
+    from voice_call.cluster.adoption import AdoptionSweep
+    from voice_call.cluster.feed import EventFeed
+    from voice_call.cluster.router import ClusterRouter
+    from voice_call.cluster.streams import ClusterStreams
     from voice_call.media.registry import MediaSessions
     from voice_call.realtime.control import ManagerControl
     from voice_call.realtime.factory import RealtimeFactory
@@ -75,7 +83,8 @@ class Runtime:
         self.bus = EventBus()
         self.store = build_store(config, home)
         self.provider = build_provider(config, self.clock, home)
-        self.replay = ReplayCache()
+        self.replay: ReplayStore = ReplayCache()  # shared in Redis when clustered
+        self.feed: EventFeed | None = None  # other instances' events onto self.bus
         self.manager = CallManager(
             config,
             self.store,
@@ -86,7 +95,16 @@ class Runtime:
             webhook_url=self.webhook_url(),
             recordings=home / "recordings",  # `recording.download`: the carrier's files
         )
-        self.provider.attach(self.manager.handle_event)
+        # continue.start turns outlive their request; a call's go when it ends
+        self.turns = ContinueTurns(self.manager.continue_call)
+        self.manager.end_listeners.append(self.turns.call_ended)
+        # Redis: one of several instances; each call's events and commands go to its owner.
+        self.cluster: Cluster | None = None
+        self.router: ClusterRouter | None = None
+        self._sweep: AdoptionSweep | None = None
+        if config.store.backend == "redis":
+            self._join_cluster()
+        self.provider.attach(self.handle_event)
         self.provider.set_webhook_url(self.webhook_url(), pinned=self._url_is_public())
         if config.streaming.enabled or config.realtime.enabled:
             # Built now (a missing key fails at start) and handed to the provider.
@@ -99,6 +117,57 @@ class Runtime:
         self._retention_timer: Timer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def _join_cluster(self) -> None:
+        from voice_call.cluster import Cluster
+        from voice_call.cluster.adoption import AdoptionSweep
+        from voice_call.cluster.feed import EventFeed
+        from voice_call.cluster.replay import RedisReplayCache
+        from voice_call.cluster.router import ClusterRouter
+
+        store = self.config.store
+        assert store.url is not None  # the config requires it with redis
+        self.cluster = Cluster(store.url, store.prefix)
+        self.router = ClusterRouter(
+            self.cluster,
+            self.manager,
+            self._dispatch_here,
+            transcript_timeout_ms=self.config.transcript_timeout_ms,
+        )
+        self._sweep = AdoptionSweep(self.router)
+        self.replay = RedisReplayCache(self.cluster.redis, store.prefix)  # a retry at any instance
+        self.feed = EventFeed(self.cluster.redis, store.prefix, self.bus)  # SSE/tail see all calls
+
+    async def handle_event(self, event: CallEvent) -> str:
+        """Apply a carrier or media event: at its call's owner when clustered."""
+        if self.router is not None:
+            return await self.router.handle_event(event)
+        return await self.manager.handle_event(event)
+
+    async def dispatch(self, method: str, params: Any) -> dict[str, Any]:
+        """Run one command-layer method (RPC, console): at its call's owner when clustered."""
+        if self.router is not None:
+            return await self.router.dispatch(method, params)
+        return await self._dispatch_here(method, params)
+
+    async def _dispatch_here(self, method: str, params: Any) -> dict[str, Any]:
+        return await dispatch(
+            self.manager, method, params, self.turns, self.config.transcript_timeout_ms
+        )
+
+    async def end_after_stream_drop(self, call_id: str, reason: CallState) -> None:
+        """A media stream is gone for good: its call's owner ends the call."""
+        if self.router is not None:
+            return await self.router.end_after_stream_drop(call_id, reason)
+        return await self.manager.end_after_stream_drop(call_id, reason)
+
+    def _shared_streams(self) -> ClusterStreams | None:
+        """In a cluster, what the media registry shares with the other instances."""
+        if self.cluster is None:
+            return None
+        from voice_call.cluster.streams import ClusterStreams
+
+        return ClusterStreams(self.cluster)
+
     @functools.cached_property
     def media(self) -> MediaSessions:
         """Live media streams by call id, stream tokens and pre-warming (media/registry.py)."""
@@ -106,8 +175,9 @@ class Runtime:
 
         return MediaSessions(
             self.config,
-            sink=self.manager.handle_event,
-            end_call=self.manager.end_after_stream_drop,
+            sink=self.handle_event,
+            end_call=self.end_after_stream_drop,
+            shared=self._shared_streams(),  # streams held here serve the other instances
             clock=self.clock,
             models=self.realtime,  # with realtime voice the streams are model bridges
             recordings=self.home / "recordings",  # `recording.enabled`: each stream's WAV
@@ -239,13 +309,35 @@ class Runtime:
                 await self._open_tunnel(port)
             try:
                 await self.store.open()
+                await self._start_cluster()
                 self.restored = await self.manager.start()
             except BaseException:
+                await self._stop_cluster()
                 await self._close_tunnel()
                 raise
+            if self.router is not None and self._sweep is not None:
+                self.router.ready()  # the calls restored here are ours: serve the others
+                self._sweep.start()
             self._state = "running"
             self._use_urls()
             self._arm_retention()
+
+    async def _start_cluster(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
+        if self.feed is not None:
+            await self.feed.start()  # before the manager logs anything: nothing missed
+
+    async def _stop_cluster(self) -> None:
+        """Leave the cluster: releases under way finish, then others may adopt our calls."""
+        if self._sweep is not None:
+            await self._sweep.stop()
+        if self.router is not None:
+            await self.router.aclose()
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
 
     def _arm_retention(self, delay: float = 0.0) -> None:
         """Prune ended calls older than store.retentionDays now, then hourly (0 keeps all)."""
@@ -279,11 +371,14 @@ class Runtime:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._sweep is not None:
+                await self._sweep.stop()  # no call is taken over while this one leaves
             if "media" in self.__dict__:  # built: close its streams before the manager stops
                 await self.media.close()
             if "call_control" in self.__dict__:
                 await self.call_control.aclose()
             await self.manager.stop()
+            await self._stop_cluster()
             self.bus.close()
             await self.provider.close()
             await self.store.close()

@@ -154,3 +154,23 @@ async def test_live_instances_reads_the_prefix_as_plain_text(client: Redis) -> N
 def test_a_heartbeat_slower_than_the_ttl_is_refused(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="shorter than the TTL"):
         Instance(Redis.from_url(redis_server.url), "p", ttl_s=1.0, beat_s=1.0)
+
+
+async def test_fresh_only_while_the_key_surely_lives_and_a_lapse_is_counted(
+    client: Redis,
+) -> None:
+    # The router serves calls it owns without asking Redis only while `fresh()`; a key that
+    # expired between two renewals (a stalled loop) is a lapse: others may have taken its calls.
+    instance = await started(client, RedisServer.prefix())
+    try:
+        assert instance.fresh() and instance.lapses == 0
+        await freeze(instance)
+        await asyncio.sleep(TTL_S / 2 + 0.05)
+        assert not instance.fresh()  # half the lifetime gone: no longer sure
+        await asyncio.sleep(TTL_S)  # the key expired
+        assert not await instance.alive(instance.id)
+        instance._beat = asyncio.create_task(instance._heartbeat())  # the loop wakes up again
+        await wait_until(instance.fresh, 2, what="a renewal after the stall")
+        assert instance.lapses == 1
+    finally:
+        await instance.stop()

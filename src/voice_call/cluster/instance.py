@@ -45,6 +45,8 @@ class Instance:
         self._prefix = prefix
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._beat_s = beat_s
+        self._renewed_at = -float("inf")  # monotonic time of the last SET that succeeded
+        self.lapses = 0  # how often the key expired between two renewals (a stalled loop)
         self._value = json.dumps(
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         )
@@ -58,7 +60,7 @@ class Instance:
         serve) and start the heartbeat. Idempotent."""
         if self._beat is not None:
             return
-        await self._redis.set(self.key(self.id), self._value, px=self._ttl_ms)
+        await self._set_key()
         self._beat = asyncio.create_task(self._heartbeat(), name=f"cluster-heartbeat-{self.id}")
 
     async def stop(self) -> None:
@@ -74,6 +76,18 @@ class Instance:
             await self._redis.delete(self.key(self.id))
         except (RedisError, OSError) as exc:
             log.warning("instance %s: could not delete its key at stop: %s", self.id, exc)
+
+    async def _set_key(self) -> None:
+        sent = time.monotonic()  # the key lives at least ttl from here
+        await self._redis.set(self.key(self.id), self._value, px=self._ttl_ms)
+        if sent - self._renewed_at > self._ttl_ms / 1000 and self._renewed_at > -float("inf"):
+            self.lapses += 1  # the key expired meanwhile: others may have taken our calls
+        self._renewed_at = sent
+
+    def fresh(self) -> bool:
+        """Our key surely still exists (renewed within half its lifetime): no other instance
+        can have taken our calls since, so a call we own may be served without asking Redis."""
+        return time.monotonic() - self._renewed_at < self._ttl_ms / 2000
 
     async def alive(self, instance_id: str) -> bool:
         return bool(await self._redis.exists(self.key(instance_id)))
@@ -92,7 +106,7 @@ class Instance:
         while True:
             await asyncio.sleep(self._beat_s)
             try:
-                await self._redis.set(self.key(self.id), self._value, px=self._ttl_ms)
+                await self._set_key()
             except (RedisError, OSError) as exc:
                 if not failing:
                     log.warning("instance %s: heartbeat failed, retrying: %s", self.id, exc)

@@ -46,7 +46,7 @@ from voice_call.manager.records import (
     require_live,
 )
 from voice_call.manager.replies import AutoReplies, ManagerActions, model_turn
-from voice_call.manager.restore import Decision, EndCall, decide, summarize
+from voice_call.manager.restore import Decision, EndCall, KeepCall, decide, summarize
 from voice_call.manager.timers import CallTimers
 from voice_call.manager.turns import Spoken, Turn
 from voice_call.models import (
@@ -164,6 +164,13 @@ class CallManager:
         self.turn_listeners: list[TurnListener] = []
         # told the id of each call that ends here (the media registry drops what it warmed)
         self.end_listeners: list[Callable[[str], None]] = []
+        # Cluster hooks (cluster/router.py; None: this process owns every call). `claim_new`
+        # takes a call created here, after its first save and before the carrier hears of it;
+        # `claim` takes a call whose owner is gone (True: restore it here); `owns` says whether
+        # this instance owns a call (only the owner reaps it).
+        self.claim_new: Callable[[str], Awaitable[None]] | None = None
+        self.claim: Callable[[CallRecord], Awaitable[bool]] | None = None
+        self.owns: Callable[[str], Awaitable[bool]] | None = None
         self._started = False
 
     @property
@@ -183,6 +190,10 @@ class CallManager:
             return {}
         self._started = True
         calls = await self.store.list_active()
+        if self.claim is not None:  # a cluster: only the calls no live instance owns
+            claim = self.claim
+            mine = await asyncio.gather(*(claim(call) for call in calls))
+            calls = [call for call, taken in zip(calls, mine, strict=True) if taken]
         summary = summarize(await asyncio.gather(*(self._restore(call) for call in calls)))
         if self.config.stale_call_reaper_seconds > 0:
             self._arm_reaper()
@@ -273,6 +284,8 @@ class CallManager:
             if amd_mode:
                 amd.start(record, amd_mode, self.config)
             await self._persist(record, self._entry(record, ManagerEntry.CREATED, {"to": to}))
+        if self.claim_new is not None:
+            await self.claim_new(record.call_id)
         try:
             result = await self.provider.initiate_call(
                 DialRequest(
@@ -722,6 +735,8 @@ class CallManager:
                 self.provider.hangup(record, "inbound-policy"), "reject", quiet=True
             )
             return f"rejected: {decision.reason}"
+        if self.claim_new is not None:
+            await self.claim_new(record.call_id)
         await self._provider_action(self.provider.answer(record), "answer", quiet=True)
         return "accepted"
 
@@ -1062,6 +1077,19 @@ class CallManager:
             self._arm_max_duration(call.call_id, decision.max_duration_left_s)
         return decision
 
+    async def adopt(self, record: CallRecord) -> Decision | None:
+        """Take over one call from an instance that died (cluster/adoption.py): restore's
+        decision, as after a restart (max duration re-armed from `answered_at`); a call whose
+        last words were said gets the hang-up its old owner had armed. None: it had ended."""
+        if record.terminal:
+            return None
+        decision = await self._restore(record)
+        done = notify_done_speaking(record) or record.metadata.get("hangupAfterReply") is True
+        if isinstance(decision, KeepCall) and done:
+            delay = float(self.config.outbound.notify_hangup_delay_sec)
+            self._arm_notify_hangup(record.call_id, delay)
+        return decision
+
     def _arm_max_duration(self, call_id: str, delay: float) -> None:
         async def expire() -> None:
             record = await self.store.get(call_id)
@@ -1089,6 +1117,8 @@ class CallManager:
                 continue
             if record.state in (CallState.SPEAKING, CallState.LISTENING):
                 continue
+            if self.owns is not None and not await self.owns(record.call_id):
+                continue  # another instance's call: its owner reaps it
             with contextlib.suppress(Conflict, NotFound):
                 await self._log(record.call_id, ManagerEntry.STALE, {"endedBy": "stale-reaper"})
                 await self.end(record.call_id, CallState.TIMEOUT)

@@ -16,6 +16,11 @@ With `realtime.enabled` the streams are realtime voice bridges (realtime/bridge.
 `realtime.streamPath`: what warms while the phone rings is the call's model session (its
 `ModelSource`, realtime/factory.py), handed to the media route with `take_model`; no STT or
 TTS is built at all.
+
+In a cluster (`shared`, cluster/streams.py) a stream is held by the instance its socket reached:
+registering it records this instance as the call's holder, its end drops that, and a call whose
+stream another live instance holds is found as a proxy to it (`find`, `wait_for`), so speech
+works wherever the command arrived. Listening in works only where the stream is held.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ log = logging.getLogger("voice_call.media")
 EndCall = Callable[[str, CallState], Awaitable[object]]
 MAX_ANSWERS = 10_000  # answer streams remembered for retried answers (oldest forgotten first)
 REUSE_MARGIN_S = 5.0  # an answer token closer than this to expiry is minted anew
+HOLDER_POLL_S = 0.1  # a cluster's wait for a stream also looks for it at other instances
 
 
 class LiveSession(Protocol):
@@ -77,6 +83,24 @@ class LiveSession(Protocol):
     async def close(self) -> None: ...
 
     tap: MediaTap | None  # who listens to its frames (media/tap.py), None while nobody does
+
+
+class SharedStreams(Protocol):
+    """The streams of a cluster (cluster/streams.py `ClusterStreams`): where this registry
+    records the streams it holds and reaches those other instances hold."""
+
+    def serve(self, local: Callable[[str], LiveSession | None]) -> None:
+        """Serve other instances' commands on the streams `local` finds live here."""
+
+    async def hold(self, call_id: str) -> None: ...
+
+    async def drop(self, call_id: str) -> None: ...
+
+    async def holder_elsewhere(self, call_id: str) -> str | None:
+        """The other live instance holding the call's stream, if any."""
+
+    async def remote(self, call_id: str) -> LiveSession | None:
+        """A proxy to the call's stream when another live instance holds it."""
 
 
 class ModelSource(Protocol):
@@ -109,6 +133,7 @@ class MediaSessions:
         stats: LatenessStats | None = None,
         models: ModelSource | None = None,
         recordings: Path | None = None,
+        shared: SharedStreams | None = None,
     ) -> None:
         streaming = config.streaming
         self.config = config
@@ -135,6 +160,11 @@ class MediaSessions:
         self._answers: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.shared = shared
+        # hold / drop of the shared holder records, run one after another in the order asked
+        self._holding = asyncio.Lock()
+        if shared is not None:
+            shared.serve(self.get)
 
     @property
     def speech(self) -> Speech:
@@ -331,7 +361,21 @@ class MediaSessions:
         return self.speech.voice(route.tts if route is not None else None, _own_language(record))
 
     def get(self, call_id: str) -> LiveSession | None:
+        """The call's stream when it is live here."""
         return self._sessions.get(call_id)
+
+    async def find(self, call_id: str) -> LiveSession | None:
+        """The call's stream: live here, else (in a cluster) held by another live instance."""
+        session = self._sessions.get(call_id)
+        if session is not None or self.shared is None or call_id in self._let_go:
+            return session
+        return await self.shared.remote(call_id)
+
+    async def held_elsewhere(self, call_id: str) -> str | None:
+        """The other instance holding the call's stream (a cluster), else None."""
+        if self.shared is None or call_id in self._sessions:
+            return None
+        return await self.shared.holder_elsewhere(call_id)
 
     def let_go(self, call_id: str) -> LiveSession | None:
         """Forget the call's stream, which we are about to end on purpose (the carrier's own
@@ -341,14 +385,21 @@ class MediaSessions:
         return self._sessions.pop(call_id, None)
 
     async def wait_for(self, call_id: str, timeout_s: float) -> LiveSession | None:
-        """The call's session once its stream has started, or None after `timeout_s`."""
-        session = self._sessions.get(call_id)
+        """The call's session once its stream has started, or None after `timeout_s`. In a
+        cluster the stream may start at another instance: its holder record is polled too."""
+        session = await self.find(call_id)
         if session is not None or call_id in self._let_go:
             return session
         waiter: asyncio.Future[LiveSession] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(call_id, []).append(waiter)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                while self.shared is not None and not waiter.done():
+                    done, _ = await asyncio.wait({waiter}, timeout=HOLDER_POLL_S)
+                    remote = None if done else await self.shared.remote(call_id)
+                    if remote is not None:
+                        return remote
+                return await waiter
         except TimeoutError:
             return None
         finally:
@@ -368,6 +419,8 @@ class MediaSessions:
             timer.cancel()
         old = self._sessions.get(session.call_id)
         self._sessions[session.call_id] = session
+        if self.shared is not None:
+            self._spawn(self._record_holder(session.call_id, hold=True))
         if old is not None and old is not session:
             self._spawn(old.close())
         for waiter in self._waiters.pop(session.call_id, []):
@@ -379,24 +432,50 @@ class MediaSessions:
         if session.tap is not None:
             session.tap.close()  # the recording is complete, listeners are told
             session.tap = None
-        if self._closed or self._sessions.get(session.call_id) is not session:
-            return  # shutting down, or already replaced by a newer stream
-        del self._sessions[session.call_id]
         call_id = session.call_id
+        current = self._sessions.get(call_id)
+        if self._closed or (current is not None and current is not session):
+            # Shutting down (a stream record left behind tells the call's owner that the
+            # stream died with this instance), or already replaced by a newer stream.
+            return
+        if self.shared is not None:
+            self._spawn(self._record_holder(call_id, hold=False))
+        if current is None:
+            return  # let go on purpose
+        del self._sessions[call_id]
         grace_s = self.config.streaming.drop_grace_ms / 1000
         self._grace[call_id] = self._clock.call_later(
             grace_s, lambda: self._spawn(self._lost(call_id, reason))
         )
 
+    async def _record_holder(self, call_id: str, *, hold: bool) -> None:
+        """Hold or drop the call's shared holder record, in the order they were asked."""
+        assert self.shared is not None
+        async with self._holding:
+            if hold:
+                await self.shared.hold(call_id)
+            elif call_id not in self._sessions:  # else a new stream of the call holds it now
+                await self.shared.drop(call_id)
+
     async def _lost(self, call_id: str, reason: CallState) -> None:
         self._grace.pop(call_id, None)
         if call_id in self._sessions:
+            return
+        if await self._held_elsewhere_now(call_id):
+            log.info("call %s: its stream came back at another instance", call_id)
             return
         log.info("call %s: media stream gone for good; ending the call (%s)", call_id, reason)
         try:
             await self._end_call(call_id, reason)
         except VoiceCallError as exc:
             log.info("call %s: not ended after the stream dropped: %s", call_id, exc.message)
+
+    async def _held_elsewhere_now(self, call_id: str) -> bool:
+        try:
+            return await self.held_elsewhere(call_id) is not None
+        except Exception as exc:  # Redis down: the drop grace decides, as with one instance
+            log.warning("call %s: could not look for its stream elsewhere: %s", call_id, exc)
+            return False
 
     # ------------------------------------------------------------------ taps (media/tap.py)
 

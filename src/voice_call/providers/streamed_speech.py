@@ -54,9 +54,10 @@ class StreamedSpeech:
     def enabled(self) -> bool:
         return self.media is not None
 
-    def live(self, call_id: str) -> bool:
-        """The call's stream is up now (its STT is listening)."""
-        return self.media is not None and self.media.get(call_id) is not None
+    async def live(self, call_id: str) -> bool:
+        """The call's stream is up now (its STT is listening), here or, in a cluster, at the
+        instance that holds it."""
+        return self.media is not None and await self.media.find(call_id) is not None
 
     def setup(
         self,
@@ -78,7 +79,7 @@ class StreamedSpeech:
     async def session(self, call: CallRecord) -> LiveSession | None:
         if self.media is None:
             return None
-        session = self.media.get(call.call_id)
+        session = await self.media.find(call.call_id)
         if session is None and call.call_id not in self._missing:
             session = await self.media.wait_for(call.call_id, STREAM_WAIT_S)
             if session is None:
@@ -114,11 +115,14 @@ class StreamedSpeech:
     async def _settle(
         self, session: LiveSession, queued: asyncio.Future[PlaybackResult], native: Native
     ) -> str | None:
-        from voice_call.media.playback import PlaybackStatus
+        from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus
 
         # Shielded: a reply dropped on barge-in must not cancel the job; the session
         # settles it (cut, skipped) and reports what was heard.
-        result = await asyncio.shield(queued)
+        try:
+            result = await asyncio.shield(queued)
+        except PlaybackQueueFull as exc:  # a stream held by another instance says so late
+            raise ProviderError(str(exc)) from None
         if result.status != PlaybackStatus.FAILED:
             return self.heard(result)
         if result.audio_sent:
@@ -147,7 +151,7 @@ class StreamedSpeech:
         from voice_call.audio.dtmf import dtmf_ulaw
         from voice_call.media.playback import PlaybackQueueFull, PlaybackStatus
 
-        session = self.media.get(call.call_id) if self.media is not None else None
+        session = await self.media.find(call.call_id) if self.media is not None else None
         if session is None or session.closed:
             return False
         try:
@@ -160,6 +164,6 @@ class StreamedSpeech:
 
     async def finish(self, call: CallRecord) -> None:
         """Let what is still playing (the goodbye) be heard before the carrier hangs up."""
-        session = self.media.get(call.call_id) if self.media is not None else None
+        session = await self.media.find(call.call_id) if self.media is not None else None
         if session is not None and not session.closed:
             await session.finish_playback(FINISH_PLAYBACK_S)

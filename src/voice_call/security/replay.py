@@ -3,6 +3,9 @@
 A key is reserved when a request is first accepted; if processing fails before state is durable
 the reservation is released, so the carrier's retry is processed rather than answered as a replay.
 A replay gets the response the first delivery got.
+
+The interface is async (`ReplayStore`): one instance keeps it in memory (`ReplayCache`), several
+instances share one in Redis (`cluster/replay.py`), so a replay at any instance is recognised.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass
@@ -20,7 +24,23 @@ class CachedResponse:
     content_type: str
 
 
+class ReplayStore(Protocol):
+    # True: a replay of a request still being processed is asked to retry (503) rather than
+    # acknowledged, because the instance processing it may die before it records anything.
+    retry_while_pending: bool
+
+    async def reserve(self, key: str) -> tuple[bool, CachedResponse | None]: ...
+
+    async def complete(self, key: str, response: CachedResponse) -> None: ...
+
+    async def release(self, key: str) -> None: ...
+
+
 class ReplayCache:
+    """In this process's memory: a reservation dies with the process that would process it."""
+
+    retry_while_pending = False
+
     def __init__(
         self,
         ttl_s: float = 600.0,
@@ -32,7 +52,7 @@ class ReplayCache:
         self._now = now
         self._entries: OrderedDict[str, tuple[float, CachedResponse | None]] = OrderedDict()
 
-    def reserve(self, key: str) -> tuple[bool, CachedResponse | None]:
+    async def reserve(self, key: str) -> tuple[bool, CachedResponse | None]:
         """(True, cached-or-None) when `key` was seen within the TTL; else reserve it."""
         self._expire()
         hit = self._entries.get(key)
@@ -43,11 +63,11 @@ class ReplayCache:
             self._entries.popitem(last=False)
         return False, None
 
-    def complete(self, key: str, response: CachedResponse) -> None:
+    async def complete(self, key: str, response: CachedResponse) -> None:
         if key in self._entries:
             self._entries[key] = (self._entries[key][0], response)
 
-    def release(self, key: str) -> None:
+    async def release(self, key: str) -> None:
         self._entries.pop(key, None)
 
     def _expire(self) -> None:

@@ -24,6 +24,8 @@ class HealthRoute:
             "provider": self.runtime.provider.name,
             "version": voice_call.__version__,
         }
+        if self.runtime.cluster is not None:  # which instance (or `--workers` worker) answered
+            body["instance"] = self.runtime.cluster.id
         try:
             active = await self.runtime.manager.active()
         except Exception as exc:

@@ -3,6 +3,11 @@
 A body is refused by its declared Content-Length before a byte is read (413), then counted while
 it streams in, since the declared length may lie or be absent (chunked). The whole read runs
 under one deadline, so a client trickling bytes cannot hold a slot for long (408).
+
+The in-flight cap is counted per instance (in this process's memory, on purpose: a shared
+counter would cost a Redis round trip per request, and a counter left by an instance that died
+would never come back). Behind a load balancer over N instances (or `serve --workers N`) a
+client therefore gets up to N × the cap in flight in all; each instance stays protected.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """JSON-RPC 2.0 over POST /rpc, guarded by the bearer token.
 
 Every method but `voicecall.events` is the command layer's (`commands.METHODS`, and the
-`continue.start` / `.result` pair over the `ContinueTurns` this route keeps), so RPC reports
+`continue.start` / `.result` pair over the Runtime's `ContinueTurns`), run through
+`Runtime.dispatch` (at the call's owner when several instances share Redis), so RPC reports
 exactly what the CLI, the agent tool and MCP report. JSON-RPC-level errors are HTTP 200; the
 VoiceCallError code travels in `error.data.code` so clients can rebuild the same exception.
 """
@@ -18,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from voice_call.commands import METHODS, TURN_METHODS, describe_validation_error, dispatch
+from voice_call.commands import METHODS, TURN_METHODS, describe_validation_error
 from voice_call.errors import InvalidInput, VoiceCallError
-from voice_call.manager.continues import ContinueTurns
 from voice_call.runtime import Runtime
 from voice_call.server.auth import UNAUTHORIZED, authorized
 from voice_call.server.event_log import PAGE
@@ -84,9 +84,6 @@ class RpcRoute:
     def __init__(self, runtime: Runtime, limits: Limits) -> None:
         self.runtime = runtime
         self.limits = limits
-        # continue.start turns outlive their request; a call's go when it ends
-        self.turns = ContinueTurns(runtime.manager.continue_call)
-        runtime.manager.end_listeners.append(self.turns.call_ended)
 
     async def handle(self, request: Request) -> Response:
         if not authorized(request, self.runtime.rpc_token):
@@ -143,13 +140,7 @@ class RpcRoute:
             if method == EVENTS_METHOD:
                 result = await self._events(params)
             else:
-                result = await dispatch(
-                    self.runtime.manager,
-                    method,
-                    params,
-                    self.turns,
-                    self.runtime.config.transcript_timeout_ms,
-                )
+                result = await self.runtime.dispatch(method, params)
         except VoiceCallError as exc:
             code = ERROR_CODES.get(exc.code, ERROR_CODES["unavailable"])
             return error_reply(request_id, code, exc.message, exc.code)

@@ -55,7 +55,12 @@ class ServerFailed(RuntimeError):
     """uvicorn could not start the app (its lifespan startup failed)."""
 
 
-def bind_socket(bind: str, port: int) -> socket.socket:
+def bind_socket(
+    bind: str, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """The server's socket, bound (and listening unless `listen` is off). `reuse_port`: one of
+    several workers' sockets on the same port (`serve --workers`); the kernel spreads new
+    connections over the listening ones."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             bind, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -66,8 +71,11 @@ def bind_socket(bind: str, port: int) -> socket.socket:
     try:
         # As uvicorn would: a port left in TIME_WAIT by a stopped server is free to reuse.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -149,7 +157,7 @@ class RunningServer:
         try:
             await self._task
         finally:
-            _forget(self._runtime.home)
+            forget_server(self._runtime.home)
             await self._runtime.stop()
 
 
@@ -161,10 +169,17 @@ async def start_background(
 
 
 async def serve(
-    runtime: Runtime, *, ready: Callable[[str], None] | None = None, app: Starlette | None = None
+    runtime: Runtime,
+    *,
+    ready: Callable[[str], None] | None = None,
+    app: Starlette | None = None,
+    worker: bool = False,
 ) -> None:
-    """Serve until SIGINT/SIGTERM. Raises PortInUse before touching anything if the port is busy."""
-    running = await _start(runtime, app, signals=True, announce=True)
+    """Serve until SIGINT/SIGTERM. Raises PortInUse before touching anything if the port is busy.
+
+    `worker`: one of `serve --workers N` (server/workers.py): the port is shared (SO_REUSEPORT)
+    and the supervising process, not this one, names the server in server.json."""
+    running = await _start(runtime, app, signals=True, announce=not worker, reuse_port=worker)
     if ready is not None:
         ready(running.url)
     try:
@@ -174,10 +189,15 @@ async def serve(
 
 
 async def _start(
-    runtime: Runtime, app: Starlette | None, *, signals: bool, announce: bool
+    runtime: Runtime,
+    app: Starlette | None,
+    *,
+    signals: bool,
+    announce: bool,
+    reuse_port: bool = False,
 ) -> RunningServer:
     serve_config = runtime.config.serve
-    sock = bind_socket(serve_config.bind, serve_config.port)
+    sock = bind_socket(serve_config.bind, serve_config.port, reuse_port=reuse_port)
     try:
         port = int(sock.getsockname()[1])
         url = local_url(serve_config.bind, port)
@@ -229,7 +249,7 @@ async def _start(
         await runtime.stop()
         raise
     if announce:
-        _announce(runtime.home, url)
+        announce_server(runtime.home, url)
     log.info("voice-call server listening on %s", url)
     _freeze_heap()
     return RunningServer(url, port, server, task, runtime)
@@ -245,14 +265,15 @@ def _freeze_heap() -> None:
         gc.freeze()
 
 
-def _announce(home: Path, url: str) -> None:
+def announce_server(home: Path, url: str) -> None:
+    """server.json: where clients find the server, and the pid that must be alive for it."""
     path = home / SERVER_FILE
     tmp = path.with_name(f".{SERVER_FILE}.{os.getpid()}")
     tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
-def _forget(home: Path) -> None:
+def forget_server(home: Path) -> None:
     """Remove server.json if it is still ours (another server may have replaced it)."""
     path = home / SERVER_FILE
     try:

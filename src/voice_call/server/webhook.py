@@ -4,7 +4,8 @@ gate (required signature headers, 401 before the body) → in-flight limit (429)
 timeout (413/408) → signature verification (401) → replay cache (a replay changes nothing and
 gets the first answer) → parse (400) → apply each event through the manager, in order.
 If applying fails (e.g. the store is down) the replay reservation is released and the answer
-is 503, so the carrier's retry is processed once state can be made durable.
+is 503, so the carrier's retry is processed once state can be made durable. A shared replay
+cache (Redis, cluster/replay.py) that cannot be reached is a 503 too, with nothing applied.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from voice_call.errors import Unavailable
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
 from voice_call.runtime import Runtime
 from voice_call.security.exposure import forwarding_trust
@@ -128,24 +130,41 @@ class WebhookRoute:
             return json_error(401, without_urls(reason))
         key = verification.request_key
         replay = self.runtime.replay
-        seen, cached = replay.reserve(key)
+        try:
+            seen, cached = await replay.reserve(key)
+        except Unavailable as exc:  # a shared cache that is down: nothing applied, retry later
+            log.warning("webhook replay check failed (503): %s", exc)
+            return json_error(503, "could not check for a replay now; retry later")
         if seen:
             log.info("replayed webhook %s: nothing applied", key[:32])
-            if cached is None:  # the first delivery is still being processed
-                return Response(b"", 200)
-            return Response(cached.body, cached.status_code, media_type=cached.content_type)
+            if cached is not None:
+                return Response(cached.body, cached.status_code, media_type=cached.content_type)
+            if replay.retry_while_pending:  # the instance processing it may yet fail or die
+                return json_error(503, "the first delivery is still being processed; retry later")
+            return Response(b"", 200)  # the first delivery is still being processed here
         # Anything but the provider's answer (a parse error, a store failure, a cancelled
         # task) frees the key, so the carrier's retry is processed rather than ignored.
         try:
             answer = await self._apply(incoming, key)
         except WebhookRefused as exc:
-            replay.release(key)
+            await self._release(key)
             return json_error(exc.status_code, exc.message)
         except BaseException:
-            replay.release(key)
+            await self._release(key)
             raise
-        replay.complete(key, answer)
+        try:
+            await replay.complete(key, answer)
+        except Unavailable as exc:  # applied and durable: answer it; a replay is then retried
+            log.warning("webhook answer not cached for replays: %s", exc)
         return Response(answer.body, answer.status_code, media_type=answer.content_type)
+
+    async def _release(self, key: str) -> None:
+        """Free the key so the retry is processed; a shared cache that is down lets its
+        reservation expire instead (cluster/replay.py keeps a pending one briefly)."""
+        try:
+            await self.runtime.replay.release(key)
+        except Unavailable as exc:
+            log.warning("webhook replay key not released: %s", exc)
 
     async def _apply(self, incoming: WebhookRequest, key: str) -> CachedResponse:
         """Parse and apply; the provider's answer, to be cached for replays."""
@@ -161,7 +180,7 @@ class WebhookRoute:
         outcomes: list[str] = []
         try:
             for event in result.events:
-                outcomes.append(await self.runtime.manager.handle_event(event))
+                outcomes.append(await self.runtime.handle_event(event))
         except Exception:
             log.exception("webhook events could not be applied; asking the carrier to retry")
             raise WebhookRefused(503, "could not record the event now; retry later") from None

@@ -126,13 +126,13 @@ class PlivoProvider:
         # A stream queues what we say; a transfer replaces the XML the call is running.
         return self.streamed.enabled
 
-    def _streamed(self, call: CallRecord) -> bool:
+    async def _streamed(self, call: CallRecord) -> bool:
         """The call's audio runs over our media stream: every call once streaming is on, but
         an outbound notify (its message is the answer XML's Speak) unless it streams anyway."""
         if not self.streamed.enabled:
             return False
         notify = call.mode == Mode.NOTIFY and call.direction == Direction.OUTBOUND
-        return not notify or self.streamed.live(call.call_id)
+        return not notify or await self.streamed.live(call.call_id)
 
     def _stream_url(self, base: str, call_id: str) -> str:
         url, _token = self.streamed.setup(base, call_id)  # the token rides in the URL
@@ -249,13 +249,13 @@ class PlivoProvider:
         off (None: all of it). Without a stream, transfer the call to a document that says it
         — after whatever we said just before that may not have been played yet (`_unplayed`).
         """
-        if self._streamed(call):
+        if await self._streamed(call):
             return await self.streamed.say(call, text, lambda: self._transfer_to_say(call, text))
         await self._transfer_to_say(call, text)
         return None
 
     async def queue_speech(self, call: CallRecord, text: str) -> Awaitable[str | None] | None:
-        if not self._streamed(call):
+        if not await self._streamed(call):
             return None
         return await self.streamed.queue(call, text, lambda: self._transfer_to_say(call, text))
 
@@ -327,7 +327,7 @@ class PlivoProvider:
         return False
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
-        if self._streamed(call) and await self.streamed.session(call) is not None:
+        if await self._streamed(call) and await self.streamed.session(call) is not None:
             return  # the stream's speech-to-text is always listening
         voice = voice_for(self.config, our_route(self.config, call), own_language(call.metadata))
         listen = Callback(
@@ -341,7 +341,7 @@ class PlivoProvider:
         await self.rest.transfer(_live_uuid(call), url)
 
     async def stop_listening(self, call: CallRecord) -> None:
-        if self._streamed(call):
+        if await self._streamed(call):
             return  # a stream's STT never stops, and a transfer would close the stream
         url = self._url(Callback(flow=Flow.KEEPALIVE, call_id=call.call_id))
         with contextlib.suppress(PlivoCallGone):  # the call is over: nothing is listening

@@ -206,7 +206,7 @@ class TelnyxProvider:
         await self._command(call, "transcription_start", body)
 
     async def stop_listening(self, call: CallRecord) -> None:
-        if self.streamed.live(call.call_id):
+        if await self.streamed.live(call.call_id):
             return  # a stream's speech-to-text never stops; Telnyx's was never started
         await self._command(call, "transcription_stop", {})
 
@@ -228,7 +228,7 @@ class TelnyxProvider:
         stopped first (our leg's audio goes to the target, not to us)."""
         if not call.provider_call_id:
             raise ProviderError("Telnyx transfer: the call has no call_control_id yet")
-        if self.streamed.live(call.call_id):
+        if await self.streamed.live(call.call_id):
             await self.streamed.finish(call)  # what the bot was saying is heard to the end
             await self._command(call, "streaming_stop", {})
         if request.announce:

@@ -294,7 +294,7 @@ class TwilioProvider:
         await self._update(call, doc.render(), "speak")
 
     async def start_listening(self, call: CallRecord, turn_token: str | None) -> None:
-        if self.streamed.live(call.call_id):
+        if await self.streamed.live(call.call_id):
             return  # the stream's speech-to-text is always listening
         if call.transcript and call.transcript[-1].speaker == Speaker.BOT:
             return  # the prompt just spoken is already followed by its Gather

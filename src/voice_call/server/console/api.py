@@ -1,7 +1,7 @@
 """The console's JSON API: the calls it shows, the event stream, history and the controls.
 
 Reads need a session; writes need a session, its CSRF token and a same-origin request
-(`guard.refuse_write`). Controls go through the command layer (`commands.dispatch`) with the
+(`guard.refuse_write`). Controls go through the command layer (`Runtime.dispatch`) with the
 RPC method names, so a bad number or an ended call is refused with the CLI's and RPC's words;
 the error's code picks the HTTP status. Minting a login link needs the RPC bearer token:
 that is how `voicecall console` (another process) gets one.
@@ -14,7 +14,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from voice_call.commands import dispatch
 from voice_call.errors import VoiceCallError
 from voice_call.models import CallRecord
 from voice_call.runtime import Runtime
@@ -106,7 +105,7 @@ class ConsoleApi:
             return secured(json_error(404, f"unknown control; expected one of {known}"))
         try:
             params = await self._params(request)
-            result = await dispatch(self.runtime.manager, method, params)
+            result = await self.runtime.dispatch(method, params)
         except VoiceCallError as exc:
             status = STATUS_OF.get(exc.code, 503)
             return secured(json_response({"error": exc.message, "code": exc.code}, status))

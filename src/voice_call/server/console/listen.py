@@ -37,6 +37,10 @@ NOT_LIVE = (
     "call {call_id} has no live media stream here: listen-in works on streamed or realtime"
     " calls while they are live"
 )
+HELD_ELSEWHERE = (
+    "call {call_id}'s media stream is held by instance {holder}, not this one: listen-in"
+    " works only on the instance holding the stream"
+)
 
 
 class Mixer:
@@ -88,7 +92,9 @@ class ListenIn:
         mixer = Mixer()
         media = self.runtime.media
         if record.terminal or not media.listen(call_id, mixer):
-            return secured(json_error(409, NOT_LIVE.format(call_id=call_id)))
+            holder = None if record.terminal else await media.held_elsewhere(call_id)
+            refusal = NOT_LIVE if holder is None else HELD_ELSEWHERE  # at another instance
+            return secured(json_error(409, refusal.format(call_id=call_id, holder=holder)))
         client = request.client.host if request.client is not None else "?"
         log.info("console listen-in on call %s from %s", call_id, client)
         return secured(
