@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import (
     chaos,
+    cluster,
     exposure,
     load,
     machine,
@@ -19,6 +20,7 @@ from bench import (
     stream_turns,
     streams,
     turn_latency,
+    vs_pipecat,
     webhooks,
 )
 
@@ -28,9 +30,11 @@ BENCHMARKS = {
     "turn_latency": turn_latency.run,
     "stream_turns": stream_turns.run,
     "streams": streams.run,
+    "vs_pipecat": vs_pipecat.run,
     "realtime": realtime.run,
     "realtime_load": realtime.run_load,
     "webhooks": webhooks.run,
+    "cluster": cluster.run,
     "load": load.run,
     "chaos": chaos.run,
     "mutants": mutants.run,

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from bench import vs_pipecat
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,3 +82,62 @@ def test_realtime_load_smoke() -> None:
     models = [(row[0], row[1], row[2]) for row in rows]  # model, calls asked, calls live
     assert models == [("openai", "4", "4"), ("google", "4", "4")]
     assert all(int(row[3]) > 100 for row in rows)  # frames out per second (50 a call)
+
+
+def test_cluster_smoke() -> None:
+    """One instance on SQLite and two on one real redis-server take the same signed callbacks,
+    all answered 2xx; the Redis rows count the round trips and commands each one cost."""
+    out = smoke("cluster")
+    names = [cell.strip() for cell in out.splitlines()[0].strip("|").split("|")]
+    rows = [dict(zip(names, cells, strict=True)) for cells in _rows(out)]
+    assert [(row["setup"], row["offered /s"]) for row in rows] == [
+        ("SQLite ×1", "100"),
+        ("SQLite ×1", "max"),
+        ("Redis ×2", "100"),
+        ("Redis ×2", "max"),
+    ]
+    assert all(row["non-2xx"] == "0" and int(row["2xx /s"]) > 0 for row in rows), rows
+    for row in rows[2:]:
+        assert float(row["Redis round trips/webhook"]) >= 1, row
+        assert float(row["Redis commands/webhook"]) >= float(row["Redis round trips/webhook"])
+        assert row["top commands/webhook"] != "-", row
+
+
+def test_vs_pipecat_smoke() -> None:
+    """Our side always runs (4 streams, all live, µs per frame measured); pipecat's setups run
+    only where its virtualenv already is (the smoke never spends a minute installing it), and
+    the table says which."""
+    out = smoke("vs_pipecat")
+    names = [cell.strip() for cell in out.splitlines()[0].strip("|").split("|")]
+    rows = [dict(zip(names, cells, strict=True)) for cells in _rows(out)]
+    servers = [row["server"] for row in rows]
+    assert servers[0] == "ours" and rows[0]["streams"] == "4" and rows[0]["live"] == "4", rows
+    assert float(rows[0]["server µs/frame"]) > 0
+    assert float(rows[0]["frames out/s/stream"]) > 0
+    if vs_pipecat.pipecat_python(install=False) is None:
+        assert servers[1:] == [
+            "pipecat: not run (no virtualenv: `python -m bench vs_pipecat` makes it)"
+        ]
+    else:
+        assert servers[1:] == [
+            "pipecat defaults",
+            "pipecat lean",
+            "ours vs pipecat defaults",
+            "ours vs pipecat lean",
+        ]
+        assert all(row["live"] == "4" for row in rows[1:3]), rows
+
+
+def test_vs_pipecat_clock() -> None:
+    """The carrier's lateness: on time is 0, a stall makes the frames it held late, an earlier
+    frame moves the schedule earlier, and a stall past 200 ms re-anchors it (as our pacer does)."""
+    clock = vs_pipecat.StreamClock()
+    assert [clock.late(t) for t in (10.0, 10.02, 10.04)] == [0.0, 0.0, 0.0]
+    assert clock.late(10.11) == pytest.approx(0.05)  # due at 10.06
+    assert clock.late(10.111) == pytest.approx(0.031)  # due at 10.08
+    assert clock.late(10.095) == 0.0  # due at 10.10: early, the schedule moves 5 ms earlier
+    assert clock.late(10.125) == pytest.approx(0.010)  # now due at 10.115
+    assert clock.late(10.5) == pytest.approx(0.365)  # past 200 ms: counted once, re-anchored
+    assert clock.late(10.52) == pytest.approx(0.0)
+    clock.restart()  # the end of a reply: the next frame starts a new schedule
+    assert clock.late(20.013) == 0.0 and clock.late(20.033) == pytest.approx(0.0)
