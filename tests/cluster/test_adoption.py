@@ -205,3 +205,31 @@ async def test_an_adopted_notify_call_already_said_gets_its_hang_up_armed_again(
         b.router.new_call_grace_s = 0
         assert await AdoptionSweep(b.router).sweep() == [call_id]
         assert b.runtime.manager.timers.armed(call_id, "notify-hangup")
+
+
+async def test_a_call_whose_owner_died_mid_greeting_is_greeted_and_listened_to_by_its_adopter(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # The owner logged `bot.speaking` for the greeting and died before marking it said: the
+    # adopter must not leave the call speaking forever (nobody would listen to the callee).
+    async with cluster_stack(tmp_path, redis_server, 2, mock={"silent": True}) as (a, b):
+        call_id = await a.new_call(Mode.CONVERSATION)
+        said = await a.wait_record(call_id, lambda r: r.metadata.get("greeted") is True)
+        await a.kill()
+        await redis_server_del(b, a.id)
+        died = said.model_copy(deep=True)  # the record as it was mid-greeting
+        died.state = CallState.SPEAKING
+        died.metadata.pop("greeted")
+        died.metadata["initialMessage"] = "Hello there"
+        await b.runtime.store.save(died)
+        b.router.new_call_grace_s = 0
+        assert await AdoptionSweep(b.router).sweep() == [call_id]
+        after = await b.wait_record(
+            call_id,
+            lambda r: r.metadata.get("greeted") is True and r.state == CallState.LISTENING,
+            what="the greeting said again and the callee listened to",
+        )
+        # said again by the adopter (the transcript is append-only: the first line stays)
+        assert [e.text for e in after.transcript] == ["Hello there", "Hello there"]
+        kinds = [e.type for e in await b.events(call_id)]
+        assert kinds.count("bot.greeted") == 2 and kinds[-1] == "bot.listening", kinds

@@ -253,3 +253,27 @@ async def test_start_on_a_redis_that_is_not_there_is_unavailable(tmp_path: Path)
         await cluster.start()
     assert "secret" not in caught.value.message
     assert "fix store.url" in caught.value.message
+
+
+async def test_an_instance_that_dies_holding_a_request_is_unreachable_not_a_timeout(
+    pair: tuple[Cluster, Cluster],
+) -> None:
+    # kill -9 while a request is in its hands: the reply never comes, but its liveness key
+    # goes, and the requester learns that within a poll instead of the whole timeout.
+    a, b = pair
+    a.channel.liveness_poll_s = 0.05
+    release = asyncio.Event()
+
+    async def hang(payload: dict[str, Any]) -> Any:
+        await release.wait()
+        return "never seen"
+
+    b.channel.handle("hang", hang)
+    request = asyncio.ensure_future(a.channel.request(b.id, "hang", {}, timeout_s=30))
+    await asyncio.sleep(0.2)
+    assert not request.done()  # alive and busy: the requester waits
+    await a.redis.delete(f"{a.prefix}:inst:{b.id}")  # its key expired: it is dead
+    async with asyncio.timeout(2):
+        with pytest.raises(Unreachable, match=f"instance {b.id} died before answering 'hang'"):
+            await request
+    release.set()

@@ -43,6 +43,9 @@ _RECONNECT_MIN_S = 0.05
 _RECONNECT_MAX_S = 1.0
 _SUBSCRIBE_WAIT_S = 5.0
 _STOP_WAIT_S = 2.0
+# While waiting for a reply, how often to check that the target still lives: an instance that
+# dies holding a request (kill -9) must not keep its requester waiting for the whole timeout.
+_LIVENESS_POLL_S = 1.0
 
 
 class Unreachable(Unavailable):
@@ -61,6 +64,7 @@ class Channel:
     def __init__(self, redis: Redis, prefix: str, instance_id: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        self.liveness_poll_s = _LIVENESS_POLL_S
         self.id = instance_id
         self._handlers: dict[str, Handler] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -141,9 +145,22 @@ class Channel:
                 raise Unreachable(
                     f"instance {target} is unreachable: nobody listens on its channel"
                 )
-            return await future
+            return await self._reply(future, target, op)
         finally:
             self._pending.pop(rid, None)
+
+    async def _reply(self, future: asyncio.Future[Any], target: str, op: str) -> Any:
+        """The reply, or Unreachable as soon as the target's liveness key is gone."""
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=self.liveness_poll_s)
+            if done:
+                return future.result()
+            try:
+                alive = await self._redis.exists(f"{self._prefix}:inst:{target}")
+            except (RedisError, OSError):
+                continue  # cannot tell: keep waiting for the reply (the timeout still holds)
+            if not alive:
+                raise Unreachable(f"instance {target} died before answering {op!r}")
 
     async def _run(self, op: str, payload: dict[str, Any]) -> Any:
         """The handler's result, or its failure as a VoiceCallError (the same wherever the

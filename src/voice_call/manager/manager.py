@@ -1088,7 +1088,21 @@ class CallManager:
         if isinstance(decision, KeepCall) and done:
             delay = float(self.config.outbound.notify_hangup_delay_sec)
             self._arm_notify_hangup(record.call_id, delay)
+        elif isinstance(decision, KeepCall) and record.answered_at is not None:
+            self._spawn(self._resume(record))
         return decision
+
+    async def _resume(self, record: CallRecord) -> None:
+        """An adopted call picks up where its dead owner stopped: the greeting when it was never
+        marked said (the carrier may have played part of it: said again rather than left
+        silent), else a conversation listens again (its owner may have died between a line and
+        the listen that follows it)."""
+        call_id = record.call_id
+        if "initialMessage" in record.metadata and record.metadata.get("greeted") is not True:
+            await self._on_answered(call_id)
+        elif record.mode != Mode.NOTIFY and call_id not in self._turns:
+            with contextlib.suppress(Conflict, NotFound, Unavailable):
+                await self._listen(call_id, None)
 
     def _arm_max_duration(self, call_id: str, delay: float) -> None:
         async def expire() -> None:
