@@ -37,3 +37,10 @@ class TimedOut(VoiceCallError):
     """Waited as long as configured (e.g. transcriptTimeoutMs) without an answer."""
 
     code = "timeout"
+
+
+# Every error class by its stable code: a VoiceCallError sent as JSON (an RPC reply, a reply
+# from another instance) is rebuilt as the same class.
+BY_CODE: dict[str, type[VoiceCallError]] = {
+    cls.code: cls for cls in (InvalidInput, NotFound, Conflict, TimedOut, Unavailable)
+}

@@ -21,6 +21,7 @@ import httpx
 
 from voice_call.config import Config
 from voice_call.errors import (
+    BY_CODE,
     Conflict,
     InvalidInput,
     NotFound,
@@ -37,9 +38,6 @@ CONNECT_TIMEOUT_S = 5.0
 # continue.result waits at most its timeoutMs, up to 60 s).
 UNBOUNDED_METHODS = frozenset({"voicecall.continue", "voicecall.continue.result"})
 SSE_READ_TIMEOUT_S = 60.0  # the server sends a keepalive every 15 s
-_ERRORS: dict[str, type[VoiceCallError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, Conflict, Unavailable, TimedOut)
-}
 _RPC_CODES: dict[int, type[VoiceCallError]] = {
     -32700: InvalidInput,
     -32600: InvalidInput,
@@ -116,7 +114,7 @@ def error_from_reply(error: Any) -> VoiceCallError:
     message = str(error.get("message") or "unknown error")
     data = error.get("data")
     code = data.get("code") if isinstance(data, dict) else None
-    cls = _ERRORS.get(code) if isinstance(code, str) else None
+    cls = BY_CODE.get(code) if isinstance(code, str) else None
     if cls is None:
         rpc_code = error.get("code")
         cls = _RPC_CODES.get(rpc_code, Unavailable) if isinstance(rpc_code, int) else Unavailable

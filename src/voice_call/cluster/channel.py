@@ -24,14 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from voice_call.errors import (
-    Conflict,
-    InvalidInput,
-    NotFound,
-    TimedOut,
-    Unavailable,
-    VoiceCallError,
-)
+from voice_call.errors import BY_CODE, NotFound, TimedOut, Unavailable, VoiceCallError
 
 log = logging.getLogger("voice_call.cluster.channel")
 
@@ -50,12 +43,6 @@ _LIVENESS_POLL_S = 1.0
 
 class Unreachable(Unavailable):
     """Nobody listens on the target instance's channel (PUBLISH returned 0): it is gone."""
-
-
-# a remote VoiceCallError comes back as the same class, found by its code
-_BY_CODE: dict[str, type[VoiceCallError]] = {
-    cls.code: cls for cls in (InvalidInput, NotFound, Conflict, TimedOut, Unavailable)
-}
 
 
 class Channel:
@@ -249,7 +236,7 @@ class Channel:
             future.set_result(reply.get("r"))
             return
         error = reply.get("e") or {}
-        cls = _BY_CODE.get(str(error.get("code")), Unavailable)
+        cls = BY_CODE.get(str(error.get("code")), Unavailable)
         future.set_exception(cls(str(error.get("message", "the other instance failed"))))
 
     async def _serve(self, request: dict[str, Any]) -> None:
