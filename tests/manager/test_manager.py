@@ -462,3 +462,35 @@ async def test_waiting_turn_token_is_on_the_record_while_speaking(tmp_path: Path
         await h.manager.end(call.call_id)
         with pytest.raises(Conflict):
             await task
+
+
+@pytest.mark.parametrize(
+    ("reason", "error"),
+    [(CallState.HANGUP_BOT, None), (CallState.ERROR, "the media stream's instance stopped")],
+)
+async def test_our_hang_up_keeps_its_reason_when_the_carriers_end_arrives_first(
+    tmp_path: Path, reason: CallState, error: str | None
+) -> None:
+    # The carrier's "ended" webhook may be applied while our hang-up request is still under
+    # way: the call must still end for the reason we asked, with its error on the record.
+    async with harness(tmp_path, {"mock": {"silent": True}}) as h:
+        call = await h.manager.initiate(to="+15555550199", message="Hi", mode=Mode.CONVERSATION)
+        await h.advance(1.0)
+        hang_up = h.provider.hangup
+
+        async def carrier_ends_first(record: CallRecord, why: str) -> None:
+            await h.manager.handle_event(
+                CallEvent(
+                    type=EventType.ENDED,
+                    call_id=record.call_id,
+                    provider_call_id=record.provider_call_id,
+                    reason=CallState.COMPLETED,
+                )
+            )
+            await hang_up(record, why)
+
+        h.provider.hangup = carrier_ends_first
+        await h.manager.end(call.call_id, reason, error=error)
+        rec = await h.manager.get(call.call_id)
+        assert rec is not None and rec.state == reason
+        assert rec.metadata.get("error") == error

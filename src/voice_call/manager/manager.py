@@ -35,6 +35,7 @@ from voice_call.manager.bus import EventBus
 from voice_call.manager.inbound import over_capacity, screen
 from voice_call.manager.recordings import CallRecordings, apply_recording
 from voice_call.manager.records import (
+    asked_reason,
     end_record,
     event_data,
     inbound_record,
@@ -574,7 +575,10 @@ class CallManager:
         if kind == EventType.REPLIED:
             return self._apply_model_reply(rec, event, now, effects)
         if kind == EventType.ENDED:
-            reason = amd.ended_reason(rec, event.reason or CallState.COMPLETED)
+            said = event.reason or CallState.COMPLETED
+            # A plain "completed" after our own hang-up request is that hang-up: its reason.
+            asked = asked_reason(rec) if said == CallState.COMPLETED else None
+            reason = asked or amd.ended_reason(rec, said)
             end_record(rec, reason, now)
             effects.append(lambda: self._finalize(rec.call_id, reason))
             return "applied"
@@ -989,6 +993,11 @@ class CallManager:
     ) -> None:
         def requested(rec: CallRecord) -> LoggedEvent:
             rec.metadata["hangupRequestedAt"] = self.clock.now()
+            # The carrier's own "ended" may arrive before `_finish` below: it then ends the
+            # call with the reason asked for here, not the carrier's plain "completed".
+            rec.metadata["hangupReason"] = reason.value
+            if error:
+                rec.metadata["hangupError"] = error
             return self._entry(rec, ManagerEntry.HANGUP, {"reason": reason.value})
 
         record = await self._mutate(record.call_id, requested)

@@ -117,3 +117,16 @@ def event_data(event: CallEvent, outcome: str) -> dict[str, Any]:
     if outcome != "applied":
         data["outcome"] = outcome
     return data
+
+
+def asked_reason(rec: CallRecord) -> CallState | None:
+    """The end reason of a hang-up we asked for (its error kept on the record), when the
+    carrier's plain "ended" arrives before we recorded the end ourselves (a specific reason
+    of the carrier's, such as the caller hanging up first, still wins)."""
+    asked = rec.metadata.get("hangupReason")
+    if not isinstance(asked, str) or asked not in CallState._value2member_map_:
+        return None
+    error = rec.metadata.get("hangupError")
+    if isinstance(error, str) and error:
+        rec.metadata["error"] = error
+    return CallState(asked)
