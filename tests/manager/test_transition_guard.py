@@ -28,7 +28,7 @@ from voice_call.models import (
     Mode,
     can_transition,
 )
-from voice_call.providers.base import ProviderError
+from voice_call.providers.base import ProviderError, ProviderStatus
 
 QUIET: dict[str, Any] = {"mock": {"silent": True}}
 NON_TERMINAL = [s for s in CallState if s not in TERMINAL_STATES]
@@ -384,3 +384,26 @@ async def test_only_the_end_of_playback_counts_as_the_notify_message_heard(
         await h.advance(h.config.outbound.notify_hangup_delay_sec + 0.1)
         rec = await h.store.get(call.call_id)
         assert rec is not None and not rec.terminal  # waits for the end of playback
+
+
+async def test_a_restore_never_revives_a_call_that_ended_while_the_carrier_was_asked(
+    tmp_path: Path,
+) -> None:
+    # Restore (after a restart, or a takeover in a cluster) asks the carrier about a call
+    # read before; the carrier's own "ended" applied meanwhile must not be written over.
+    async with harness(tmp_path, QUIET) as h:
+        call_id = await _answered(h)
+        before = await h.store.get(call_id)
+        assert before is not None
+        status = h.provider.get_call_status
+
+        async def ends_while_asked(provider_call_id: str) -> ProviderStatus:
+            answer = await status(provider_call_id)  # still live when asked
+            event = CallEvent(type=EventType.ENDED, call_id=call_id, reason=CallState.HANGUP_USER)
+            assert await h.manager.handle_event(event) == "applied"
+            return answer
+
+        h.provider.get_call_status = ends_while_asked
+        await h.manager._restore(before)
+        rec = await h.store.get(call_id)
+        assert rec is not None and rec.end_reason == CallState.HANGUP_USER and rec.terminal

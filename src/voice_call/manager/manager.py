@@ -1073,15 +1073,26 @@ class CallManager:
             if decision.hang_up_first:
                 with contextlib.suppress(ProviderError):
                     await self.provider.hangup(call, decision.reason.value)
-            ended = call.model_copy(deep=True)
-            end_record(ended, decision.reason, self.clock.now())
-            ended.metadata["restoreOutcome"] = decision.why
             data = {"outcome": decision.why, "carrierStatus": decision.reason.value}
-            await self._persist(ended, self._entry(ended, ManagerEntry.RESTORED, data))
+
+            def end(rec: CallRecord) -> LoggedEvent | None:
+                if rec.terminal:  # ended meanwhile (the carrier's event came first)
+                    return None
+                end_record(rec, decision.reason, self.clock.now())
+                rec.metadata["restoreOutcome"] = decision.why
+                return self._entry(rec, ManagerEntry.RESTORED, data)
+
+            # Under the call's lock, on the record as it is now: the carrier was asked in
+            # between, and an event applied meanwhile must not be written over.
+            await self._mutate(call.call_id, end, allow_terminal=True)
             self._finalize(call.call_id, decision.reason)
             return decision
-        data = {"outcome": decision.outcome, "carrierStatus": decision.carrier_status}
-        await self._persist(call, self._entry(call, ManagerEntry.RESTORED, data))
+        kept = {"outcome": decision.outcome, "carrierStatus": decision.carrier_status}
+
+        def keep(rec: CallRecord) -> LoggedEvent | None:
+            return None if rec.terminal else self._entry(rec, ManagerEntry.RESTORED, kept)
+
+        await self._mutate(call.call_id, keep, allow_terminal=True)
         if decision.max_duration_left_s is not None:
             self._arm_max_duration(call.call_id, decision.max_duration_left_s)
         return decision
