@@ -174,3 +174,30 @@ async def test_fresh_only_while_the_key_surely_lives_and_a_lapse_is_counted(
         assert instance.lapses == 1
     finally:
         await instance.stop()
+
+
+async def test_stop_waits_for_a_beat_in_flight_so_its_set_cannot_outlive_the_del(
+    client: Redis,
+) -> None:
+    # A SET already on the wire is not undone by cancelling the task that sent it (modelled by
+    # a shielded, delayed SET): stop() must let the beat finish before it deletes the key, or
+    # the late SET brings a stopped instance back to life for a whole TTL.
+    prefix = RedisServer.prefix()
+    instance = Instance(client, prefix, ttl_s=5.0, beat_s=0.05)
+    sending = asyncio.Event()
+    set_key = instance._set_key
+
+    async def on_the_wire() -> None:
+        await asyncio.sleep(0.2)
+        await set_key()
+
+    async def slow_set() -> None:
+        sending.set()
+        await asyncio.shield(on_the_wire())
+
+    await instance.start()
+    instance._set_key = slow_set  # type: ignore[method-assign]
+    await asyncio.wait_for(sending.wait(), 2)
+    await instance.stop()
+    await asyncio.sleep(0.3)  # anything still in flight has landed by now
+    assert not await instance.alive(instance.id)

@@ -51,6 +51,7 @@ class Instance:
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         )
         self._beat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def key(self, instance_id: str) -> str:
         return f"{self._prefix}:inst:{instance_id}"
@@ -69,9 +70,15 @@ class Instance:
         beat, self._beat = self._beat, None
         if beat is None:
             return
+        # The beat finishes a SET it has sent before the DEL goes out: cancelled mid-command,
+        # its SET could reach Redis (on another pooled connection) after the DEL and bring
+        # the key back for a whole TTL, so a stopped instance would look alive.
+        self._stopping.set()
+        await asyncio.wait({beat}, timeout=self._ttl_ms / 1000)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+        self._stopping.clear()
         try:
             await self._redis.delete(self.key(self.id))
         except (RedisError, OSError) as exc:
@@ -104,7 +111,9 @@ class Instance:
         the TTL must not make this instance look dead, and a longer one must not kill the loop."""
         failing = False
         while True:
-            await asyncio.sleep(self._beat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._beat_s)
+                return  # stop() asked, between two beats
             try:
                 await self._set_key()
             except (RedisError, OSError) as exc:
