@@ -64,12 +64,13 @@ from bench.twilio_bench import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     RecordingTwilio,
+    place_calls,
     server_config,
     signed_headers,
     status_callback,
     webhook_url,
 )
-from bench.webhooks import _print_profile as print_profile
+from bench.webhooks import print_profile
 from voice_call.client.rpc import RpcClient
 from voice_call.security.rpc_token import read_rpc_token
 from voice_call.sim.callee import CalleeScript
@@ -79,7 +80,6 @@ SMOKE_SETUPS = ("sqlite:1", "redis:2")  # CI: the SQLite path and a two-instance
 LEVELS = ("200", "max")  # 200/s: a fixed rate every setup here sustains, for p99
 CONNECTIONS = 8  # per instance: the server admits 8 in flight per client address
 MAX_REQUESTS = 10_000  # the closed-loop level sends this many (scaled with the level time)
-CREATE_CONCURRENCY = 8
 TOKEN_SECRET = "bench-cluster-stream-token-secret-0123456789"
 PREFIX = "bench"
 TOP_COMMANDS = 6
@@ -224,27 +224,6 @@ def instance_config(
         extra["store"] = {"backend": "redis", "url": redis_url, "prefix": PREFIX}
         extra["streaming"] = {"tokenSecret": TOKEN_SECRET}
     return server_config(emulator_url, port, **extra)
-
-
-async def place_calls(emu: RecordingTwilio, rpcs: Sequence[RpcClient], count: int) -> None:
-    """`voicecall.initiate` round-robin over the instances; wait for each call's `ringing`."""
-    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-
-    async def one(index: int) -> None:
-        async with gate:
-            await rpcs[index % len(rpcs)].call(
-                "voicecall.initiate",
-                {"to": f"+1555{index:07d}", "message": "Hello", "mode": "conversation"},
-            )
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    await emu.webhooks.wait_for(
-        lambda hook: (
-            hook is emu.webhooks[-1]
-            and sum(h.params.get("CallStatus") == "ringing" for h in emu.webhooks) >= count
-        ),
-        timeout=60,
-    )
 
 
 def top_commands(counters: RedisCounters, webhooks: int, top: int | None = TOP_COMMANDS) -> str:

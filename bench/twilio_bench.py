@@ -11,9 +11,11 @@ at a Twilio emulator that lives in the benchmark's own process.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from voice_call.client.rpc import RpcClient
 from voice_call.providers.base import WebhookRequest
 from voice_call.providers.twilio.webhooks import parse, verify
 from voice_call.security.public_url import ForwardingTrust
@@ -33,6 +36,7 @@ from voice_call.sim.twilio.rest import CreateCall
 ACCOUNT_SID = "AC" + "be7c" * 8
 AUTH_TOKEN = "bench-twilio-auth-token-0123456789"
 APP_NUMBER = "+15550001000"
+CREATE_CONCURRENCY = 8  # calls placed at once before a benchmark starts
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -176,3 +180,25 @@ def count_events(db: Path, kind: str) -> int:
         )
     finally:
         conn.close()
+
+
+async def place_calls(emu: RecordingTwilio, rpcs: Sequence[RpcClient], count: int) -> None:
+    """`voicecall.initiate` round-robin over the instances' RPC clients; then wait until the
+    emulator posted each call's `ringing`, so no call setup lands inside a measured level."""
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one(index: int) -> None:
+        async with gate:
+            await rpcs[index % len(rpcs)].call(
+                "voicecall.initiate",
+                {"to": f"+1555{index:07d}", "message": "Hello", "mode": "conversation"},
+            )
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await emu.webhooks.wait_for(
+        lambda hook: (
+            hook is emu.webhooks[-1]
+            and sum(h.params.get("CallStatus") == "ringing" for h in emu.webhooks) >= count
+        ),
+        timeout=60,
+    )

@@ -40,6 +40,7 @@ from bench.twilio_bench import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     RecordingTwilio,
+    place_calls,
     server_config,
     signed_headers,
     status_callback,
@@ -51,7 +52,6 @@ from voice_call.sim.callee import CalleeScript
 LEVELS = ("250", "500", "1000", "2000", "max")
 CONNECTIONS = 8
 MAX_REQUESTS = 30_000  # the closed-loop level sends this many (scaled with the level time)
-CREATE_CONCURRENCY = 8
 
 
 def _settings(smoke: bool) -> tuple[list[str], float, int]:
@@ -87,27 +87,6 @@ class Callbacks:
 
     def completions(self) -> list[bytes]:
         return self.build(len(self.calls), "completed")
-
-
-async def _place_calls(emu: RecordingTwilio, rpc: RpcClient, count: int) -> None:
-    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-
-    async def one(index: int) -> None:
-        async with gate:
-            await rpc.call(
-                "voicecall.initiate",
-                {"to": f"+1555{index:07d}", "message": "Hello", "mode": "conversation"},
-            )
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    # The emulator posts `initiated` and `ringing` for each; let them land before measuring.
-    await emu.webhooks.wait_for(
-        lambda hook: (
-            hook is emu.webhooks[-1]
-            and sum(h.params.get("CallStatus") == "ringing" for h in emu.webhooks) >= count
-        ),
-        timeout=60,
-    )
 
 
 class WalWatch:
@@ -190,7 +169,7 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
                 token = read_rpc_token(home)
                 assert token is not None
                 rpc = RpcClient(f"http://127.0.0.1:{port}", token, timeout=60)
-                await _place_calls(emu, rpc, calls)
+                await place_calls(emu, [rpc], calls)
                 placed = [(d.request.status_callback or "", d.sid) for d in emu.dialed]
                 callbacks = Callbacks(port, placed)
                 conns = [await HttpConnection.open("127.0.0.1", port) for _ in range(CONNECTIONS)]
@@ -218,7 +197,7 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
                     await server.kill9()
                 else:
                     await server.stop()
-                    _print_profile(profile)
+                    print_profile(profile)
             db = home / "calls.db"
             stored, stored_end = _count(db, "ringing"), _count(db, "completed")
             # the emulator's own `ringing` per call, then every 2xx of the warm-up and levels
@@ -235,7 +214,7 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _print_profile(path: Path) -> None:
+def print_profile(path: Path) -> None:
     import pstats
     import shutil
 
