@@ -43,7 +43,7 @@ class Cluster:
         self.redis: Redis = Redis.from_pool(pool)
         self.instance = Instance(self.redis, prefix)
         self.ownership = Ownership(self.redis, prefix, self.instance)
-        self.channel = Channel(self.redis, prefix, self.instance.id)
+        self.channel = Channel(self.redis, prefix, self.instance.id, self.instance.alive)
 
     @property
     def id(self) -> str:

@@ -48,8 +48,15 @@ class Unreachable(Unavailable):
 class Channel:
     """Request/reply between instances over Redis pub/sub (JSON messages)."""
 
-    def __init__(self, redis: Redis, prefix: str, instance_id: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        instance_id: str,
+        alive: Callable[[str], Awaitable[bool]],
+    ) -> None:
         self._redis = redis
+        self._alive = alive  # Instance.alive: is that instance's liveness key still there
         self._prefix = prefix
         self.liveness_poll_s = _LIVENESS_POLL_S
         self.id = instance_id
@@ -143,7 +150,7 @@ class Channel:
             if done:
                 return future.result()
             try:
-                alive = await self._redis.exists(f"{self._prefix}:inst:{target}")
+                alive = await self._alive(target)
             except (RedisError, OSError):
                 continue  # cannot tell: keep waiting for the reply (the timeout still holds)
             if not alive:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from voice_call.manager.bus import EventBus
-from voice_call.store.redis import _logged  # the store's own reading of a Stream entry
+from voice_call.store.redis import logged_event
 
 log = logging.getLogger("voice_call.cluster.feed")
 BLOCK_MS = 1_000  # one XREAD waits this long for news (well under the client's socket timeout)
@@ -94,7 +94,7 @@ class EventFeed:
                 for entry_id, fields in entries:
                     self._last = int(entry_id.partition("-")[0])
                     try:
-                        event = _logged(entry_id, fields["e"])
+                        event = logged_event(entry_id, fields["e"])
                     except (KeyError, ValueError, TypeError) as exc:
                         log.warning("event feed: entry %s skipped, unreadable: %r", entry_id, exc)
                         continue

@@ -324,7 +324,7 @@ class RedisStore:
         # [(id, {field: value})], str throughout: the client decodes responses
         with self._answering():
             entries: Any = await client.xrange(stream, min=start, max="+", count=limit)
-        return [_logged(entry_id, fields["e"]) for entry_id, fields in entries]
+        return [logged_event(entry_id, fields["e"]) for entry_id, fields in entries]
 
     async def last_seq(self) -> int:
         """The highest seq ever assigned (0 when none); it does not go down after `prune`."""
@@ -370,7 +370,9 @@ def _event_json(event: LoggedEvent, state: str) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
-def _logged(entry_id: str, raw: str) -> LoggedEvent:
+def logged_event(entry_id: str, raw: str) -> LoggedEvent:
+    """One entry of the event-log Stream (id `<seq>-0`, the JSON in field `e`), as the store
+    and the cluster's event feed read it."""
     row = json.loads(raw)
     return LoggedEvent(
         seq=int(entry_id.partition("-")[0]),
