@@ -15,6 +15,12 @@ stays open for ever, holding a file descriptor. Here, per connection:
 A refusal is logged once at first, then as one line of counts per interval: never a traceback
 nor a line per socket, which a flood would turn into a flood of logs. The httptools parser stays
 (it saves ~80-100 µs per webhook over h11); the cost here is a counter and a timer per head.
+
+A response goes out in one socket write where uvicorn would make two: it writes the status line
+and headers on `http.response.start` and the body on `http.response.body`, and on an idle socket
+each write is a `send()` syscall and a TCP segment of its own. `JoinedWrites` holds a response's
+first write (its head) and sends it with the next one; what is held never outlives the event-loop
+step that wrote it, so a stream's head still leaves at once. The bytes on the wire are the same.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
@@ -114,6 +121,104 @@ class RefusalLog:
         self._schedule()
 
 
+class JoinedWrites(asyncio.Transport):
+    """The connection's transport as its request cycles see it: the first write of each response
+    (its head, or a `100 Continue` before it) is held and joined with the next write, so a small
+    response costs one `send()`, not two. WebSocket upgrades keep the real transport.
+
+    Nothing held outlives the loop step that wrote it: if no write follows in that step (a
+    stream's head, a `100 Continue` the client waits for), `call_soon` sends it alone, before
+    any later I/O callback or timer runs. A held write goes out before anything else reaches the
+    socket through here (a write, `write_eof`, `close`); the protocol flushes it before it
+    writes or closes by itself, and when a response ends (a HEAD's head has no body to join).
+    Everything else is the real transport's, unchanged."""
+
+    __slots__ = ("_held", "_hold_next", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._hold_next = True  # armed by the protocol at each response's start
+
+    def hold_next_write(self) -> None:
+        self._hold_next = True
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def discard(self) -> None:
+        """The peer is gone: nothing held is owed to anyone."""
+        self._held = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif self._hold_next and data:
+            self._hold_next = False
+            self._held = bytes(data)  # a copy only if mutable: the caller may reuse its buffer
+            self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None  # as the transport's own buffer: dropped
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        held = len(self._held) if self._held is not None else 0
+        return self._transport.get_write_buffer_size() + held
+
+    # The rest is the real transport's.
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+
 class _TooManyHeaders(Exception):
     pass
 
@@ -132,6 +237,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the head being received; -1 from its end to the message's
         self._heads = 0  # heads received whole on this connection
         self._head_timer: asyncio.TimerHandle | None = None
+        self._writes: JoinedWrites | None = None  # what the request cycles write to
 
     # ------------------------------------------------------------------ connection
 
@@ -145,10 +251,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             return
         self._admitted = True
         super().connection_made(transport)
+        self._writes = JoinedWrites(transport, self.loop)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._writes is not None:
+            self._writes.discard()
         if self._admitted:
             super().connection_lost(exc)
 
@@ -193,6 +302,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 self._refuse(400, "invalid HTTP request", linger=False)
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
+                self._flush_writes()  # the WebSocket protocol writes to the real transport
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -206,13 +316,21 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._heads += 1
         self._head_bytes = -1  # a body follows, not counted here
         self._cancel_head_timer()
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous and self._writes is not None:
+            # uvicorn made this request's cycle with the real transport (none for a WebSocket
+            # upgrade, which keeps the real one): its response goes through ours instead.
+            self.cycle.transport = self._writes
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_bytes = 0  # the next head starts here
 
     def on_response_complete(self) -> None:
+        if self._writes is not None:
+            self._writes.flush()  # a HEAD response's head: no body write came to join it
+            self._writes.hold_next_write()  # the next response's head
         pipelined = bool(self.pipeline)  # the next request is already here: no head to wait for
         super().on_response_complete()
         if not pipelined and not self.transport.is_closing():
@@ -242,10 +360,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ refusing
 
+    def _flush_writes(self) -> None:
+        """Before the protocol writes or closes by itself: a held response head goes first."""
+        if self._writes is not None:
+            self._writes.flush()
+
     def _refuse(self, status: int, reason: str, *, linger: bool = True) -> None:
         self._refused = True
         self._cancel_head_timer()
         self._note(reason)
+        self._flush_writes()
         transport = self.transport
         if self.cycle is not None and not self.cycle.response_complete:
             transport.close()  # a response is still being written: no room for ours
