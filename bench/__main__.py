@@ -22,6 +22,7 @@ from bench import (
     turn_latency,
     vs_pipecat,
     webhooks,
+    workers,
 )
 
 BENCHMARKS = {
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "realtime_load": realtime.run_load,
     "webhooks": webhooks.run,
     "cluster": cluster.run,
+    "workers": workers.run,
     "load": load.run,
     "chaos": chaos.run,
     "mutants": mutants.run,

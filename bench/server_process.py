@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,17 @@ def pin(core: int) -> None:
             os.sched_setaffinity(0, {core})
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU process `pid` used so far, not its children's (Linux /proc; 0
+    elsewhere or once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 class ServerProcess:
     """One `voicecall serve` child with its own state folder and config file."""
 
@@ -44,9 +56,11 @@ class ServerProcess:
         config: dict[str, Any],
         core: int | None = None,
         profile: Path | None = None,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.home = home
         self.core = core
+        self.serve_args = list(serve_args)  # after `serve`, e.g. ["--workers", "2"]
         self.profile = profile  # run under cProfile, writing here on a clean stop
         self.config_path = home / "config.json5"
         self.proc: asyncio.subprocess.Process | None = None
@@ -73,6 +87,7 @@ class ServerProcess:
             "--config",
             str(self.config_path),
             "serve",
+            *self.serve_args,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -132,12 +147,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU the server used so far (Linux /proc; 0 elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_seconds(self.pid)
 
     def rss_mib(self) -> float:
         """Resident memory now, in MiB (Linux /proc; 0 elsewhere)."""
