@@ -4,12 +4,18 @@ Starlette router.
 Unknown paths answer 404 and known paths with the wrong method 405, both as JSON. The
 lifespan starts and stops the Runtime (both idempotent, so `serve` may start it earlier to
 fail fast on a bad store before the port is announced).
+
+The carrier's POSTs to the webhook path take a lane of their own (`App`): straight to the
+webhook's ASGI endpoint, past the middleware (the Host guard exempts that path anyway) and the
+router, which would only pick that same endpoint, at a cost on every webhook. Every other
+request, the webhook path's other methods and spellings included, goes through Starlette.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +23,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Lifespan, Receive, Scope, Send
 
 from voice_call.runtime import Runtime
 from voice_call.server.console import console_routes
@@ -39,6 +46,41 @@ def webhook_path(path: str) -> str:
     return path
 
 
+class App(Starlette):
+    """Starlette, with one direct lane: an HTTP POST to exactly `lane_path` goes to `lane`,
+    the same endpoint the router would have chosen for it."""
+
+    def __init__(
+        self,
+        *,
+        lane_path: str,
+        lane: WebhookRoute,
+        routes: Sequence[BaseRoute],
+        middleware: Sequence[Middleware],
+        exception_handlers: Mapping[Any, Callable[[Request, Exception], Any]],
+        lifespan: Lifespan[Starlette],
+    ) -> None:
+        super().__init__(
+            routes=routes,
+            middleware=middleware,
+            exception_handlers=exception_handlers,
+            lifespan=lifespan,
+        )
+        self.lane_path = lane_path
+        self.lane = lane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == self.lane_path
+            and scope["method"] == "POST"
+            and not scope.get("root_path")  # the router would match the path without it
+        ):
+            await self.lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(
     runtime: Runtime,
     *,
@@ -50,12 +92,9 @@ def build_app(
     limits = limits or Limits(max_in_flight=security.max_in_flight_per_client)
     events = EventsRoute(runtime, keepalive_s)
     hook_path = webhook_path(runtime.config.serve.path)
+    webhook = WebhookRoute(runtime, limits, InFlightLimiter(limits.max_in_flight))
     routes = [
-        Route(
-            hook_path,
-            WebhookRoute(runtime, limits, InFlightLimiter(limits.max_in_flight)).handle,
-            methods=["POST"],
-        ),
+        Route(hook_path, webhook, methods=["POST"]),  # its other methods: 405 with Allow
         Route("/rpc", RpcRoute(runtime, limits).handle, methods=["POST"]),
         Route("/events", events.handle, methods=["GET"]),
         Route("/healthz", HealthRoute(runtime).handle, methods=["GET"]),
@@ -78,7 +117,9 @@ def build_app(
                 media.close()
             await runtime.stop()
 
-    app = Starlette(
+    app = App(
+        lane_path=hook_path,
+        lane=webhook,
         routes=[*routes, *streams],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,

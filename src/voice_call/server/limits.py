@@ -13,12 +13,12 @@ client therefore gets up to N × the cap in flight in all; each instance stays p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from voice_call.security.public_url import ForwardingTrust, client_ip
 
@@ -45,7 +45,16 @@ class BodyRejected(Exception):
 
 
 async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """A Starlette request's body (the RPC and console routes), under `receive_body`'s limits."""
     declared = request.headers.get("content-length")
+    return await receive_body(request.receive, declared, max_bytes, timeout_s)
+
+
+async def receive_body(
+    receive: Receive, declared: str | None, max_bytes: int, timeout_s: float
+) -> bytes:
+    """The body from ASGI `http.request` messages: refused by its `declared` Content-Length
+    first, then counted as it arrives (400 if the client goes away before its end)."""
     if declared is not None:
         if not _CONTENT_LENGTH.fullmatch(declared.strip()):
             raise BodyRejected(400, "Content-Length must be a non-negative integer")
@@ -55,26 +64,34 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
     size = 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise BodyRejected(413, f"body larger than {max_bytes} bytes")
-                chunks.append(chunk)
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "http.request":
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise BodyRejected(413, f"body larger than {max_bytes} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                elif kind == "http.disconnect":
+                    raise BodyRejected(400, "client went away before sending the whole body")
     except TimeoutError:
         raise BodyRejected(408, f"body not received within {timeout_s:g} s") from None
-    except ClientDisconnect:
-        raise BodyRejected(400, "client went away before sending the whole body") from None
     return b"".join(chunks)
 
 
-def client_key(request: Request, trust: ForwardingTrust | None = None) -> str:
+def client_key(
+    remote: str | None, headers: Mapping[str, str], trust: ForwardingTrust | None = None
+) -> str:
     """The per-client limit's key: the peer, or the client a trusted proxy forwarded for (so
     one proxy does not share a single slot count among every carrier request behind it).
-    A shared key when the peer address is unknown (e.g. a unix socket): still bounded."""
-    remote = request.client.host if request.client else None
+    A shared key when the peer address is unknown (e.g. a unix socket): still bounded.
+    `headers` has lower-case names."""
     if trust is None:
         return remote or "unknown"
-    return client_ip(trust, remote, request.headers)
+    return client_ip(trust, remote, headers)
 
 
 class InFlightLimiter:
@@ -84,20 +101,36 @@ class InFlightLimiter:
         self.limit = limit
         self._counts: dict[str, int] = {}
 
-    @contextlib.contextmanager
-    def slot(self, key: str) -> Iterator[bool]:
-        if self._counts.get(key, 0) >= self.limit:
-            yield False
-            return
-        self._counts[key] = self._counts.get(key, 0) + 1
-        try:
-            yield True
-        finally:
-            left = self._counts[key] - 1
-            if left:
-                self._counts[key] = left
-            else:
-                del self._counts[key]
+    def slot(self, key: str) -> Slot:
+        """`with limiter.slot(key) as admitted:` holds a place while admitted."""
+        return Slot(self._counts, key, self.limit)
 
     def in_flight(self, key: str) -> int:
         return self._counts.get(key, 0)
+
+
+class Slot:
+    """One request's place under the limit (a class, not a generator context manager: this is
+    on every webhook's path)."""
+
+    __slots__ = ("_counts", "_key", "admitted")
+
+    def __init__(self, counts: dict[str, int], key: str, limit: int) -> None:
+        self._counts = counts
+        self._key = key
+        held = counts.get(key, 0)
+        self.admitted = held < limit
+        if self.admitted:
+            counts[key] = held + 1
+
+    def __enter__(self) -> bool:
+        return self.admitted
+
+    def __exit__(self, *_: object) -> None:
+        if self.admitted:
+            self.admitted = False
+            left = self._counts[self._key] - 1
+            if left:
+                self._counts[self._key] = left
+            else:
+                del self._counts[self._key]

@@ -6,6 +6,9 @@ gets the first answer) → parse (400) → apply each event through the manager,
 If applying fails (e.g. the store is down) the replay reservation is released and the answer
 is 503, so the carrier's retry is processed once state can be made durable. A shared replay
 cache (Redis, cluster/replay.py) that cannot be reached is a 503 too, with nothing applied.
+
+The route is a plain ASGI endpoint, reached straight from the app (server/app.py) with no
+Starlette Request or middleware on the way: it reads the scope's headers once, into one dict.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from voice_call.errors import Unavailable
 from voice_call.providers.base import Verification, WebhookError, WebhookRequest, WebhookResult
@@ -26,13 +29,21 @@ from voice_call.runtime import Runtime
 from voice_call.security.exposure import forwarding_trust
 from voice_call.security.public_url import HostNotAllowed
 from voice_call.security.replay import CachedResponse
-from voice_call.server.limits import BodyRejected, InFlightLimiter, Limits, client_key, read_body
+from voice_call.server.limits import (
+    BodyRejected,
+    InFlightLimiter,
+    Limits,
+    client_key,
+    receive_body,
+)
 from voice_call.server.responses import json_error
 
 if TYPE_CHECKING:
     from voice_call.server.metrics import Metrics
 
 log = logging.getLogger("voice_call.server.webhook")
+# What Starlette's outermost middleware (ServerErrorMiddleware) answers for an exception.
+SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)
 
 
 def has_required_headers(groups: tuple[tuple[str, ...], ...], headers: Mapping[str, str]) -> bool:
@@ -42,10 +53,9 @@ def has_required_headers(groups: tuple[tuple[str, ...], ...], headers: Mapping[s
     return any(all(headers.get(name.lower()) for name in group) for group in groups)
 
 
-def received_url(request: Request) -> str:
+def received_url(scope: Scope, headers: Mapping[str, str]) -> str:
     """scheme://host/path?query exactly as received: signatures are computed over this."""
-    scope = request.scope
-    host = request.headers.get("host")
+    host = headers.get("host")
     if not host:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
@@ -55,10 +65,12 @@ def received_url(request: Request) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
 
 
-def lowered_headers(request: Request) -> dict[str, str]:
+def lowered_headers(scope: Scope) -> dict[str, str]:
+    """An ASGI scope's headers by lower-case name; the first of repeated headers wins, as
+    Starlette's `Headers.get` reads them."""
     headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        headers.setdefault(name.lower(), value)  # the first of repeated headers, like .get()
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     return headers
 
 
@@ -86,10 +98,15 @@ class WebhookRoute:
         self.trust = forwarding_trust(runtime.config)
         self._metrics_obj: Metrics | None = None
 
-    async def handle(self, request: Request) -> Response:
-        response = await self._handle(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._handle(scope, receive)
+        except Exception:
+            # Nothing of ours should get here; re-raised for the server to log it.
+            await SERVER_ERROR(scope, receive, send)
+            raise
         self._metrics().webhook(response.status_code)
-        return response
+        await response(scope, receive, send)
 
     def _metrics(self) -> Metrics:
         """Webhooks by result (GET /metrics); looked up once, not per request."""
@@ -99,30 +116,36 @@ class WebhookRoute:
             self._metrics_obj = metrics_for(self.runtime)
         return self._metrics_obj
 
-    async def _handle(self, request: Request) -> Response:
+    async def _handle(self, scope: Scope, receive: Receive) -> Response:
+        headers = lowered_headers(scope)
         provider = self.runtime.provider
         skip = self.runtime.config.skip_signature_verification
-        if not skip and not has_required_headers(provider.required_headers, request.headers):
+        if not skip and not has_required_headers(provider.required_headers, headers):
             return json_error(401, "missing signature headers")
-        with self.limiter.slot(client_key(request, self.trust)) as admitted:
+        client = scope.get("client")
+        remote: str | None = client[0] if client else None
+        with self.limiter.slot(client_key(remote, headers, self.trust)) as admitted:
             if not admitted:
                 return json_error(429, "too many requests in flight from this client")
             try:
-                body = await read_body(
-                    request, self.limits.webhook_max_bytes, self.limits.body_timeout_s
+                body = await receive_body(
+                    receive,
+                    headers.get("content-length"),
+                    self.limits.webhook_max_bytes,
+                    self.limits.body_timeout_s,
                 )
             except BodyRejected as exc:
                 return json_error(exc.status_code, exc.message)
-            return await self._process(request, body)
+            incoming = WebhookRequest(
+                method=scope["method"],
+                url=received_url(scope, headers),
+                headers=headers,
+                body=body,
+                remote=remote,
+            )
+            return await self._process(incoming)
 
-    async def _process(self, request: Request, body: bytes) -> Response:
-        incoming = WebhookRequest(
-            method=request.method,
-            url=received_url(request),
-            headers=lowered_headers(request),
-            body=body,
-            remote=request.client.host if request.client else None,
-        )
+    async def _process(self, incoming: WebhookRequest) -> Response:
         verification = self._verify(incoming)
         if not verification.ok or not verification.request_key:
             reason = verification.reason or "Unauthorized"
