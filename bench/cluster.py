@@ -123,19 +123,30 @@ class Settings:
         if smoke:
             setups = [Setup.parse(s) for s in SMOKE_SETUPS]
             return cls(setups, ["100", "max"], 0.5, 4, smoke)
-        env = os.environ.get
-        setups = [
-            Setup.parse(s) for s in env("VOICECALL_BENCH_SETUPS", ",".join(SETUPS)).split(",")
-        ]
-        levels = [r.strip() for r in env("VOICECALL_BENCH_RATES", ",".join(LEVELS)).split(",")]
-        seconds = float(env("VOICECALL_BENCH_SECONDS", "10"))
-        calls = int(env("VOICECALL_BENCH_CALLS", "100"))
-        return cls(setups, [level for level in levels if level], seconds, calls, smoke)
+        spec = os.environ.get("VOICECALL_BENCH_SETUPS", ",".join(SETUPS))
+        setups = [Setup.parse(s) for s in spec.split(",")]
+        return cls(setups, *level_settings(LEVELS), smoke)
 
     def count(self, level: str) -> int:
-        if level != "max":
-            return int(float(level) * self.seconds)
-        return 200 if self.smoke else int(MAX_REQUESTS * min(1.0, self.seconds / 10))
+        return requests_at(level, self.seconds, self.smoke)
+
+
+def level_settings(default: Sequence[str]) -> tuple[list[str], float, int]:
+    """The levels, seconds per level and calls a webhook-load bench runs, from
+    `VOICECALL_BENCH_RATES`, `VOICECALL_BENCH_SECONDS` and `VOICECALL_BENCH_CALLS`."""
+    env = os.environ.get
+    levels = [r.strip() for r in env("VOICECALL_BENCH_RATES", ",".join(default)).split(",")]
+    seconds = float(env("VOICECALL_BENCH_SECONDS", "10"))
+    calls = int(env("VOICECALL_BENCH_CALLS", "100"))
+    return [level for level in levels if level], seconds, calls
+
+
+def requests_at(level: str, seconds: float, smoke: bool) -> int:
+    """How many requests a level sends: its rate × seconds, or (`max`, closed loop) enough
+    to keep the connections busy for about that long."""
+    if level != "max":
+        return int(float(level) * seconds)
+    return 200 if smoke else int(MAX_REQUESTS * min(1.0, seconds / 10))
 
 
 class Layout:

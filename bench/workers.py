@@ -57,7 +57,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bench import machine
-from bench.cluster import MAX_REQUESTS, PREFIX, Setup, SpreadCallbacks, instance_config
+from bench.cluster import (
+    PREFIX,
+    Setup,
+    SpreadCallbacks,
+    instance_config,
+    level_settings,
+    requests_at,
+)
 from bench.http_load import HttpConnection, LoadResult, build_request, run_load
 from bench.redis_process import RedisCounters, RedisProcess
 from bench.server_process import ServerProcess, free_port, pin, process_cpu_seconds
@@ -94,20 +101,14 @@ class Settings:
     def read(cls, smoke: bool) -> Settings:
         if smoke:  # CI: one worker, a few requests
             return cls([1], ["100", "max"], 0.5, 4, smoke)
-        env = os.environ.get
-        spec = env("VOICECALL_BENCH_WORKERS", ",".join(map(str, WORKER_COUNTS)))
+        spec = os.environ.get("VOICECALL_BENCH_WORKERS", ",".join(map(str, WORKER_COUNTS)))
         counts = [int(n) for n in spec.split(",") if n.strip()]
         if not counts or min(counts) < 1:
             raise ValueError("VOICECALL_BENCH_WORKERS: write worker counts such as 1,2")
-        levels = [r.strip() for r in env("VOICECALL_BENCH_RATES", ",".join(LEVELS)).split(",")]
-        seconds = float(env("VOICECALL_BENCH_SECONDS", "10"))
-        calls = int(env("VOICECALL_BENCH_CALLS", "100"))
-        return cls(counts, [level for level in levels if level], seconds, calls, smoke)
+        return cls(counts, *level_settings(LEVELS), smoke)
 
     def count(self, level: str) -> int:
-        if level != "max":
-            return int(float(level) * self.seconds)
-        return 200 if self.smoke else int(MAX_REQUESTS * min(1.0, self.seconds / 10))
+        return requests_at(level, self.seconds, self.smoke)
 
     @property
     def warm_up(self) -> int:
