@@ -1,4 +1,4 @@
-"""`python -m bench.webhook_path`: our webhook path without sockets, as the README's figures ran it."""
+"""`python -m bench.webhook_path`: our webhook path without sockets, as the README ran it."""
 
 from __future__ import annotations
 
