@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import machine
 from bench.http_load import HttpConnection, LoadResult, build_request, run_load
 from bench.server_process import ServerProcess, free_port, pin
 from bench.twilio_bench import (
@@ -118,7 +119,9 @@ class WalWatch:
             self.largest = max(self.largest, self.path.stat().st_size)
 
 
-def _row(what: str, result: LoadResult, cpu_s: float, wal_bytes: int) -> dict[str, Any]:
+def _row(
+    what: str, result: LoadResult, cpu_s: float, wal_bytes: int, steal: float
+) -> dict[str, Any]:
     bad = result.sent - result.ok
     return {
         "offered /s": what,
@@ -131,6 +134,7 @@ def _row(what: str, result: LoadResult, cpu_s: float, wal_bytes: int) -> dict[st
         "server CPU (1 core)": f"{cpu_s / result.wall_s:.0%}" if result.wall_s else "-",
         "server CPU µs/webhook": round(cpu_s / result.sent * 1e6) if result.sent else "-",
         "WAL max MiB": round(wal_bytes / 2**20, 1),
+        "host steal ms": round(steal * 1000),
     }
 
 
@@ -179,17 +183,17 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
                     rate = None if level == "max" else float(level)
                     count = int(rate * seconds) if rate else _closed_loop_count(smoke, seconds)
                     requests = callbacks.build(count)
-                    cpu = server.cpu_seconds()
+                    cpu, steal = server.cpu_seconds(), machine.steal_s()
                     async with WalWatch(home / "calls.db") as wal:
                         result = await run_load(conns, requests, rate)
-                    rows.append(_row(level, result, server.cpu_seconds() - cpu, wal.largest))
+                    cpu, steal = server.cpu_seconds() - cpu, machine.steal_s() - steal
+                    rows.append(_row(level, result, cpu, wal.largest, steal))
                     ok += result.ok
-                cpu = server.cpu_seconds()
+                cpu, steal = server.cpu_seconds(), machine.steal_s()
                 async with WalWatch(home / "calls.db") as wal:
                     ended = await run_load(conns, callbacks.completions(), None)
-                rows.append(
-                    _row("completed (ends call)", ended, server.cpu_seconds() - cpu, wal.largest)
-                )
+                cpu, steal = server.cpu_seconds() - cpu, machine.steal_s() - steal
+                rows.append(_row("completed (ends call)", ended, cpu, wal.largest, steal))
                 for conn in conns:
                     await conn.close()
             finally:
