@@ -111,11 +111,25 @@ TARGETS: tuple[Target, ...] = (
         ("CallManager._apply", "CallManager._mutate", "CallManager.end", "CallManager._finish"),
         (*_STATE_TESTS, "tests/manager/test_manager.py"),
     ),
-    Target(
+    Target(  # the dedupe key, and group commit: a save returns once committed, failing alone
         "store",
         "src/voice_call/store/sqlite.py",
-        ("_insert_event", "SqliteStore.seen"),
-        _DEDUPE_TESTS,
+        (
+            "_insert_event",
+            "SqliteStore.seen",
+            "SqliteStore.save",
+            "SqliteStore._commit_batch",
+            "SqliteStore._commit_alone",
+            "SqliteStore._apply_and_commit",
+            "_apply",
+        ),
+        (*_DEDUPE_TESTS, "tests/store/test_group_commit.py"),
+    ),
+    Target(
+        "store",
+        "src/voice_call/store/group_commit.py",
+        (),
+        ("tests/store/test_group_commit.py",),
     ),
     Target(
         "store",
