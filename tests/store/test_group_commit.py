@@ -5,11 +5,7 @@ a save still returns only once committed — through cancellation and close too.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -291,24 +287,3 @@ async def test_the_wal_stays_bounded_under_batched_writes(db_path: Path) -> None
         assert len(await store.events(limit=n + 1)) == n
     finally:
         await store.close()
-
-
-# ---------------------------------------------------------------------- the benchmark
-
-
-def test_the_store_path_benchmark_runs_and_batches() -> None:
-    """`python -m bench.store_path`, as bench/README.md runs it: K saves at a time, one commit."""
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.store_path", "64"],
-        cwd=root,
-        env={**os.environ, "VOICECALL_BENCH_K": "1,8", "VOICECALL_BENCH_CALLS": "10"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    one, eight = (json.loads(line) for line in out.splitlines())
-    assert (one["K"], one["commits/save"], one["batch sizes"]) == (1, 1.0, {"1": 64})
-    assert (eight["K"], eight["commits/save"], eight["batch sizes"]) == (8, 0.125, {"8": 8})
-    assert one["µs/save"] > 0 and eight["µs/save"] > 0
