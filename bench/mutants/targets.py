@@ -191,6 +191,15 @@ _FALLS_THROUGH = "the branches after it do not match this event: it returns 'app
 # Mutant key (Mutant.key: path, scope, the line's text and column, the change) → why no test
 # can tell it from the original. Counted apart, never run.
 EQUIVALENT: dict[str, str] = {
+    "src/voice_call/store/sqlite.py:_apply: `if stored < len(save.transcript):`@11:"
+    " stored < len(save.transcript) -> (stored <= len(save.transcript))": (
+        "when as many entries are stored as the record has, the insert gets no rows: a no-op"
+    ),
+    "src/voice_call/store/sqlite.py:SqliteStore.save: `if event is None or logged is None:`@11:"
+    " event is None or logged is None -> (event is None and logged is None)": (
+        "exactly one of them None never happens: a save without an event logs nothing (None), "
+        "and a save with one always gets its seq back (a duplicate raises instead)"
+    ),
     f"{_TOKENS}:MAX_TOKEN_CHARS: `MAX_TOKEN_CHARS = 256`@18: 256 -> (2560)": (
         _NO_VALID_TOKEN_IS_256
     ),

@@ -14,7 +14,7 @@ import pytest
 
 from tests.store.contract import entry, event, make_record
 from voice_call.models import CallRecord
-from voice_call.store.base import DuplicateEvent, LoggedEvent
+from voice_call.store.base import DuplicateEvent, LoggedEvent, StoreClosed
 from voice_call.store.checkpoint import CheckpointPolicy
 from voice_call.store.sqlite import SqliteStore
 
@@ -287,3 +287,88 @@ async def test_the_wal_stays_bounded_under_batched_writes(db_path: Path) -> None
         assert len(await store.events(limit=n + 1)) == n
     finally:
         await store.close()
+
+
+# ---------------------------------------------------------------------- what fails, and how
+
+
+async def test_a_save_outside_any_loop_raises_its_own_duplicate(store: SqliteStore) -> None:
+    await store.save(make_record("c1"), event("c1", key="k1"))
+    again = store.save(make_record("c1"), event("c1", key="k1"))
+    with pytest.raises(DuplicateEvent) as refused:
+        await asyncio.to_thread(drive, again)
+    assert refused.value.args == ("k1",)  # it names the key it repeated
+
+
+async def test_a_lone_failing_save_fails_once_and_is_not_run_again(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of one that fails has nothing to isolate: its error is its outcome, and it is
+    not written by a second attempt (a transient error is for the caller to retry)."""
+    import voice_call.store.sqlite as sqlite_module
+
+    real, attempts = sqlite_module._apply, []
+
+    def flaky(conn: sqlite3.Connection, save: Any) -> Any:
+        attempts.append(save)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(conn, save)
+
+    monkeypatch.setattr(sqlite_module, "_apply", flaky)
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        await store.save(make_record("c1"), event("c1", key="k1"))
+    assert len(attempts) == 1
+    assert committed_events(db_path) == []
+    assert await store.get("c1") is None
+
+
+async def test_a_batch_that_cannot_begin_fails_every_save_with_that_error(
+    store: SqliteStore, db_path: Path
+) -> None:
+    assert store._conn is not None
+    store._conn.execute("PRAGMA busy_timeout = 20")  # the test waits 20 ms, not 5 s
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    trace = Statements(store)
+    try:
+        result = await outcomes(*(store.save(make_record(f"c{n}")) for n in range(3)))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(r, sqlite3.OperationalError) for r in result), result
+    assert all("locked" in str(r) for r in result), result
+    # One wait for the lock for the whole batch: not one more per save (each would wait as
+    # long again, busy_timeout is 5 s), and nothing tried outside a transaction.
+    assert trace.seen == ["BEGIN IMMEDIATE"]
+    assert await store.get("c0") is None
+    await store.save(make_record("c0"))  # and the store works again once the lock is gone
+    assert await store.get("c0") is not None
+
+
+async def test_a_batch_queued_on_another_loop_fails_closed_when_the_store_closes(
+    db_path: Path,
+) -> None:
+    """`close` commits what its own loop queued; a batch another thread's loop queued before
+    the close and flushes after it gets StoreClosed, never a hang or a write after close."""
+    import threading
+
+    store = SqliteStore(db_path)
+    await store.open()
+    queued, closed = threading.Event(), threading.Event()
+
+    async def there() -> Any:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(store.save(make_record("t1"), event("t1", key="kt")))
+        # Runs after the save queued itself and before its flush: hold the loop until the
+        # store is closed on the main loop.
+        loop.call_soon(lambda: (queued.set(), closed.wait(10)))
+        return (await asyncio.gather(task, return_exceptions=True))[0]
+
+    thread_result = asyncio.create_task(asyncio.to_thread(asyncio.run, there()))
+    assert await asyncio.to_thread(queued.wait, 10)
+    await store.close()
+    closed.set()
+    result = await thread_result
+    assert isinstance(result, StoreClosed), result
+    assert committed_events(db_path) == []

@@ -417,9 +417,7 @@ class SqliteStore:
         does not undo or hide it: the save returns (or raises) as committed and the
         cancellation lands at the caller's next await.
         """
-        if self._conn is None:
-            raise StoreClosed("call store is not open")
-        if self.readonly:
+        if self.readonly:  # a closed store: StoreClosed, as the batch's outcome
             raise ReadOnlyStore(f"call store {self.path} was opened read-only")
         work = _save_of(record, event)
         try:
