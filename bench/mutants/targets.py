@@ -191,6 +191,10 @@ _FALLS_THROUGH = "the branches after it do not match this event: it returns 'app
 # Mutant key (Mutant.key: path, scope, the line's text and column, the change) → why no test
 # can tell it from the original. Counted apart, never run.
 EQUIVALENT: dict[str, str] = {
+    'src/voice_call/store/group_commit.py:W: `W = TypeVar("W")  # one queued write`@12:'
+    " \"W\" -> ('')": ("a TypeVar's name is for type checkers and reprs only"),
+    'src/voice_call/store/group_commit.py:R: `R = TypeVar("R")  # what a committed write returns`'
+    "@12: \"R\" -> ('')": ("a TypeVar's name is for type checkers and reprs only"),
     "src/voice_call/store/sqlite.py:_apply: `if stored < len(save.transcript):`@11:"
     " stored < len(save.transcript) -> (stored <= len(save.transcript))": (
         "when as many entries are stored as the record has, the insert gets no rows: a no-op"

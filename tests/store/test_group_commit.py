@@ -89,6 +89,15 @@ async def test_a_lone_save_still_commits_at_once(store: SqliteStore, db_path: Pa
     assert committed_events(db_path) == [("c1", "k1")]
 
 
+async def test_a_lone_save_returns_without_yielding_to_the_loop(store: SqliteStore) -> None:
+    """Nothing else can join its batch, so it commits inside the call (no loop turn)."""
+    await asyncio.sleep(0)  # let whatever the fixture left ready run first
+    save = store.save(make_record("c1"), event("c1", key="k1"))
+    with pytest.raises(StopIteration) as done:
+        save.send(None)
+    assert done.value.value is not None and done.value.value.seq == 1
+
+
 async def test_transcript_appends_see_earlier_saves_of_the_batch(store: SqliteStore) -> None:
     trace = Statements(store)
     two = make_record("c1", transcript=[entry(0), entry(1)])
@@ -371,4 +380,5 @@ async def test_a_batch_queued_on_another_loop_fails_closed_when_the_store_closes
     closed.set()
     result = await thread_result
     assert isinstance(result, StoreClosed), result
+    assert str(result) == "call store is not open"
     assert committed_events(db_path) == []
