@@ -113,17 +113,20 @@ class Slot:
     """One request's place under the limit (a class, not a generator context manager: this is
     on every webhook's path)."""
 
-    __slots__ = ("_counts", "_key", "admitted")
+    __slots__ = ("_counts", "_key", "_limit", "admitted")
 
     def __init__(self, counts: dict[str, int], key: str, limit: int) -> None:
         self._counts = counts
         self._key = key
-        held = counts.get(key, 0)
-        self.admitted = held < limit
-        if self.admitted:
-            counts[key] = held + 1
+        self._limit = limit
+        self.admitted = False
 
     def __enter__(self) -> bool:
+        """Taken here, not when made, so a slot never entered holds nothing."""
+        held = self._counts.get(self._key, 0)
+        self.admitted = held < self._limit
+        if self.admitted:
+            self._counts[self._key] = held + 1
         return self.admitted
 
     def __exit__(self, *_: object) -> None:
