@@ -30,6 +30,7 @@ class BackgroundServer:
         port: int = 0,
         lifespan: Literal["auto", "on", "off"] = "auto",
         ws: str | type[asyncio.Protocol] = "websockets-sansio",
+        keep_alive_s: int = 5,
     ) -> None:
         self._config = uvicorn.Config(
             app,
@@ -38,6 +39,7 @@ class BackgroundServer:
             log_level="warning",
             lifespan=lifespan,
             ws=ws,
+            timeout_keep_alive=keep_alive_s,
         )
         self._server = _HostSignals(self._config)
         self._task: asyncio.Task[None] | None = None

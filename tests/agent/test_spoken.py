@@ -128,6 +128,20 @@ def test_replies(reply: str, said: str) -> None:
     assert collapse(streamed(reply, list(range(len(reply))))) == said  # one char at a time
 
 
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        # the braces inside the inline field's value are not an object without `spoken`
+        ('spoken output follows "spoken": "{}"', "{}"),
+        ('Answer: "spoken": "Use {name} here."', "Use {name} here."),
+        ('{"data": {"spoken": "We open at nine."}}', "We open at nine."),  # nested
+        ('{"mood": "calm", "data": {"tone": "warm"}}', ""),
+    ],
+)
+def test_an_object_without_a_text_field_does_not_hide_an_inline_one(reply: str, said: str) -> None:
+    assert extract_spoken(reply) == said
+
+
 def test_the_contract_asks_for_the_spoken_object() -> None:
     assert '{"spoken": ' in CONTRACT
 

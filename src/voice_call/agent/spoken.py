@@ -97,14 +97,20 @@ def _from_json(text: str) -> str | None:
     first, last = stripped.find("{"), stripped.rfind("}")
     if 0 <= first < last:
         candidates.append(stripped[first : last + 1])
+    any_object = False
     for candidate in candidates:
         value = _parse_object(candidate)
         if value is not None:
-            return _spoken_field(value)
+            spoken = _spoken_field(value)
+            if spoken is not None:
+                return spoken
+            any_object = True
+    # An object without a text field does not end the search: the braces found may sit inside
+    # an inline `"spoken": "{}"`, or the field may be nested (`{"data": {"spoken": …}}`).
     inline = _INLINE.search(text)
     if inline is not None:
         return _json_string(inline.group(1))
-    return None
+    return "" if any_object else None  # JSON, but nothing to say: never read the object aloud
 
 
 def _parse_object(candidate: str) -> dict[str, Any] | None:
@@ -117,12 +123,12 @@ def _parse_object(candidate: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _spoken_field(obj: dict[str, Any]) -> str:
+def _spoken_field(obj: dict[str, Any]) -> str | None:
     for name in SPOKEN_FIELDS:
         value = obj.get(name)
         if isinstance(value, str):
             return value
-    return ""  # JSON, but nothing to say: never read the object itself aloud
+    return None
 
 
 def _json_string(body: str) -> str:

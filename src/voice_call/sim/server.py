@@ -13,6 +13,11 @@ from typing import Any, Self
 
 from voice_call.asgi_server import BackgroundServer
 
+# How long an idle client connection stays open. A real carrier's API keeps one open well past
+# httpx's 5 s pool expiry; at uvicorn's default of 5 s the server could close a connection at
+# the instant our client reuses it, and the request fails unsent (a ReadError, seen in CI).
+IDLE_KEEP_ALIVE_S = 60
+
 
 class LoopbackService(ABC):
     """`async with service:` serves `asgi_app()` on 127.0.0.1 (a free port unless told one)."""
@@ -45,7 +50,11 @@ class LoopbackService(ABC):
     async def start(self) -> str:
         await self._on_start()
         self._server = BackgroundServer(
-            self.asgi_app(), host=self._host, port=self._port, lifespan="off"
+            self.asgi_app(),
+            host=self._host,
+            port=self._port,
+            lifespan="off",
+            keep_alive_s=IDLE_KEEP_ALIVE_S,
         )
         return await self._server.start()
 
