@@ -208,6 +208,43 @@ async def test_a_cancelled_save_still_commits_and_says_so(
     assert committed_events(db_path) == [("c1", "k1")]
 
 
+async def test_a_save_cancelled_ahead_in_its_batch_leaves_the_others_settled(
+    store: SqliteStore, db_path: Path
+) -> None:
+    """The first save of a batch is cancelled after the batch's flush was scheduled and before
+    it ran: the flush still settles every later save of the batch (none is left waiting)."""
+    first = asyncio.create_task(store.save(make_record("c1"), event("c1", key="k1")))
+    second = asyncio.create_task(store.save(make_record("c2"), event("c2", key="k2")))
+    await asyncio.sleep(0)  # both queued in one batch; its flush runs next
+    first.cancel()  # its future is cancelled before the flush settles it
+    logged = await asyncio.wait_for(second, 2)
+    assert logged is not None and logged.seq == 2
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert committed_events(db_path) == [("c1", "k1"), ("c2", "k2")]
+
+
+async def test_the_last_save_of_a_batch_commits_it_without_waiting_a_loop_turn(
+    store: SqliteStore,
+) -> None:
+    """A save that joins a batch when nothing else can (the batch's flush is the next thing
+    the loop runs) commits the batch inside its own call instead of waiting for the flush."""
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    async def joiner() -> None:
+        loop.call_soon(order.append, "next loop step")  # runs after the flush in the queue
+        await store.save(make_record("c2"), event("c2", key="k2"))
+        order.append("joiner returned")
+
+    first = asyncio.create_task(store.save(make_record("c1"), event("c1", key="k1")))
+    await asyncio.sleep(0)  # `first` queued its batch; the flush is scheduled behind us
+    await joiner()  # nothing is left to run before the flush but the joiner itself
+    await first
+    assert order[0] == "joiner returned", order
+    assert store.group_commit.batch_sizes == {2: 1}
+
+
 async def test_a_cancelled_duplicate_still_raises_its_duplicate(store: SqliteStore) -> None:
     await store.save(make_record("c1"), event("c1", key="k1"))
     seen: list[object] = []
