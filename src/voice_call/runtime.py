@@ -195,10 +195,11 @@ class Runtime:
 
     @functools.cached_property
     def call_control(self) -> ManagerControl:
-        """What a realtime voice bridge may do to its call (realtime/control.py)."""
+        """What a realtime voice bridge may do to its call (realtime/control.py): in a cluster
+        its hang-up, speech and digits run at the call's owner (the router)."""
         from voice_call.realtime.control import ManagerControl
 
-        return ManagerControl(self.config, self.manager, self.media)
+        return ManagerControl(self.config, self.manager, self.media, actions=self.router)
 
     @property
     def port(self) -> int:

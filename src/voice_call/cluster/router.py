@@ -4,7 +4,9 @@ Each call has one owner (cluster/ownership.py), whose CallManager holds what liv
 memory: continue turns, auto-reply runs, the greeting, timers, the per-call lock. Any instance
 takes any webhook or RPC; the router finds the call's owner and either applies the event or
 command here (this instance owns it, or just took it over from a dead owner) or hands it to the
-owner over the channel (ops "event", "command", "end-after-drop") and returns its answer.
+owner over the channel (ops "event", "command", "end-after-drop", "call-action") and returns its
+answer. A realtime bridge's actions on its call (hang up, speak, digits: realtime/control.py)
+run at the owner the same way, wherever the bridge holds the stream.
 
 An owner that does not answer is waited for, up to its key's lifetime and a second: once its key
 is gone it is dead, and the call is taken over here (`CallManager.adopt`: restore's decision,
@@ -26,7 +28,7 @@ from voice_call.cluster.channel import Unreachable
 from voice_call.cluster.instance import INSTANCE_TTL_S
 from voice_call.cluster.ownership import Claim
 from voice_call.commands import POLL_SLACK_MS
-from voice_call.errors import NotFound, Unavailable
+from voice_call.errors import InvalidInput, NotFound, Unavailable
 from voice_call.manager.manager import CallManager
 from voice_call.models import CallEvent, CallRecord, CallState
 
@@ -35,6 +37,7 @@ log = logging.getLogger("voice_call.cluster.router")
 EVENT_OP = "event"
 COMMAND_OP = "command"
 END_OP = "end-after-drop"
+ACTION_OP = "call-action"  # a realtime bridge's end, speak or digits
 COMMAND_TIMEOUT_S = 30.0  # any command but a continue turn
 OWNER_WAIT_S = INSTANCE_TTL_S + 1.0  # a silent owner's key is gone by then if it died
 POLL_S = 0.2
@@ -76,6 +79,7 @@ class ClusterRouter:
         channel.handle(EVENT_OP, self._serve_event)
         channel.handle(COMMAND_OP, self._serve_command)
         channel.handle(END_OP, self._serve_end)
+        channel.handle(ACTION_OP, self._serve_action)
         manager.claim_new = self._take_new
         manager.claim = self._claim_at_start
         manager.owns = self._owns
@@ -134,6 +138,46 @@ class ClusterRouter:
             lambda: self.manager.end_after_stream_drop(call_id, reason),
             COMMAND_TIMEOUT_S,
         )
+
+    # ---------------------------------------------------------------- a bridge's actions
+
+    async def end(
+        self, call_id: str, reason: CallState = CallState.HANGUP_BOT, *, error: str | None = None
+    ) -> None:
+        """Hang the call up at its owner, `reason` and `error` kept on its record."""
+        await self._act(call_id, {"action": "end", "reason": reason.value, "error": error})
+
+    async def speak(self, call_id: str, message: str) -> None:
+        await self._act(call_id, {"action": "speak", "message": message})
+
+    async def send_dtmf(self, call_id: str, digits: str) -> None:
+        await self._act(call_id, {"action": "dtmf", "digits": digits})
+
+    async def _act(self, call_id: str, action: dict[str, Any]) -> None:
+        """Apply `action` at the call's owner; an unknown or ended call is answered here, as
+        on one instance (not found, not active, already ended)."""
+        record = await self.manager.store.get(call_id)
+        if record is None or record.terminal:
+            return await self._apply(call_id, action)
+        await self._at_owner(
+            call_id,
+            ACTION_OP,
+            {**action, "callId": call_id},
+            lambda: self._apply(call_id, action),
+            COMMAND_TIMEOUT_S,
+        )
+
+    async def _apply(self, call_id: str, action: dict[str, Any]) -> None:
+        kind = action.get("action")
+        if kind == "end":
+            reason = CallState(action["reason"])
+            await self.manager.end(call_id, reason, error=action.get("error"))
+        elif kind == "speak":
+            await self.manager.speak(call_id, str(action["message"]))
+        elif kind == "dtmf":
+            await self.manager.send_dtmf(call_id, str(action["digits"]))
+        else:
+            raise InvalidInput(f"unknown call action {kind!r}: expected end, speak or dtmf")
 
     # ---------------------------------------------------------------- ownership
 
@@ -272,6 +316,11 @@ class ClusterRouter:
         call_id = str(payload["callId"])
         await self._settled(call_id)
         await self.manager.end_after_stream_drop(call_id, CallState(payload["reason"]))
+
+    async def _serve_action(self, payload: dict[str, Any]) -> None:
+        call_id = str(payload["callId"])
+        await self._settled(call_id)
+        await self._apply(call_id, payload)
 
     # ---------------------------------------------------------------- commands and turns
 

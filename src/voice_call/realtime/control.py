@@ -1,6 +1,11 @@
 """`ManagerControl`: the `CallControl` a realtime voice bridge gets (realtime/tools.py), over
 the manager — the only writer of call state — the configured responder and the hook URL.
 
+What changes the call (hang up, speak, digits) goes through `CallActions`: the manager itself on
+one instance; in a cluster the router (runtime.py), which runs each at the call's owner — under
+its per-call lock, disarming its timers and running its end listeners — since the bridge runs
+where the stream is held, which may be another instance.
+
 - `end_call`: the manager hangs up (the bridge calls it once the goodbye has played).
 - `consult`: the responder (`responder.provider`: openai, hook, echo) answers the question as if
   the caller had just asked it, with the call's transcript and its session's earlier calls.
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -42,6 +47,18 @@ MAX_APOLOGY_WAIT_S = 20.0
 MAX_HOOK_ANSWER_BYTES = 64 * 1024
 
 
+class CallActions(Protocol):
+    """The call's state changes, applied where the call is owned (the manager's signatures)."""
+
+    async def end(
+        self, call_id: str, reason: CallState, /, *, error: str | None = None
+    ) -> None: ...
+
+    async def speak(self, call_id: str, message: str, /) -> None: ...
+
+    async def send_dtmf(self, call_id: str, digits: str, /) -> None: ...
+
+
 class ManagerControl:
     def __init__(
         self,
@@ -50,14 +67,17 @@ class ManagerControl:
         media: MediaSessions | None = None,
         *,
         http: httpx.AsyncClient | None = None,
+        actions: CallActions | None = None,
     ) -> None:
+        """`actions`: where the call's state changes run (default: `manager`, one instance)."""
         self.config = config
         self.manager = manager
         self.media = media
+        self.actions: CallActions = actions if actions is not None else manager
         self._http = http
 
     async def end_call(self, call_id: str, reason: EndReason) -> None:
-        await self.manager.end(call_id, reason)
+        await self.actions.end(call_id, reason)
 
     async def consult(self, call_id: str, question: str) -> str:
         responder = self.manager.responder
@@ -79,7 +99,7 @@ class ManagerControl:
 
     async def send_dtmf(self, call_id: str, digits: str) -> None:
         try:
-            await self.manager.send_dtmf(call_id, digits)
+            await self.actions.send_dtmf(call_id, digits)
         except VoiceCallError as exc:
             raise ToolError(exc.message) from None
 
@@ -103,17 +123,22 @@ class ManagerControl:
             raise ToolError("the tool's hook answered something that is not JSON") from None
 
     async def end_with_apology(self, call_id: str, apology: str, error: str) -> None:
+        # The stream is held here (the bridge runs where it is), so it is let go here.
         session = self.media.let_go(call_id) if self.media is not None else None
         if session is not None:
             await session.close()  # the carrier's own voice from here on
         started = time.monotonic()
         try:
-            await self.manager.speak(call_id, apology)
+            await self.actions.speak(call_id, apology)
         except VoiceCallError as exc:
             log.info("call %s: the apology was not said: %s", call_id, exc.message)
         else:
             await self._let_it_be_said(apology, started)
-        await self.manager.end(call_id, CallState.ERROR, error=error)
+        await self.actions.end(call_id, CallState.ERROR, error=error)
+        if self.media is not None and self.actions is not self.manager:
+            # Ended at another instance (its owner), whose end listeners ran there, not here:
+            # this instance forgets the call it let go (and any STT warmed for it) itself.
+            self.media.call_ended(call_id)
 
     async def _let_it_be_said(self, text: str, started: float) -> None:
         """Give the carrier's voice the time `text` takes to say, where the carrier never tells
