@@ -6,6 +6,16 @@ one JSON line with the port and each call's carrier id and stream token, and kee
 call's media session talking (one long reply after another). Commands on stdin, one per line:
 `reset` starts the measuring window, `report` prints its figures as JSON, `profile` does the
 same under cProfile (the top functions go to stderr), `quit` stops.
+
+As one of K workers (`bench/streams_workers.py`): `--redis URL` makes it a cluster instance on
+that Redis (shared tokenSecret, so any worker admits any call's socket), `--reuse-port --port P`
+binds the port the K workers share (SO_REUSEPORT, as `serve --workers` binds it), and
+`--worker I/K` places its share of the N calls (every K-th from I). A call's socket lands on
+whichever worker the kernel picks: each call is driven by the worker that placed it (its
+owner), whose `speak` reaches the worker holding the socket over the cluster channel when that
+is another one, as a conversation's replies do. The figures (lateness, frames, CPU) are those
+of the streams this worker holds; `report` carries the lateness histogram so the driver can
+merge the workers' figures.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from voice_call.media.playback import SessionClosed
 from voice_call.models import Mode
 from voice_call.runtime import Runtime
 from voice_call.server import serve as serve_module
-from voice_call.server.serve import start_background
+from voice_call.server.serve import RunningServer, start_background
 
 REPLY = (
     "Thanks for calling. Your appointment is on Tuesday at three in the afternoon. "
@@ -41,8 +51,16 @@ REPLY = (
 )
 
 
-def config(streams: int, port: int) -> dict[str, Any]:
+TOKEN_SECRET = "bench-streams-workers-token-secret-0123456789"
+PREFIX = "bench-streams"
+
+
+def config(streams: int, port: int, redis: str | None = None) -> dict[str, Any]:
+    cluster: dict[str, Any] = {}
+    if redis is not None:
+        cluster = {"store": {"backend": "redis", "url": redis, "prefix": PREFIX}}
     return {
+        **cluster,
         "provider": "mock",
         "serve": {"port": port},
         "maxConcurrentCalls": streams,
@@ -56,6 +74,7 @@ def config(streams: int, port: int) -> dict[str, Any]:
             "maxPendingConnections": streams + 16,
             "maxPendingConnectionsPerIp": streams + 16,
             "preStartTimeoutMs": 60_000,
+            **({"tokenSecret": TOKEN_SECRET} if redis is not None else {}),
         },
         "tts": {"provider": "fake", "providers": {"fake": {"firstChunkMs": 30, "chunkMs": 200}}},
     }
@@ -95,13 +114,13 @@ async def keep_talking(runtime: Runtime, call_id: str, offset_s: float, aligned:
     the calls' replies end at independent moments, as real calls' do; `aligned`: the whole reply
     every time, so all N replies end within the start spread of each other, every ~12 s (a
     stress case: N syntheses and their events at once)."""
-    session = await runtime.media.wait_for(call_id, 120)
+    session = await runtime.media.wait_for(call_id, 120)  # in a cluster, perhaps a proxy
     text = REPLY
     if not aligned:
         words = REPLY.split()
         text = " ".join(words[random.randrange(len(words)) :])
     if session is not None:
-        session._pacer.stats = WAKES
+        watch_pacer(session)
         await asyncio.sleep(offset_s)  # calls do not all start talking in the same instant
     while session is not None:
         try:
@@ -109,6 +128,19 @@ async def keep_talking(runtime: Runtime, call_id: str, offset_s: float, aligned:
         except SessionClosed:
             return
         text = REPLY
+
+
+def watch_pacer(session: object) -> None:
+    """Count the wake-ups of a stream held here (a proxy to another worker's has no pacer)."""
+    pacer = getattr(session, "_pacer", None)
+    if pacer is not None:
+        pacer.stats = WAKES
+
+
+def sparse(stats: LatenessStats) -> dict[str, Any]:
+    """The histogram's non-empty bins, with what `LatenessStats.merge` needs besides."""
+    bins = {index: n for index, n in enumerate(stats.counts) if n}
+    return {"bins": bins, "count": stats.count, "total": stats.total, "max": stats.max}
 
 
 class Window:
@@ -121,10 +153,20 @@ class Window:
         self.stats.__init__()  # type: ignore[misc]  # the outboxes hold this very object
         WAKES.__init__()  # type: ignore[misc]
         GC.reset()
+        for session in self.runtime.media._sessions.values():
+            watch_pacer(session)  # the streams held here that another worker drives
         self.cpu = time.process_time()
         self.wall = time.monotonic()
         self.frames = self._frames()
         self.inbound = self._inbound()
+        self.audio = self._audio()
+
+    def _audio(self) -> dict[str, int]:
+        return {call: s.audio_frames for call, s in self.runtime.media._sessions.items()}
+
+    def _speaking(self) -> int:
+        """Streams held here that sent speech in the window (whoever drives them)."""
+        return sum(n > self.audio.get(call, 0) for call, n in self._audio().items())
 
     def _inbound(self) -> int:
         return sum(s.inbound_frames for s in self.runtime.media._sessions.values())
@@ -154,6 +196,8 @@ class Window:
             "wake_p99_ms": WAKES.percentile(99) * 1000,
             "resyncs": sum(s._pacer.resyncs for s in sessions),
             "inbound": self._inbound() - self.inbound,
+            "speaking": self._speaking(),
+            "histogram": sparse(self.stats),
         }
 
 
@@ -179,13 +223,35 @@ def by_package(stats: pstats.Stats) -> str:
     return "own time by package:\n" + "\n".join(lines[:30])
 
 
-async def main(streams: int, port: int, spread_s: float, aligned: bool) -> None:
+async def start(runtime: Runtime, reuse_port: bool) -> RunningServer:
+    if not reuse_port:
+        return await start_background(runtime, announce=False)
+    # As a `serve --workers` worker binds: the port shared with the other workers.
+    return await serve_module._start(runtime, None, signals=False, announce=False, reuse_port=True)
+
+
+def share(streams: int, worker: str) -> int:
+    """How many of the `streams` calls worker I of K (`I/K`) places: every K-th from I."""
+    index, _, count = worker.partition("/")
+    return len(range(int(index), streams, int(count)))
+
+
+async def main(
+    streams: int,
+    port: int,
+    spread_s: float,
+    aligned: bool,
+    *,
+    redis: str | None = None,
+    reuse_port: bool = False,
+    worker: str = "0/1",
+) -> None:
     with tempfile.TemporaryDirectory() as home:
-        runtime = Runtime(parse_config(config(streams, port), env={}), Path(home))
-        server = await start_background(runtime, announce=False)
+        runtime = Runtime(parse_config(config(streams, port, redis), env={}), Path(home))
+        server = await start(runtime, reuse_port)
         try:
             calls = []
-            for _ in range(streams):
+            for _ in range(share(streams, worker)):
                 record = await runtime.manager.initiate(
                     to="+15555550123", message="Hi", mode=Mode.CONVERSATION
                 )
@@ -243,6 +309,9 @@ if __name__ == "__main__":
     parser.add_argument("--spread", type=float, default=2.0, help="start replies within N s")
     parser.add_argument("--ws", default=None, help="uvicorn's ws implementation (a comparison)")
     parser.add_argument("--aligned", action="store_true", help="all replies end together")
+    parser.add_argument("--redis", default=None, help="a cluster instance on this Redis")
+    parser.add_argument("--reuse-port", action="store_true", help="share --port (SO_REUSEPORT)")
+    parser.add_argument("--worker", default="0/1", help="I/K: place every K-th call from I")
     args = parser.parse_args()
     if args.ws:
         serve_module.WS_PROTOCOL = args.ws
@@ -256,4 +325,14 @@ if __name__ == "__main__":
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(args.streams, args.port, args.spread, args.aligned))
+        runner.run(
+            main(
+                args.streams,
+                args.port,
+                args.spread,
+                args.aligned,
+                redis=args.redis,
+                reuse_port=args.reuse_port,
+                worker=args.worker,
+            )
+        )
