@@ -187,6 +187,29 @@ _ALTCHARS = (
 )
 _LOG_WORDING = "names the action in a logged warning only (quiet=True): wording, not behaviour"
 _FALLS_THROUGH = "the branches after it do not match this event: it returns 'applied' anyway"
+# group commit: changes that cost a loop turn or a handle, or guard what asyncio rules out
+_COST_ONLY_LONE = (
+    "a lone save then opens a batch, and the joiner's check finds its flush next in the ready "
+    "queue and commits at once: the same commit, one handle more"
+)
+_STALE_FLUSH = (
+    "the flush left scheduled finds no batch, or commits the next one a loop turn early: "
+    "every save's outcome is unchanged"
+)
+_DONE_FUTURE = "it falls through to awaiting the future, which is done: the same result, no yield"
+_STRICT = "commit returns one outcome per write (its contract): zip never sees unequal lengths"
+_SETTLED_FIRST = (
+    "a cancelled save reaches _outlive only after its batch settled it: the flush is scheduled "
+    "when the batch opens, before any of its tasks can be cancelled and woken, and asyncio runs "
+    "ready callbacks in order, so the loop that waits for an unsettled batch never runs"
+)
+_SUPPRESS_ORDER = "suppress() takes its exception types in any order"
+_RETRIEVED = (
+    "the task's wake-up already read the failed future's result, so asyncio has nothing left "
+    "to report as never retrieved"
+)
+_IN_A_TASK = "submit is always awaited inside a task: current_task() is never None there"
+_NONE_IS_FALSE = "falling off the end returns None, which the callers read as False"
 
 # Mutant key (Mutant.key: path, scope, the line's text and column, the change) → why no test
 # can tell it from the original. Counted apart, never run.
@@ -195,6 +218,34 @@ EQUIVALENT: dict[str, str] = {
     " \"W\" -> ('')": ("a TypeVar's name is for type checkers and reprs only"),
     'src/voice_call/store/group_commit.py:R: `R = TypeVar("R")  # what a committed write returns`'
     "@12: \"R\" -> ('')": ("a TypeVar's name is for type checkers and reprs only"),
+    "src/voice_call/store/group_commit.py:GroupCommit.submit: `if _runs_next(loop, "
+    "None):  # a batch of one: committed at once, as before batching`@15: _runs_nex"
+    "t(loop, None) -> (_runs_next(None, loop))": _COST_ONLY_LONE,
+    "src/voice_call/store/group_commit.py:GroupCommit.submit: `batch.flush.cancel()"
+    "`@12: batch.flush.cancel() -> pass": _STALE_FLUSH,
+    "src/voice_call/store/group_commit.py:GroupCommit.submit: `return queued.future"
+    ".result()`@12: return queued.future.result() -> pass": _DONE_FUTURE,
+    "src/voice_call/store/group_commit.py:GroupCommit.flush: `for queued, outcome i"
+    "n zip(queue, outcomes, strict=True):`@59: True -> (False)": _STRICT,
+    "src/voice_call/store/group_commit.py:GroupCommit._outlive: `if queued.future.c"
+    "ancelled():`@15: queued.future.cancelled() -> not (queued.future.cancelled())": _SETTLED_FIRST,
+    "src/voice_call/store/group_commit.py:GroupCommit._outlive: `with contextlib.su"
+    "ppress(asyncio.CancelledError, Exception):`@17: contextlib.suppress(asyncio.Ca"
+    "ncelledError, Exception) -> (contextlib.suppress(Exception, asyncio.CancelledE"
+    "rror))": _SUPPRESS_ORDER,
+    "src/voice_call/store/group_commit.py:GroupCommit._outlive: `await queued.futur"
+    "e`@16: await queued.future -> pass": _SETTLED_FIRST,
+    "src/voice_call/store/group_commit.py:GroupCommit._outlive: `queued.future.exce"
+    "ption()  # retrieved: asyncio must not log it as forgotten`@12: queued.future."
+    "exception() -> pass": _RETRIEVED,
+    "src/voice_call/store/group_commit.py:GroupCommit._outlive: `raise cancelled`@1"
+    "2: raise cancelled -> pass": _IN_A_TASK,
+    "src/voice_call/store/group_commit.py:_runs_next: `return False`@8: return Fals"
+    "e -> pass": _NONE_IS_FALSE,
+    "src/voice_call/store/group_commit.py:_runs_next: `return True`@8: return True "
+    "-> pass": _COST_ONLY_LONE,
+    "src/voice_call/store/group_commit.py:_runs_next: `return True`@15: True -> (Fa"
+    "lse)": _COST_ONLY_LONE,
     "src/voice_call/store/sqlite.py:_apply: `if stored < len(save.transcript):`@11:"
     " stored < len(save.transcript) -> (stored <= len(save.transcript))": (
         "when as many entries are stored as the record has, the insert gets no rows: a no-op"

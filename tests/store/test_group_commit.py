@@ -5,8 +5,9 @@ a save still returns only once committed — through cancellation and close too.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.store.contract import entry, event, make_record
 from voice_call.models import CallRecord
 from voice_call.store.base import DuplicateEvent, LoggedEvent, StoreClosed
 from voice_call.store.checkpoint import CheckpointPolicy
+from voice_call.store.group_commit import BatchInterrupted, GroupCommit, _runs_next
 from voice_call.store.sqlite import SqliteStore
 
 
@@ -243,6 +245,75 @@ async def test_the_last_save_of_a_batch_commits_it_without_waiting_a_loop_turn(
     await first
     assert order[0] == "joiner returned", order
     assert store.group_commit.batch_sizes == {2: 1}
+
+
+async def test_a_cancellation_with_a_message_is_delivered_again(store: SqliteStore) -> None:
+    async def caller() -> None:
+        await store.save(make_record("c1"), event("c1", key="k1"))
+        await asyncio.sleep(0)  # the re-delivered cancellation lands here
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)  # its save is queued in a batch
+    task.cancel("the caller hung up")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+
+
+async def test_a_failed_write_cancelled_before_it_resumed_leaves_no_unretrieved_error(
+    store: SqliteStore,
+) -> None:
+    """The batch failed the write (a duplicate) and then its task was cancelled before it
+    resumed: the task gets the duplicate, and asyncio has no forgotten exception to log."""
+    await store.save(make_record("c1"), event("c1", key="k1"))
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    try:
+        task = asyncio.create_task(store.save(make_record("c1"), event("c1", key="k1")))
+        await asyncio.sleep(0)  # queued in a batch
+        await asyncio.sleep(0)  # the batch ran: the write failed, the task has not resumed
+        task.cancel()
+        with pytest.raises(DuplicateEvent):
+            await task
+        del task
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+def test_a_loop_that_cannot_show_its_ready_queue_never_commits_ahead_of_its_flush() -> None:
+    """On a loop without CPython's `_ready` (uvloop) every batch waits for its flush."""
+
+    class OtherLoop:
+        pass
+
+    assert _runs_next(OtherLoop(), None) is False  # type: ignore[arg-type]
+
+
+class Interrupt(BaseException):
+    """Not an Exception: what KeyboardInterrupt or SystemExit is to a batch's commit."""
+
+
+async def test_an_interrupted_batch_fails_each_of_its_writes_and_re_raises() -> None:
+    """A commit interrupted by a BaseException may or may not have happened: every write of the
+    batch is told so (none is left waiting) and the interruption goes on up."""
+    loop = asyncio.get_running_loop()
+    group: GroupCommit[str, str] = GroupCommit()
+
+    def commit(works: Sequence[str]) -> list[str | Exception]:
+        raise Interrupt("stop")
+
+    writes = [asyncio.create_task(group.submit(loop, w, commit)) for w in ("a", "b")]
+    await asyncio.sleep(0)  # both queued; their batch's flush is scheduled
+    group._batches[loop].flush.cancel()  # run it here, where the interruption can be caught
+    with pytest.raises(Interrupt):
+        group.flush(loop, commit)
+    for write in writes:
+        with pytest.raises(BatchInterrupted, match=r"interrupted by Interrupt\('stop'\)"):
+            await asyncio.wait_for(write, 1)
+    assert loop not in group._batches
 
 
 async def test_a_cancelled_duplicate_still_raises_its_duplicate(store: SqliteStore) -> None:
