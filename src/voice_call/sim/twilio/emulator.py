@@ -23,7 +23,7 @@ StatusCallbackEvent (repeated), StatusCallbackMethod, Timeout, TimeLimit, Machin
 SendDigits (pressed once answered: in `callee.digits`) →
 201; GET / POST (Url | Twiml redirect, Status=completed|canceled, StatusCallback) / DELETE
 Calls/{CallSid}.json. Errors: 401 20003, 404 20404, 400 21201/21211/21212/21213/21205/21200,
-400 21220 (redirecting an ended call).
+400 21609 (a StatusCallback that is not a URL), 400 21220 (redirecting an ended call).
 
 - `script` picks each call's CalleeScript: outbound calls by the `To` number, inbound calls by
   the caller's `From` number (there the simulated person is the caller). Outcomes: answer

@@ -33,6 +33,9 @@ AMD_TIMEOUT_RANGE = (3, 59)
 MAX_TWIML_CHARS = 4000
 DEFAULT_TIME_LIMIT_S = 14400  # [M] 4 h, the documented default
 CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
+# Twilio's code for a StatusCallback that is not a URL ("invalid statusCallbackUrl … ErrorCode=
+# 21609" in the example notification of shared/reference/openapi/twilio_api_v2010.json)
+INVALID_STATUS_CALLBACK = 21609
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _SEND_DIGITS = re.compile(r"[0-9#*w]{1,32}")
 _CALLS = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls\.json$")
@@ -258,7 +261,7 @@ def parse_create(form: Form) -> CreateCall:
         method=_method(form, "Method"),
         fallback_url=_url(form, "FallbackUrl"),
         fallback_method=_method(form, "FallbackMethod"),
-        status_callback=_url(form, "StatusCallback", 21502),
+        status_callback=_url(form, "StatusCallback", INVALID_STATUS_CALLBACK),
         status_callback_method=_method(form, "StatusCallbackMethod"),
         status_callback_events=events or frozenset({"completed"}),  # Twilio's default
         timeout=max(1, min(timeout, MAX_TIMEOUT_S)),
@@ -284,7 +287,7 @@ def parse_update(form: Form) -> UpdateCall:
         twiml=twiml or None,
         method=_method(form, "Method"),
         status=status,
-        status_callback=_url(form, "StatusCallback", 21502),
+        status_callback=_url(form, "StatusCallback", INVALID_STATUS_CALLBACK),
         status_callback_method=_method(form, "StatusCallbackMethod"),
     )
 
