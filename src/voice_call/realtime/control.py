@@ -135,6 +135,10 @@ class ManagerControl:
         else:
             await self._let_it_be_said(apology, started)
         await self.actions.end(call_id, CallState.ERROR, error=error)
+        if self.media is not None and self.actions is not self.manager:
+            # Ended at another instance (its owner), whose end listeners ran there, not here:
+            # this instance forgets the call it let go (and any STT warmed for it) itself.
+            self.media.call_ended(call_id)
 
     async def _let_it_be_said(self, text: str, started: float) -> None:
         """Give the carrier's voice the time `text` takes to say, where the carrier never tells
