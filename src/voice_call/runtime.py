@@ -110,12 +110,6 @@ class Runtime:
             # Built now (a missing key fails at start) and handed to the provider.
             self.provider.attach_media(self.media)
             self.manager.end_listeners.append(self.media.call_ended)
-        if self.feed is not None:
-            # A call that ended at another instance (its owner): what this one holds for it
-            # goes too. Not the router's listener: the owner key is the owner's to release.
-            self.feed.end_listeners.append(self.turns.call_ended)
-            if config.streaming.enabled or config.realtime.enabled:
-                self.feed.end_listeners.append(self.media.call_ended)
         self.rpc_token = ""
         self.restored: dict[str, int] = {}
         self._state = "new"

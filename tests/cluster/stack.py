@@ -129,9 +129,8 @@ async def _nowhere(event: CallEvent) -> str:
 
 def cluster_config(redis: RedisServer, prefix: str, **overrides: Any) -> Any:
     store = {"backend": "redis", "url": redis.url, "prefix": prefix}
-    streaming = {"tokenSecret": SECRET, **overrides.pop("streaming", {})}
     overrides = {"toNumber": "+15555550123", **overrides}
-    return server_config(store=store, streaming=streaming, **overrides)
+    return server_config(store=store, streaming={"tokenSecret": SECRET}, **overrides)
 
 
 @asynccontextmanager

@@ -6,37 +6,29 @@ The Redis store appends each event to the Stream `P:events` with the id `<seq>-0
 reconnect resumes exactly where it left off: no gap) and hands each entry to the bus, which
 gives watchers each seq once and in order whether it was logged here or elsewhere
 (manager/bus.py `follow`).
-
-It also tells `end_listeners` of each call whose log reaches an end state, wherever it ended: an
-instance may hold something for a call another instance owns (STT warmed at the instance the
-carrier's answer reached), and the owner's manager runs its end listeners at the owner only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from voice_call.manager.bus import EventBus
-from voice_call.models import TERMINAL_STATES
 from voice_call.store.redis import logged_event
 
 log = logging.getLogger("voice_call.cluster.feed")
 BLOCK_MS = 1_000  # one XREAD waits this long for news (well under the client's socket timeout)
 BATCH = 500
 RETRY_S = 0.5  # after a Redis error, wait this long before reading again
-ENDED = frozenset(state.value for state in TERMINAL_STATES)  # a logged entry's state: call over
 
 
 class EventFeed:
     """`await start()` before the manager logs anything (so nothing logged after is missed),
-    `await stop()` at shutdown. `end_listeners` must be idempotent: every entry logged after a
-    call's end tells them again, and the calls that ended here come back through the feed."""
+    `await stop()` at shutdown."""
 
     def __init__(
         self,
@@ -56,7 +48,6 @@ class EventFeed:
         self._last = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.end_listeners: list[Callable[[str], None]] = []  # told each ended call's id
 
     async def start(self) -> None:
         """Follow the log from its current end (a Redis error here propagates). Idempotent."""
@@ -108,12 +99,3 @@ class EventFeed:
                         log.warning("event feed: entry %s skipped, unreadable: %r", entry_id, exc)
                         continue
                     self._bus.deliver(event)
-                    if event.state in ENDED:
-                        self._call_ended(event.call_id)
-
-    def _call_ended(self, call_id: str) -> None:
-        for listener in self.end_listeners:
-            try:
-                listener(call_id)
-            except Exception:  # one listener's bug must not stop the feed, nor the others
-                log.exception("event feed: an end listener failed for call %s", call_id)
